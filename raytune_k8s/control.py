@@ -1,0 +1,62 @@
+"""Experiment-level stop rules Katib has and Tune lacks: the objective ``goal`` and
+``maxFailedTrialCount``. One object is both a Tune Callback (it watches trials) and a Stopper
+(Tune asks it every loop whether to stop everything)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune import Callback, Stopper
+from ray.tune.experiment import Trial
+
+from .spec import Objective
+
+GOAL_REACHED = "GoalReached"
+MAX_FAILED = "MaxFailedTrialsReached"
+
+
+class ExperimentControl(Callback, Stopper):
+    """Stops the experiment once the goal is met or too many trials have failed."""
+
+    def __init__(self, objective: Objective, max_failed_trials: int):
+        self.objective = objective
+        self.max_failed_trials = max_failed_trials
+        self.reason: str | None = None
+
+    # ---- Callback: recomputed from the trials themselves, so it also holds after a restore
+
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if self.reason:
+            return
+        failed = sum(t.status == Trial.ERROR for t in trials)
+        if failed > self.max_failed_trials:
+            self.reason = MAX_FAILED
+            return
+        best = best_value(trials, self.objective)
+        if best is not None and self.objective.reached(best):
+            self.reason = GOAL_REACHED
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        value = result.get(self.objective.metric)
+        if not self.reason and value is not None and self.objective.reached(float(value)):
+            self.reason = GOAL_REACHED
+
+    # ---- Stopper
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.reason is not None
+
+
+def best_value(trials: list[Trial], objective: Objective) -> float | None:
+    """The best objective value any trial has reported so far (Katib's max/min strategy)."""
+    values = [
+        t.metric_analysis[objective.metric][objective.mode]
+        for t in trials
+        if objective.metric in t.metric_analysis
+    ]
+    if not values:
+        return None
+    return max(values) if objective.mode == "max" else min(values)

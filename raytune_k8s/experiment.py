@@ -1,0 +1,149 @@
+"""An experiment end to end: spec -> searcher, scheduler, trainable -> Tuner -> summary.
+
+``prepare`` does every check that can fail before anything starts; ``run`` and ``resume``
+connect to Ray, run (or continue) the Tuner and write ``<storage>/<name>/summary.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ray import tune
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
+
+from .control import ExperimentControl
+from .progress import ProgressLine
+from .runtime import ray_session
+from .search import create_searcher
+from .space import SearchSpace
+from .spec import ExperimentSpec, SpecError, parse_cpu, parse_memory, parse_spec
+from .stopping import create_scheduler
+from .summary import SPEC_FILE, build_summary, trial_rows, write_summary
+from .trials import resolve_trainable
+
+SpecSource = str | os.PathLike[str] | Mapping[str, Any] | ExperimentSpec
+
+
+class ExperimentExistsError(RuntimeError):
+    """The experiment directory already holds an experiment (resume it instead)."""
+
+
+@dataclass
+class Plan:
+    """Everything an experiment needs, built and checked before Ray starts."""
+
+    spec: ExperimentSpec
+    searcher: Searcher
+    scheduler: TrialScheduler | None
+    trainable: Callable[..., Any]
+
+
+def default_storage() -> Path:
+    return Path(os.environ.get("RAYTUNE_K8S_STORAGE", "~/ray_results")).expanduser()
+
+
+def load_spec(source: SpecSource) -> ExperimentSpec:
+    """Parse and fully check a spec (algorithm, early stopping and trial included)."""
+    return prepare(source).spec
+
+
+def prepare(source: SpecSource, searcher: Searcher | None = None) -> Plan:
+    spec = parse_spec(source if not isinstance(source, os.PathLike) else Path(source))
+    space = SearchSpace.from_spec(spec)
+    built_searcher = create_searcher(spec.algorithm, space, spec.objective)
+    scheduler = create_scheduler(spec.early_stopping)
+    metrics = [spec.objective.metric, *spec.objective.additional_metrics]
+    trainable = resolve_trainable(spec.trial, space.names, metrics)
+    if searcher is not None:  # a Python user's own Ray Tune searcher
+        searcher.set_search_properties(spec.objective.metric, spec.objective.mode, {})
+        built_searcher = searcher
+    return Plan(spec, built_searcher, scheduler, trainable)
+
+
+def trial_resources(spec: ExperimentSpec) -> dict[str, float]:
+    res = spec.trial.resources
+    out = {"cpu": parse_cpu(res.cpu), "gpu": float(res.gpu)}
+    if res.memory is not None:
+        out["memory"] = float(parse_memory(res.memory))
+    return out
+
+
+def run(
+    spec: SpecSource,
+    *,
+    address: str | None = None,
+    storage_path: str | os.PathLike[str] | None = None,
+    resume_if_exists: bool = False,
+    searcher: Searcher | None = None,
+) -> dict[str, Any]:
+    """Run a tuning experiment and return its summary (also written to ``summary.json``)."""
+    plan = prepare(spec, searcher)
+    storage = Path(storage_path).expanduser().resolve() if storage_path else default_storage()
+    experiment_dir = storage / plan.spec.name
+    if experiment_dir.exists() and any(experiment_dir.iterdir()):
+        if resume_if_exists and (experiment_dir / SPEC_FILE).exists():
+            return resume(experiment_dir, address=address)
+        raise ExperimentExistsError(
+            f"{experiment_dir} already holds an experiment; continue it with "
+            f"'raytune-k8s resume {experiment_dir}', or choose another name or --storage-path"
+        )
+    with ray_session(address):
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        (experiment_dir / SPEC_FILE).write_text(plan.spec.to_yaml())
+        control = ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials)
+        tuner = tune.Tuner(
+            tune.with_resources(plan.trainable, trial_resources(plan.spec)),
+            tune_config=tune.TuneConfig(
+                metric=plan.spec.objective.metric,
+                mode=plan.spec.objective.mode,
+                search_alg=plan.searcher,
+                scheduler=plan.scheduler,
+                num_samples=plan.spec.max_trials,
+                max_concurrent_trials=plan.spec.parallel_trials,
+            ),
+            run_config=tune.RunConfig(
+                name=plan.spec.name,
+                storage_path=str(storage),
+                stop=control,
+                callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials)],
+                failure_config=tune.FailureConfig(max_failures=plan.spec.trial.retries),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                verbose=1,
+            ),
+        )
+        return _fit_and_summarize(tuner, plan.spec, experiment_dir)
+
+
+def resume(experiment_dir: str | os.PathLike[str], *, address: str | None = None) -> dict[str, Any]:
+    """Continue an interrupted experiment; finished trials are kept, not run again."""
+    experiment_dir = Path(experiment_dir).expanduser().resolve()
+    spec_file = experiment_dir / SPEC_FILE
+    if not spec_file.exists():
+        raise SpecError("", f"{experiment_dir} holds no raytune-k8s experiment ({SPEC_FILE} is missing)")
+    plan = prepare(spec_file)
+    with ray_session(address):
+        tuner = tune.Tuner.restore(
+            str(experiment_dir),
+            trainable=tune.with_resources(plan.trainable, trial_resources(plan.spec)),
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
+        return _fit_and_summarize(tuner, plan.spec, experiment_dir)
+
+
+def _fit_and_summarize(tuner: tune.Tuner, spec: ExperimentSpec, experiment_dir: Path) -> dict[str, Any]:
+    start = time.monotonic()
+    try:
+        tuner.fit()
+    finally:
+        # Whatever happened, record what the finished trials produced.
+        rows = trial_rows(experiment_dir, spec)
+        summary = build_summary(spec, rows, wall_s=time.monotonic() - start, experiment_dir=experiment_dir)
+        write_summary(experiment_dir, summary)
+    return summary

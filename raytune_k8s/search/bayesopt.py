@@ -1,0 +1,133 @@
+"""Gaussian-process Bayesian optimisation on bayes_opt's public suggest/register API.
+
+Ray 2.60's ``BayesOptSearch`` breaks on bayes_opt >= 2 (ray issue 49845), so this adapter talks
+to ``bayes_opt.BayesianOptimization`` directly. Every parameter is searched as a coordinate in
+[0, 1] (log-warped where the distribution is log, rounded onto steps, ints and choices), which
+keeps the GP on plain floats. Trials still running are handled constant-liar style
+(``bayes_opt.acquisition.ConstantLiar``), so parallel suggestions spread out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from typing import Any
+
+import numpy as np
+from bayes_opt import BayesianOptimization, acquisition
+
+from ..space import SearchSpace
+from ..spec import Objective
+from ..settings import Settings
+from .stateful import StatefulSearcher
+
+
+class BayesOptSearcher(StatefulSearcher):
+    """GP-BO over the unit cube of the search space; maximises (negates for ``min``)."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        metric: str,
+        mode: str,
+        *,
+        seed: int | None = None,
+        init_points: int = 5,
+        acq: str = "ucb",
+        kappa: float = 2.576,
+        xi: float = 0.01,
+    ):
+        super().__init__(metric=metric, mode=mode)
+        self._space = space
+        self._init_points = init_points
+        self._acq_args = (acq, kappa, xi, seed)
+        self._optimizer = self._new_optimizer()
+        self._pending: dict[str, dict[str, float]] = {}
+        self._suggested = 0
+
+    def _new_optimizer(self) -> BayesianOptimization:
+        acq, kappa, xi, seed = self._acq_args
+        base: acquisition.AcquisitionFunction
+        if acq == "ei":
+            base = acquisition.ExpectedImprovement(xi=xi, random_state=seed)
+        elif acq == "poi":
+            base = acquisition.ProbabilityOfImprovement(xi=xi, random_state=seed)
+        else:
+            base = acquisition.UpperConfidenceBound(kappa=kappa, random_state=seed)
+        return BayesianOptimization(
+            f=None,
+            pbounds={name: (0.0, 1.0) for name in self._space.names},
+            acquisition_function=acquisition.ConstantLiar(base, strategy="max", random_state=seed),
+            random_state=seed,
+            verbose=0,
+            allow_duplicate_points=True,
+        )
+
+    # ---- Searcher API
+
+    def suggest(self, trial_id: str) -> dict[str, Any]:
+        if self._suggested < self._init_points or len(self._optimizer.space) == 0:
+            unit = self._optimizer.random_sample(1)[0]
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # sklearn convergence chatter
+                unit = self._optimizer.suggest()
+        unit = {k: float(v) for k, v in unit.items()}
+        self._pending[trial_id] = unit
+        self._suggested += 1
+        return {d.name: d.from_unit(unit[d.name]) for d in self._space}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        unit = self._pending.pop(trial_id, None)
+        if unit is None or error or not result or self.metric not in result:
+            return
+        value = float(result[self.metric])
+        if not np.isfinite(value):
+            return
+        self._optimizer.register(params=unit, target=value if self.mode == "max" else -value)
+
+    @property
+    def observations(self) -> int:
+        """How many results the GP has been given."""
+        return len(self._optimizer.space)
+
+    # ---- state
+
+    def get_state(self) -> dict:
+        fd, path = tempfile.mkstemp(suffix=".json")
+        os.close(fd)
+        try:
+            self._optimizer.save_state(path)
+            with open(path) as f:
+                optimizer = json.load(f)
+        finally:
+            os.unlink(path)
+        return {"optimizer": optimizer, "pending": dict(self._pending), "suggested": self._suggested}
+
+    def set_state(self, state: dict) -> None:
+        self._optimizer = self._new_optimizer()
+        if state["optimizer"]["params"]:
+            fd, path = tempfile.mkstemp(suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump(state["optimizer"], f)
+            try:
+                self._optimizer.load_state(path)
+            finally:
+                os.unlink(path)
+        self._pending = dict(state["pending"])
+        self._suggested = state["suggested"]
+
+
+def create(space: SearchSpace, objective: Objective, settings: Settings) -> BayesOptSearcher:
+    return BayesOptSearcher(
+        space,
+        objective.metric,
+        objective.mode,
+        seed=settings.optional_integer("random_state"),
+        init_points=settings.integer("n_initial_points", 5, minimum=1),
+        acq=settings.choice("acq_func", "ucb", ["ucb", "ei", "poi"]),
+        kappa=settings.number("kappa", 2.576, low=0.0),
+        xi=settings.number("xi", 0.01, low=0.0),
+    )

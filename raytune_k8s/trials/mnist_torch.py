@@ -1,0 +1,91 @@
+"""MNIST in PyTorch: an MLP (``model: mlp``) or a small CNN (``model: cnn``).
+
+Same parameters and metrics as the MXNet trial: ``lr``, ``num-layers``, ``num-hidden``,
+``optimizer`` (sgd|adam|adagrad|rmsprop), ``batch-size``, ``num-epochs``, ``seed``,
+``data-dir``; reports ``Train-accuracy`` and ``Validation-accuracy`` every epoch, with a
+checkpoint, and resumes from the last one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoints import latest_checkpoint, report_with_checkpoint
+from .data import load_mnist
+
+OPTIMIZERS = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adagrad": torch.optim.Adagrad,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+def build_model(kind: str, num_layers: int, num_hidden: int) -> nn.Module:
+    if kind == "cnn":
+        convs: list[nn.Module] = [nn.Unflatten(1, (1, 28, 28))]
+        channels = 1
+        for i in range(max(1, min(num_layers, 3))):
+            convs += [nn.Conv2d(channels, 16 * 2**i, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            channels = 16 * 2**i
+        side = 28 // 2 ** max(1, min(num_layers, 3))
+        return nn.Sequential(*convs, nn.Flatten(), nn.Linear(channels * side * side, 10))
+    if kind != "mlp":
+        raise ValueError(f"model must be 'mlp' or 'cnn', got {kind!r}")
+    layers: list[nn.Module] = []
+    width = 784
+    for _ in range(num_layers):
+        layers += [nn.Linear(width, num_hidden), nn.ReLU()]
+        width = num_hidden
+    return nn.Sequential(*layers, nn.Linear(width, 10))
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def train(config: dict[str, Any]) -> None:
+    optimizer_name = str(config.get("optimizer", "sgd"))
+    if optimizer_name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer_name!r}")
+    epochs = int(config.get("num-epochs", 10))
+    batch_size = int(config.get("batch-size", 64))
+    torch.manual_seed(int(config.get("seed", 0)))
+    data = load_mnist(config.get("data-dir"))
+    model = build_model(str(config.get("model", "mlp")), int(config.get("num-layers", 2)), int(config.get("num-hidden", 128)))
+    optimizer = OPTIMIZERS[optimizer_name](model.parameters(), lr=float(config.get("lr", 0.01)))
+    loss_fn = nn.CrossEntropyLoss()
+
+    first_epoch = 0
+    with latest_checkpoint() as (directory, state):
+        if directory is not None:
+            saved = torch.load(directory / "model.pt", weights_only=True)
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            first_epoch = state["epoch"]
+
+    train_x, train_y = torch.from_numpy(data.train_x), torch.from_numpy(data.train_y)
+    val_x, val_y = torch.from_numpy(data.val_x), torch.from_numpy(data.val_y)
+    generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
+    for epoch in range(first_epoch, epochs):
+        model.train()
+        correct = 0
+        for idx in torch.randperm(len(train_y), generator=generator).split(batch_size):
+            out = model(train_x[idx])
+            loss = loss_fn(out, train_y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            correct += (out.argmax(1) == train_y[idx]).sum().item()
+
+        def save(path: Path) -> None:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path / "model.pt")
+
+        metrics = {"epoch": epoch + 1, "Train-accuracy": correct / len(train_y), "Validation-accuracy": _accuracy(model, val_x, val_y)}
+        report_with_checkpoint(metrics, {"epoch": epoch + 1}, save)

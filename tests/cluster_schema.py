@@ -1,0 +1,229 @@
+"""Offline helpers for tests/test_cluster_manifests.py.
+
+* ``load_docs`` / ``render``: read cluster/ manifests and render a kustomize overlay in Python
+  (resources, ``namespace:`` and JSON6902 ``patches:`` on named targets, which is all that
+  cluster/ uses), so the tests need neither kubectl nor kustomize.
+* ``crd_validator``: a jsonschema validator for a KubeRay kind, built from the CRD's
+  ``openAPIV3Schema`` and made as strict as the API server: unknown fields are errors
+  (structural schemas prune them; a typo would silently vanish), and
+  ``x-kubernetes-int-or-string`` is spelled out as ``anyOf`` integer/string.
+* ``parse_quantity`` and ``containers``: for the quota and security checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLUSTER_DIR = REPO_ROOT / "cluster"
+
+# Kinds that kustomize's namespace transformer leaves alone.
+CLUSTER_SCOPED_KINDS = frozenset(
+    {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding",
+     "CustomResourceDefinition", "StorageClass", "PersistentVolume"}
+)
+
+CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
+
+
+def crds_dir() -> Path:
+    """KubeRay CRDs: $RAYTUNE_K8S_CRDS_DIR, else ../shared/crds beside the repository."""
+    env = os.environ.get("RAYTUNE_K8S_CRDS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "crds"
+
+
+# libyaml's loader when PyYAML has it: the CRDs are 40k lines.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_docs(path: Path) -> list[dict[str, Any]]:
+    """All non-empty YAML documents of a file."""
+    with open(path, encoding="utf-8") as f:
+        return [doc for doc in yaml.load_all(f, Loader=_LOADER) if doc is not None]
+
+
+# --------------------------------------------------------------------------- kustomize
+
+SUPPORTED_KUSTOMIZATION_KEYS = frozenset({"apiVersion", "kind", "namespace", "resources", "patches"})
+SUPPORTED_TARGET_KEYS = frozenset({"group", "version", "kind", "name"})
+
+
+class RenderError(ValueError):
+    """The overlay uses a kustomize feature this renderer does not implement, or a patch fails."""
+
+
+def render(kustomization_dir: Path) -> list[dict[str, Any]]:
+    """Render a kustomization the way ``kubectl kustomize`` does, for the subset cluster/ uses."""
+    kdir = Path(kustomization_dir)
+    kust = load_docs(kdir / "kustomization.yaml")[0]
+    unsupported = set(kust) - SUPPORTED_KUSTOMIZATION_KEYS
+    if unsupported:
+        raise RenderError(f"{kdir}: kustomization keys not supported by the test renderer: {sorted(unsupported)}")
+
+    docs: list[dict[str, Any]] = []
+    for entry in kust.get("resources", []):
+        path = kdir / entry
+        docs.extend(render(path) if path.is_dir() else load_docs(path))
+
+    for patch in kust.get("patches", []):
+        if set(patch) != {"path", "target"} or set(patch["target"]) - SUPPORTED_TARGET_KEYS:
+            raise RenderError(f"{kdir}: only JSON6902 patch files with a group/version/kind/name target: {patch}")
+        targets = [doc for doc in docs if _matches(doc, patch["target"])]
+        if len(targets) != 1:
+            raise RenderError(f"{kdir}: patch target {patch['target']} matches {len(targets)} objects")
+        ops = load_docs(kdir / patch["path"])[0]
+        try:
+            apply_json6902(targets[0], ops)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise RenderError(f"{kdir / patch['path']}: {exc}") from exc
+
+    if "namespace" in kust:
+        for doc in docs:
+            if doc["kind"] not in CLUSTER_SCOPED_KINDS:
+                doc["metadata"]["namespace"] = kust["namespace"]
+    return docs
+
+
+def _matches(doc: dict[str, Any], target: dict[str, str]) -> bool:
+    group, _, version = doc["apiVersion"].rpartition("/")
+    actual = {"group": group, "version": version, "kind": doc["kind"], "name": doc["metadata"]["name"]}
+    return all(actual[key] == value for key, value in target.items())
+
+
+def apply_json6902(doc: Any, ops: list[dict[str, Any]]) -> None:
+    """Apply RFC 6902 ``test``, ``replace``, ``add`` and ``remove`` operations in place."""
+    for op in ops:
+        tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
+        if not tokens:
+            raise ValueError(f"whole-document paths are not supported: {op}")
+        parent = doc
+        for token in tokens[:-1]:
+            parent = parent[int(token)] if isinstance(parent, list) else parent[token]
+        last = tokens[-1]
+        index: Any = last
+        if isinstance(parent, list):
+            index = len(parent) if (last == "-" and op["op"] == "add") else int(last)
+        kind = op["op"]
+        if kind == "test":
+            if parent[index] != op["value"]:
+                raise ValueError(f"test failed at {op['path']}: {parent[index]!r} != {op['value']!r}")
+        elif kind == "replace":
+            parent[index]  # must exist: KeyError/IndexError otherwise
+            parent[index] = op["value"]
+        elif kind == "add":
+            if isinstance(parent, list):
+                parent.insert(index, op["value"])
+            else:
+                parent[index] = op["value"]
+        elif kind == "remove":
+            del parent[index]
+        else:
+            raise ValueError(f"unsupported JSON6902 op {kind!r}")
+
+
+# --------------------------------------------------------------------------- CRD schemas
+
+
+def structural(schema: dict[str, Any]) -> dict[str, Any]:
+    """Turn a CRD openAPIV3Schema into a JSON schema that rejects what the API server drops.
+
+    * ``x-kubernetes-int-or-string: true`` -> ``anyOf: [integer, string]`` (no ``type``);
+    * ``nullable: true`` -> ``null`` added to the type;
+    * an object with ``properties`` but no ``additionalProperties`` and no
+      ``x-kubernetes-preserve-unknown-fields`` gets ``additionalProperties: false``: the API server
+      prunes unknown fields there, so a misspelled field would be lost without a word.
+    Other ``x-kubernetes-*`` keys are annotations jsonschema ignores; CEL rules
+    (``x-kubernetes-validations``) are not evaluated here.
+    """
+    node = copy.deepcopy(schema)
+    _structural_in_place(node)
+    return node
+
+
+def _structural_in_place(node: dict[str, Any]) -> None:
+    if node.get("x-kubernetes-int-or-string"):
+        node.pop("type", None)
+        node.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    if node.get("nullable") and isinstance(node.get("type"), str):
+        node["type"] = [node["type"], "null"]
+    if ("properties" in node and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")):
+        node["additionalProperties"] = False
+    for sub in node.get("properties", {}).values():
+        _structural_in_place(sub)
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(node.get(key), dict):
+            _structural_in_place(node[key])
+    for key in ("anyOf", "allOf", "oneOf"):
+        for sub in node.get(key, []):
+            _structural_in_place(sub)
+
+
+@functools.cache
+def crd_validator(kind: str, version: str = "v1") -> jsonschema.protocols.Validator:
+    """A validator for ``kind`` (RayCluster, RayJob) from the CRD in crds_dir()."""
+    crd = load_docs(crds_dir() / CRD_FILES[kind])[0]
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    return jsonschema.Draft202012Validator(structural(served["schema"]["openAPIV3Schema"]))
+
+
+def crd_errors(doc: dict[str, Any]) -> list[str]:
+    """Every schema violation of a RayCluster/RayJob, as 'path: message' lines."""
+    validator = crd_validator(doc["kind"], doc["apiVersion"].rpartition("/")[2])
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
+
+
+# --------------------------------------------------------------------------- pods
+
+
+_SUFFIXES = {
+    "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+}
+
+
+def parse_quantity(value: str | int | float) -> Decimal:
+    """A Kubernetes quantity ('500m', '4Gi', 2, '1.5') as a Decimal in base units."""
+    text = str(value)
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if text.endswith(suffix):
+            return Decimal(text[: -len(suffix)]) * _SUFFIXES[suffix]
+    return Decimal(text)
+
+
+def containers(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Every container a manifest will run: (where, container, its pod spec).
+
+    Walks any pod template (``containers`` / ``initContainers`` lists), and yields a RayCluster's
+    autoscaler sidecar (``spec.autoscalerOptions``), which KubeRay adds to the head pod (so its
+    pod spec is the head's).
+    """
+    def walk(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+        if isinstance(node, dict):
+            for key in ("containers", "initContainers"):
+                if isinstance(node.get(key), list):
+                    for c in node[key]:
+                        yield f"{where}.{key}[{c.get('name')}]", c, node
+            for key, value in node.items():
+                if key not in ("containers", "initContainers"):
+                    yield from walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                yield from walk(value, f"{where}[{i}]")
+
+    name = f"{doc['kind']}/{doc['metadata']['name']}"
+    yield from walk(doc.get("spec", {}), name)
+    if doc["kind"] == "RayCluster" and doc["spec"].get("enableInTreeAutoscaling"):
+        head_pod = doc["spec"]["headGroupSpec"]["template"]["spec"]
+        yield f"{name}.autoscalerOptions", doc["spec"].get("autoscalerOptions", {}), head_pod
