@@ -29,7 +29,7 @@ def trial_rows(experiment_dir: Path, spec: ExperimentSpec) -> list[dict[str, Any
     names = [metric, *spec.objective.additional_metrics]
     rows = []
     for trial in analysis.trials:
-        df = analysis.trial_dataframes.get(trial.storage.trial_fs_path)
+        df = analysis.trial_dataframes.get(trial.trial_id)
         best_metrics: dict[str, Any] = {}
         objective = None
         if df is not None and metric in df and df[metric].notna().any():
@@ -111,10 +111,11 @@ def _status(trial: Trial) -> str:
 
 
 def _error_line(trial: Trial) -> str | None:
-    if trial.status != Trial.ERROR or not trial.error_file:
+    filename = trial.run_metadata.error_filename
+    if trial.status != Trial.ERROR or not filename:
         return None
     try:
-        text = Path(trial.error_file).read_text().strip().splitlines()
+        text = (Path(trial.storage.trial_fs_path) / filename).read_text().strip().splitlines()
     except OSError:
         return "error (no error file)"
     lines = [line for line in text if line.strip() and not line.startswith((" ", "Traceback", "\t"))]

@@ -67,7 +67,7 @@ def render(kustomization_dir: Path) -> list[dict[str, Any]]:
     kust = load_docs(kdir / "kustomization.yaml")[0]
     unsupported = set(kust) - SUPPORTED_KUSTOMIZATION_KEYS
     if unsupported:
-        raise RenderError(f"{kdir}: kustomization keys not supported by the test renderer: {sorted(unsupported)}")
+        raise RenderError(f"{kdir}: kustomization keys the test renderer lacks: {sorted(unsupported)}")
 
     docs: list[dict[str, Any]] = []
     for entry in kust.get("resources", []):
@@ -76,7 +76,7 @@ def render(kustomization_dir: Path) -> list[dict[str, Any]]:
 
     for patch in kust.get("patches", []):
         if set(patch) != {"path", "target"} or set(patch["target"]) - SUPPORTED_TARGET_KEYS:
-            raise RenderError(f"{kdir}: only JSON6902 patch files with a group/version/kind/name target: {patch}")
+            raise RenderError(f"{kdir}: only JSON6902 patch files with a g/v/kind/name target: {patch}")
         targets = [doc for doc in docs if _matches(doc, patch["target"])]
         if len(targets) != 1:
             raise RenderError(f"{kdir}: patch target {patch['target']} matches {len(targets)} objects")

@@ -16,6 +16,7 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ import yaml
 
 try:  # tests/ may or may not be a package
     from . import cluster_schema as cs
-except ImportError:
+except ImportError:  # not a package: the helper module sits beside this file
+    if str(Path(__file__).resolve().parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
     import cluster_schema as cs
 
 CLUSTER = cs.CLUSTER_DIR
@@ -83,6 +86,13 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 def q(value: Any) -> Decimal:
     return cs.parse_quantity(value)
+
+
+def ray_pods(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pod specs of a RayCluster: the head's, then each worker group's."""
+    spec = cluster["spec"]
+    workers = [group["template"]["spec"] for group in spec["workerGroupSpecs"]]
+    return [spec["headGroupSpec"]["template"]["spec"], *workers]
 
 
 def pod_total(pod_containers: list[dict[str, Any]], field: str, resource: str) -> Decimal:
@@ -180,10 +190,10 @@ def test_ray_resources_match_kuberay_crds(source, rendered, crds):
     failures = []
     for doc in ray_docs:
         failures += [f"{ident(doc)}: {err}" for err in cs.crd_errors(doc)]
-        # The CRD leaves metadata to the API server: check it as ObjectMeta.
+        # The CRD leaves metadata to the API server: check it as ObjectMeta (of any built-in kind).
+        as_configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]}
         try:
-            kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]},
-                                         k8s_version(), strict=True)
+            kubernetes_validate.validate(as_configmap, k8s_version(), strict=True)
         except kubernetes_validate.ValidationError as exc:
             failures.append(f"{ident(doc)} metadata: {exc}")
     assert not failures, f"KubeRay CRD ({crds}) violations:\n" + "\n".join(failures)
@@ -301,7 +311,8 @@ def test_quota_arithmetic(tenant, rendered):
         assert one(docs, "PriorityClass", name)["preemptionPolicy"] == "Never"
 
     head_containers = head_pod["containers"] + [cluster["autoscalerOptions"]]
-    trials, control = quota_for_class(docs, TRIAL_CLASS)["spec"]["hard"], quota_for_class(docs, HEAD_CLASS)["spec"]["hard"]
+    trials = quota_for_class(docs, TRIAL_CLASS)["spec"]["hard"]
+    control = quota_for_class(docs, HEAD_CLASS)["spec"]["hard"]
     assert q(trials["requests.cpu"]) == expected["trial_vcpu"]
 
     for field in ("requests", "limits"):
@@ -310,7 +321,7 @@ def test_quota_arithmetic(tenant, rendered):
             head = pod_total(head_containers, field, resource)
             assert head <= q(control[key]), f"head pod {key} {head} > control quota {control[key]}"
             workers = group["maxReplicas"] * pod_total(worker_pod["containers"], field, resource)
-            assert workers <= q(trials[key]), f"{group['maxReplicas']} workers {key} {workers} > {trials[key]}"
+            assert workers <= q(trials[key]), f"maxReplicas workers' {key} {workers} > {trials[key]}"
     assert int(control["pods"]) >= 1 and int(trials["pods"]) >= group["maxReplicas"]
 
     worker_cpu = pod_total(worker_pod["containers"], "limits", "cpu")
@@ -319,7 +330,7 @@ def test_quota_arithmetic(tenant, rendered):
     fit = min(math.floor(q(trials["limits.cpu"]) / worker_cpu),
               math.floor(q(trials["limits.memory"]) / worker_mem), int(trials["pods"]))
     assert group["minReplicas"] == 0
-    assert group["maxReplicas"] == fit == expected["trials"], "maxReplicas must use exactly the trial quota"
+    assert group["maxReplicas"] == fit == expected["trials"], "maxReplicas uses exactly the trial quota"
     assert expected["trials"] > expected["katib_trials"]
 
 
@@ -328,12 +339,13 @@ def test_no_pod_escapes_the_tenant_quota(tenant, rendered):
     """Pods of any other PriorityClass (or none) fall into a catch-all quota, and the LimitRange
     admits every Ray container while keeping limits == requests."""
     docs = rendered[tenant]
-    catch_all = [quota for quota in of_kind(docs, "ResourceQuota")
-                 if {"scopeName": "PriorityClass", "operator": "NotIn", "values": [TRIAL_CLASS, HEAD_CLASS]}
-                 in quota["spec"].get("scopeSelector", {}).get("matchExpressions", [])]
-    assert len(catch_all) == 1 and {"requests.cpu", "requests.memory"} <= set(catch_all[0]["spec"]["hard"])
-    objects = [quota["spec"]["hard"] for quota in of_kind(docs, "ResourceQuota") if "scopeSelector" not in quota["spec"]]
-    assert any(hard.get("count/rayclusters.ray.io") == "1" for hard in objects)
+    quotas = [quota["spec"] for quota in of_kind(docs, "ResourceQuota")]
+    everything_else = {"scopeName": "PriorityClass", "operator": "NotIn", "values": [TRIAL_CLASS, HEAD_CLASS]}
+    catch_all = [quota for quota in quotas
+                 if everything_else in quota.get("scopeSelector", {}).get("matchExpressions", [])]
+    assert len(catch_all) == 1 and {"requests.cpu", "requests.memory"} <= set(catch_all[0]["hard"])
+    unscoped = [quota["hard"] for quota in quotas if "scopeSelector" not in quota]
+    assert any(hard.get("count/rayclusters.ray.io") == "1" for hard in unscoped)
 
     (limits,) = one(docs, "LimitRange")["spec"]["limits"]
     assert limits["type"] == "Container"
@@ -342,7 +354,8 @@ def test_no_pod_escapes_the_tenant_quota(tenant, rendered):
     for doc in docs:
         for where, container, _pod in cs.containers(doc):
             for resource, maximum in limits["max"].items():
-                assert q(container["resources"]["limits"][resource]) <= q(maximum), f"{where} over LimitRange max"
+                limit = container["resources"]["limits"][resource]
+                assert q(limit) <= q(maximum), f"{where}: {resource} {limit} over the LimitRange max"
 
 
 def test_readme_quota_table_matches_the_manifests(rendered):
@@ -374,13 +387,12 @@ def test_security_defaults(source, rendered):
             assert not sc.get("capabilities", {}).get("add"), where
             seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {}))
             assert seccomp.get("type") == "RuntimeDefault", where
-        pod_specs = [pod for _w, _c, pod in cs.containers(doc)]
-        for pod in pod_specs:
+        for _where, _container, pod in cs.containers(doc):
             assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
 
     cluster = one(docs, "RayCluster")["spec"]
     assert cluster["authOptions"]["mode"] == "token"
-    assert cluster["authOptions"].get("secretName"), "the token lives in a Secret the tenant admin controls"
+    assert cluster["authOptions"].get("secretName"), "the token lives in a Secret the admin controls"
     assert cluster["headGroupSpec"]["serviceType"] == "ClusterIP"
     assert not cluster["headGroupSpec"].get("enableIngress")
     for service in of_kind(docs, "Service"):
@@ -399,7 +411,9 @@ def test_network_policy_admits_only_the_namespace_and_the_operator(source, rende
     default_deny = [p for p in policies if p["spec"]["podSelector"] == {}
                     and p["spec"]["policyTypes"] == ["Ingress"] and not p["spec"].get("ingress")]
     assert default_deny, "a default-deny ingress policy for the whole namespace"
-    head_labels = {"ray.io/cluster": one(rendered[source], "RayCluster")["metadata"]["name"], "ray.io/node-type": "head"}
+    cluster_name = one(rendered[source], "RayCluster")["metadata"]["name"]
+    head_labels = {"ray.io/cluster": cluster_name, "ray.io/node-type": "head"}
+    operator_namespace = {"matchLabels": {"kubernetes.io/metadata.name": OPERATOR_NAMESPACE}}
     for policy in policies:
         for rule in policy["spec"].get("ingress", []):
             assert rule.get("from"), f"{ident(policy)}: a rule without 'from' admits every source"
@@ -408,7 +422,7 @@ def test_network_policy_admits_only_the_namespace_and_the_operator(source, rende
                 if "namespaceSelector" not in peer:
                     continue  # a podSelector alone means: pods of this same namespace
                 # Only the KubeRay operator, only to the head's dashboard port.
-                assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": OPERATOR_NAMESPACE}}
+                assert peer["namespaceSelector"] == operator_namespace, ident(policy)
                 assert peer.get("podSelector", {}).get("matchLabels"), "operator pods only"
                 assert policy["spec"]["podSelector"] == {"matchLabels": head_labels}
                 assert rule.get("ports") == [{"protocol": "TCP", "port": 8265}]
@@ -424,12 +438,13 @@ def test_rbac_is_least_privilege(source, rendered):
             for field in ("verbs", "resources", "apiGroups"):
                 assert "*" not in rule[field], f"{ident(role)}: wildcard {field}"
             if "secrets" in rule["resources"]:
-                assert rule.get("resourceNames") and set(rule["verbs"]) == {"get"}, f"{ident(role)}: secrets"
+                assert rule.get("resourceNames"), f"{ident(role)}: secrets only by name"
+                assert set(rule["verbs"]) == {"get"}, f"{ident(role)}: secrets read-only"
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
 
     def verbs(role: str, resource: str, group: str = "") -> set[str]:
-        return {v for r in roles[role]["rules"] if resource in r["resources"] and group in r["apiGroups"]
-                for v in r["verbs"]}
+        rules = [r for r in roles[role]["rules"] if resource in r["resources"] and group in r["apiGroups"]]
+        return {verb for rule in rules for verb in rule["verbs"]}
 
     assert {"get", "list"} <= verbs("raytune-head", "resourcequotas")
     assert {"create", "get", "list", "delete"} <= verbs("raytune-tenant", "rayjobs", "ray.io")
@@ -437,23 +452,24 @@ def test_rbac_is_least_privilege(source, rendered):
     assert "get" in verbs("raytune-tenant", "resourcequotas")
     assert verbs("raytune-tenant", "pods/portforward") == {"create"}
     assert verbs("raytune-tenant", "pods/log") == {"get"}
-    for role in roles.values():  # nobody but the admin edits quotas, RBAC or network policy
+    admin_only = {"resourcequotas", "limitranges", "roles", "rolebindings", "networkpolicies", "rayclusters"}
+    for role in roles.values():  # nobody but the admin edits these
         for rule in role["rules"]:
-            if {"resourcequotas", "limitranges", "roles", "rolebindings", "networkpolicies"} & set(rule["resources"]):
+            if admin_only & set(rule["resources"]):
                 assert set(rule["verbs"]) <= {"get", "list", "watch"}, ident(role)
 
-    cluster = one(docs, "RayCluster")["spec"]
-    head_sa = cluster["headGroupSpec"]["template"]["spec"]["serviceAccountName"]
+    head_pod, *worker_pods = ray_pods(one(docs, "RayCluster"))
     head_binding = one(docs, "RoleBinding", "raytune-head")
     assert head_binding["roleRef"]["name"] == "raytune-head"
-    assert [s["name"] for s in head_binding["subjects"]] == [head_sa]
+    assert [s["name"] for s in head_binding["subjects"]] == [head_pod["serviceAccountName"]]
     accounts = {sa["metadata"]["name"] for sa in of_kind(docs, "ServiceAccount")}
-    assert head_sa in accounts and cluster["workerGroupSpecs"][0]["template"]["spec"]["serviceAccountName"] in accounts
+    assert {pod["serviceAccountName"] for pod in [head_pod, *worker_pods]} <= accounts
 
 
 def test_tenant_can_read_exactly_the_token_secret(rendered):
     secret_name = one(rendered["base"], "RayCluster")["spec"]["authOptions"]["secretName"]
-    (rule,) = [r for r in one(rendered["base"], "Role", "raytune-tenant")["rules"] if "secrets" in r["resources"]]
+    tenant_rules = one(rendered["base"], "Role", "raytune-tenant")["rules"]
+    (rule,) = [r for r in tenant_rules if "secrets" in r["resources"]]
     assert rule["resourceNames"] == [secret_name]
 
 
@@ -465,6 +481,7 @@ def test_rayjob_runs_on_the_tenant_cluster_and_resumes(source, rendered):
     docs = rendered[source]
     job, cluster = one(docs, "RayJob")["spec"], one(docs, "RayCluster")
     assert job["entrypoint"] == ENTRYPOINT
+    assert (cs.REPO_ROOT / ENTRYPOINT.split()[2]).is_file(), "the example the image carries in examples/"
     assert job["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
     assert "rayClusterSpec" not in job
     assert job["submissionMode"] in SUBMISSION_MODES - {"SidecarMode", "InteractiveMode"}
@@ -479,10 +496,9 @@ def test_experiments_volume_is_shared_by_head_and_workers(source, rendered):
     pvc = one(docs, "PersistentVolumeClaim")
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert f"--storage-path {EXPERIMENTS_MOUNT}" in one(docs, "RayJob")["spec"]["entrypoint"]
-    cluster = one(docs, "RayCluster")["spec"]
-    pods = [cluster["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]
-    for pod in pods:
-        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    for pod in ray_pods(one(docs, "RayCluster")):
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+                  for v in pod["volumes"] if "persistentVolumeClaim" in v}
         mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
         assert claims[mounts[EXPERIMENTS_MOUNT]] == pvc["metadata"]["name"]
 
@@ -492,18 +508,19 @@ def test_head_tells_raytune_k8s_its_namespace_and_quota(rendered):
         docs = rendered[tenant]
         head = one(docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e for e in head["env"]}
-        assert env["RAYTUNE_K8S_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        downward_namespace = {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        assert env["RAYTUNE_K8S_NAMESPACE"]["valueFrom"] == downward_namespace
         quota = one(docs, "ResourceQuota", env["RAYTUNE_K8S_RESOURCEQUOTA"]["value"])
         assert quota is quota_for_class(docs, TRIAL_CLASS)
 
 
 def test_autoscaler_v2_settings(rendered):
-    cluster = one(rendered["base"], "RayCluster")["spec"]
-    assert cluster["enableInTreeAutoscaling"] is True
-    options = cluster["autoscalerOptions"]
+    cluster = one(rendered["base"], "RayCluster")
+    assert cluster["spec"]["enableInTreeAutoscaling"] is True
+    options = cluster["spec"]["autoscalerOptions"]
     assert options["version"] == "v2" and options["upscalingMode"] == "Default"
     assert 0 < options["idleTimeoutSeconds"] <= 600
-    for pod in [cluster["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]:
+    for pod in ray_pods(cluster):
         assert pod.get("restartPolicy", "Never") == "Never", "autoscaler v2 wants restartPolicy Never"
 
 
@@ -521,29 +538,43 @@ def test_operator_chart_is_pinned():
     assert values["resources"]["requests"] == values["resources"]["limits"]
     assert values["securityContext"]["allowPrivilegeEscalation"] is False
     assert f"--namespace {OPERATOR_NAMESPACE}" in readme
+    # The setup walk-through in cluster/README.md installs the same version.
+    walk_through = (CLUSTER / "README.md").read_text()
+    assert set(re.findall(r"kuberay/kuberay-operator --version (\S+)", walk_through)) == {version}
 
 
 def test_image_recipe(rendered):
     image_dir = CLUSTER / "image"
     dockerfile = (image_dir / "Dockerfile").read_text()
-    instructions = [line.split(None, 1) for line in dockerfile.splitlines() if line and not line.startswith(("#", " "))]
-    cluster = one(rendered["base"], "RayCluster")["spec"]
-    assert ["FROM", f"rayproject/ray:{cluster['rayVersion']}-py311-cpu"] in instructions
+    # (instruction, argument) pairs; continuation lines start with a space.
+    instructions = [tuple(line.split(None, 1)) for line in dockerfile.splitlines()
+                    if line and not line.startswith(("#", " "))]
+    cluster = one(rendered["base"], "RayCluster")
+    assert ("FROM", f"rayproject/ray:{cluster['spec']['rayVersion']}-py311-cpu") in instructions
     users = [arg for op, arg in instructions if op == "USER"]
     assert users[-1].split(":")[0] == "1000", "the image runs as ray (uid 1000)"
-    copy_at = next(i for i, (op, arg) in enumerate(instructions) if op == "COPY" and arg.split()[-1] == "/src")
-    pip_at = next(i for i, (op, arg) in enumerate(instructions) if op == "RUN" and re.search(r"pip install .*/src\b", arg))
+    copy_at = next(i for i, (op, arg) in enumerate(instructions) if op == "COPY" and arg.endswith(" /src"))
+    pip_at = next(i for i, (op, arg) in enumerate(instructions)
+                  if op == "RUN" and re.search(r"pip install .*/src\b", arg))
     assert copy_at < pip_at
-    workdir = [arg for op, arg in instructions if op == "WORKDIR"][-1]
-    images = {c["image"] for _w, c, _p in cs.containers(one(rendered["base"], "RayCluster")) if "image" in c}
-    assert len(images) == 1
-    (image,) = images
+    (image,) = {c["image"] for _w, c, _p in cs.containers(cluster) if "image" in c}
     assert f"docker build -f cluster/image/Dockerfile -t {image} ." in dockerfile
-    for pod in [cluster["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]:
-        assert pod["containers"][0]["workingDir"] == workdir
+    workdir = [arg for op, arg in instructions if op == "WORKDIR"][-1]
+    for pod in ray_pods(cluster):
+        assert pod["containers"][0]["workingDir"] == workdir, "the RayJob's relative paths start there"
 
     # BuildKit reads <Dockerfile>.dockerignore beside the Dockerfile; it must keep what pip needs.
-    ignored = {line.strip() for line in (image_dir / "Dockerfile.dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignore_file = (image_dir / "Dockerfile.dockerignore").read_text()
+    ignored = {line.strip() for line in ignore_file.splitlines() if line.strip() and not line.startswith("#")}
     assert not ignored & {"pyproject.toml", "README.md", "raytune_k8s", "examples", "*.md", "*.toml"}
     assert ".git" in ignored
+
+
+def test_ray_version_matches_the_project_pin(rendered):
+    """Image, RayCluster and pyproject.toml agree on the Ray version."""
+    pyproject = cs.REPO_ROOT / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("no pyproject.toml")
+    pins = re.findall(r'"ray(?:\[[^\]]*\])?==([^"]+)"', pyproject.read_text())
+    assert pins, "pyproject.toml pins ray"
+    assert pins == [one(rendered["base"], "RayCluster")["spec"]["rayVersion"]]

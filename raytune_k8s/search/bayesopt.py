@@ -51,15 +51,15 @@ class BayesOptSearcher(StatefulSearcher):
         acq, kappa, xi, seed = self._acq_args
         base: acquisition.AcquisitionFunction
         if acq == "ei":
-            base = acquisition.ExpectedImprovement(xi=xi, random_state=seed)
+            base = acquisition.ExpectedImprovement(xi=xi)
         elif acq == "poi":
-            base = acquisition.ProbabilityOfImprovement(xi=xi, random_state=seed)
+            base = acquisition.ProbabilityOfImprovement(xi=xi)
         else:
-            base = acquisition.UpperConfidenceBound(kappa=kappa, random_state=seed)
+            base = acquisition.UpperConfidenceBound(kappa=kappa)
         return BayesianOptimization(
             f=None,
             pbounds={name: (0.0, 1.0) for name in self._space.names},
-            acquisition_function=acquisition.ConstantLiar(base, strategy="max", random_state=seed),
+            acquisition_function=acquisition.ConstantLiar(base, strategy="max"),
             random_state=seed,
             verbose=0,
             allow_duplicate_points=True,

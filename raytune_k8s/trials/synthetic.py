@@ -43,3 +43,14 @@ def branin(config: dict[str, Any]) -> dict[str, float]:
 def hartmann6(config: dict[str, Any]) -> dict[str, float]:
     time.sleep(float(config.get("sleep", 0)))
     return {"value": hartmann6_value([float(config[f"x{i}"]) for i in range(1, 7)])}
+
+
+def learning_curve(config: dict[str, Any]) -> None:
+    """A multi-step trial for early-stopping rules: ``accuracy`` climbs towards a ceiling that
+    is highest at ``lr`` = 0.01, one report per step (``steps``, default 9)."""
+    from ray import tune
+
+    quality = math.exp(-((math.log10(float(config["lr"])) + 2.0) ** 2))
+    for step in range(1, int(config.get("steps", 9)) + 1):
+        time.sleep(float(config.get("sleep", 0.05)))
+        tune.report({"accuracy": quality * (1.0 - math.exp(-step / 2.0)), "step": step})
