@@ -105,6 +105,7 @@ def run(
                 scheduler=plan.scheduler,
                 num_samples=plan.spec.max_trials,
                 max_concurrent_trials=plan.spec.parallel_trials,
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=plan.spec.name,

@@ -7,10 +7,13 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-import pytest
-import ray
+# Ray reads its authentication mode when it is imported: set it before the first `import ray`.
+os.environ["RAY_AUTH_MODE"] = "token"
 
-from raytune_k8s.localcluster import LocalRayHead
+import pytest  # noqa: E402
+import ray  # noqa: E402
+
+from raytune_k8s.localcluster import LocalRayHead  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,25 +21,17 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[LocalRayHead]:
     with LocalRayHead(num_cpus=2) as head:
-        saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
-        os.environ["RAY_AUTH_MODE"] = "token"
         os.environ.pop("RAY_ADDRESS", None)
         ray.init(address=head.address, log_to_driver=False)
         try:
             yield head
         finally:
             ray.shutdown()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
 
 @pytest.fixture
 def ray_connected(ray_head: LocalRayHead) -> LocalRayHead:
     """The session's Ray, connected in this process (other fixtures may have disconnected it)."""
     if not ray.is_initialized():
-        os.environ["RAY_AUTH_MODE"] = "token"
         ray.init(address=ray_head.address, log_to_driver=False)
     return ray_head

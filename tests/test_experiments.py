@@ -1,0 +1,123 @@
+"""Short real experiments on the session's Ray: every algorithm, every early-stopping rule, the
+goal and max-failed stops, command trials and the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import yaml
+
+import raytune_k8s
+from raytune_k8s.cli import main
+
+BRANIN_PARAMS = [
+    {"name": "x", "parameterType": "double", "feasibleSpace": {"min": -5, "max": 10, "step": 5}},
+    {"name": "y", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 15, "step": 7.5}},
+]
+
+
+def _branin(algorithm: str, **overrides):
+    spec = {
+        "name": f"branin-{algorithm}",
+        "objective": {"type": "minimize", "objectiveMetricName": "value"},
+        "algorithm": {"algorithmName": algorithm},
+        "parameters": BRANIN_PARAMS,
+        "parallelTrialCount": 2,
+        "maxTrialCount": 6,
+        "trial": {"trainable": "branin", "resources": {"cpu": 1}},
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.mark.parametrize("algorithm", ["random", "grid", "tpe", "bayesianoptimization"])
+def test_each_algorithm_completes_a_short_experiment(ray_connected, tmp_path, algorithm):
+    summary = raytune_k8s.run(_branin(algorithm), storage_path=tmp_path)
+    assert summary["status"] == "Succeeded"
+    assert summary["trials"] == 6 and summary["failed"] == 0
+    assert summary["best"]["metrics"]["value"] == min(r["objective"] for r in summary["trial_table"])
+    on_disk = json.loads((tmp_path / f"branin-{algorithm}" / "summary.json").read_text())
+    assert on_disk["best"] == summary["best"] and on_disk["wall_s"] > 0
+    if algorithm == "grid":  # the 4 x 3 grid capped at 6 trials, no point twice
+        points = {(r["params"]["x"], r["params"]["y"]) for r in summary["trial_table"]}
+        assert len(points) == 6
+
+
+def test_grid_smaller_than_max_trials_ends_when_exhausted(ray_connected, tmp_path):
+    summary = raytune_k8s.run(_branin("grid", maxTrialCount=20), storage_path=tmp_path)
+    assert (summary["status"], summary["reason"], summary["trials"]) == ("Succeeded", "SearchSpaceExhausted", 12)
+
+
+@pytest.mark.parametrize(
+    "rule, settings",
+    [
+        ("medianstop", [{"name": "start_step", "value": 2}, {"name": "min_trials_required", "value": 2}]),
+        ("asha", [{"name": "max_t", "value": 9}, {"name": "grace_period", "value": 1}, {"name": "reduction_factor", "value": 3}]),
+        ("hyperband", [{"name": "max_t", "value": 9}, {"name": "grace_period", "value": 1}]),
+    ],
+)
+def test_each_early_stopping_rule_stops_weak_trials(ray_connected, tmp_path, rule, settings):
+    spec = {
+        "name": f"curve-{rule}",
+        "objective": {"type": "maximize", "objectiveMetricName": "accuracy"},
+        "algorithm": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": 0}]},
+        "earlyStopping": {"algorithmName": rule, "algorithmSettings": settings},
+        "parameters": [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": 1e-5, "max": 1.0, "distribution": "logUniform"}}],
+        "parallelTrialCount": 2,
+        "maxTrialCount": 8,
+        "trial": {"function": "raytune_k8s.trials.synthetic:learning_curve", "fixedParameters": {"steps": 9}, "resources": {"cpu": 1}},
+    }
+    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    iterations = [r["iterations"] for r in summary["trial_table"]]
+    assert summary["status"] == "Succeeded" and summary["trials"] == 8
+    assert max(iterations) == 9, "the best trials run to the end"
+    assert min(iterations) < 9, f"{rule} stopped no trial early: {iterations}"
+
+
+def test_goal_reached_stops_the_experiment(ray_connected, tmp_path):
+    spec = _branin("random", maxTrialCount=30, objective={"type": "minimize", "objectiveMetricName": "value", "goal": 60})
+    spec["trial"]["fixedParameters"] = {"sleep": 0.5}
+    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    assert (summary["status"], summary["reason"]) == ("Succeeded", "GoalReached")
+    assert summary["best"]["metrics"]["value"] <= 60
+    assert len(summary["trial_table"]) < 30
+
+
+def test_max_failed_trials_stops_and_shows_errors(ray_connected, tmp_path, capsys):
+    spec = _branin("random", maxTrialCount=8, maxFailedTrialCount=1)
+    spec["trial"] = {"command": [sys.executable, "-c", "import sys; print('bad ${trialParameters.x}'); sys.exit(3)"], "resources": {"cpu": 1}}
+    path = tmp_path / "failing.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code = main(["run", str(path), "--storage-path", str(tmp_path)])
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "branin-random" / "summary.json").read_text())
+    assert code == 1
+    assert (summary["status"], summary["reason"]) == ("Failed", "MaxFailedTrialsReached")
+    assert summary["failed"] == 2 and len(summary["trial_table"]) < 8
+    assert all("exited with status 3" in t["error"] for t in summary["failed_trials"])
+    assert "failed:" in out and "exited with status 3" in out
+
+
+def test_command_trial_metrics_are_read_from_stdout(ray_connected, tmp_path, monkeypatch):
+    from .conftest import REPO
+
+    monkeypatch.chdir(REPO)  # the example's command names examples/quadratic.py relative to here
+    summary = raytune_k8s.run(REPO / "examples" / "quadratic-command.yaml", storage_path=tmp_path)
+    assert summary["status"] == "Succeeded" and summary["trials"] == 8
+    for row in summary["trial_table"]:
+        x, steps = row["params"]["x"], row["params"]["steps"]
+        assert row["iterations"] == steps  # one report per printed loss line
+        assert row["objective"] == pytest.approx((x - 1) ** 2 + 1 / steps, abs=1e-5)
+    assert summary["best"]["metrics"]["step"] >= 1
+
+
+def test_python_api_takes_a_yaml_string_and_refuses_to_overwrite(ray_connected, tmp_path):
+    text = yaml.safe_dump(_branin("random", maxTrialCount=2))
+    summary = raytune_k8s.run(text, storage_path=tmp_path)
+    assert summary["trials"] == 2
+    with pytest.raises(raytune_k8s.ExperimentExistsError, match="raytune-k8s resume"):
+        raytune_k8s.run(text, storage_path=tmp_path)
+    assert json.loads((tmp_path / "branin-random" / "summary.json").read_text())["trials"] == 2
+    assert main(["results", str(tmp_path / "branin-random")]) == 0
