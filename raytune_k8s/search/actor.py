@@ -1,0 +1,266 @@
+"""Searcher actors: an experiment's search algorithm runs in its own Ray actor.
+
+Katib runs one suggestion service per experiment; we run one actor. The actor hosts any Ray
+Tune ``Searcher`` (ours or a user's), keeps up to ``prefetch`` suggestions ready ahead of
+demand, computes them on a background thread while trials run, and folds results in as they
+arrive. The driver side, :class:`ActorSearcher`, never waits on the algorithm: ``suggest``
+hands out a ready suggestion (or None, "ask again"), ``on_trial_complete`` fires and forgets.
+
+Fault tolerance: after every change the actor snapshots its searcher (``Searcher.save``) and
+the snapshot rides back to the driver with the next suggestions. The driver keeps the latest
+snapshot plus every result it sent; if the actor dies, a new one is restored from the snapshot
+and the results it had not yet folded in are replayed, so no observation is lost. The same
+snapshot is what Tune saves with the experiment (``save``/``restore``), so ``Tuner.restore``
+(``raytune-k8s resume``) brings the searcher back too.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import threading
+import traceback
+from collections import deque
+from typing import Any
+
+import cloudpickle
+import ray
+from ray.exceptions import RayActorError
+from ray.tune.search import Searcher
+
+
+class SearcherHost:
+    """The actor body: one searcher, a background suggestion thread, an inbox of results."""
+
+    def __init__(self, searcher_bytes: bytes, prefetch: int, snapshot: bytes | None = None):
+        self._searcher: Searcher = cloudpickle.loads(searcher_bytes)
+        self._prefetch = max(1, prefetch)
+        self._cv = threading.Condition()
+        self._ready: deque[tuple[str, dict]] = deque()
+        self._inbox: deque[tuple[str, dict | None, bool]] = deque()
+        self._folded: set[str] = set()
+        self._next_key = 0
+        self._driver_buffered = 0
+        self._finished = False
+        self._starved = False  # the searcher returned None: wait for a result before asking again
+        self._error: str | None = None
+        self._version = 0
+        self._snapshot: bytes | None = None
+        if snapshot is not None:
+            self._load(snapshot)
+        self._take_snapshot()
+        threading.Thread(target=self._loop, name="searcher", daemon=True).start()
+
+    # ---- called by the driver (short, never wait for the searcher)
+
+    def take(self, known_version: int, driver_buffered: int) -> tuple[list, bool, tuple | None, str | None]:
+        """Ready suggestions, whether the search is finished, a newer snapshot, an error."""
+        with self._cv:
+            items = list(self._ready)
+            self._ready.clear()
+            self._driver_buffered = driver_buffered + len(items)
+            self._cv.notify_all()
+            snapshot = None if self._version == known_version else (self._version, self._snapshot, frozenset(self._folded))
+            return items, self._finished, snapshot, self._error
+
+    def complete(self, key: str, result: dict | None, error: bool) -> None:
+        with self._cv:
+            self._inbox.append((key, result, error))
+            self._cv.notify_all()
+
+    def observations(self) -> int:
+        """How many trial results the searcher has been given."""
+        with self._cv:
+            return len(self._folded)
+
+    # ---- the background thread: the only caller of the searcher
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    while not self._inbox and (self._finished or self._starved or self._full()):
+                        self._cv.wait()
+                    inbox = list(self._inbox)
+                    self._inbox.clear()
+                for key, result, error in inbox:
+                    if key not in self._folded:
+                        self._searcher.on_trial_complete(key, result=result, error=error)
+                        self._folded.add(key)
+                if inbox:
+                    self._starved = False
+                    self._take_snapshot()
+                with self._cv:
+                    want = not (self._finished or self._full())
+                if want:
+                    self._suggest_one()
+        except Exception:  # surfaced to the driver on its next take()
+            with self._cv:
+                self._error = traceback.format_exc()
+
+    def _full(self) -> bool:
+        return len(self._ready) + self._driver_buffered >= self._prefetch
+
+    def _suggest_one(self) -> None:
+        key = f"s{self._next_key}"
+        self._next_key += 1
+        config = self._searcher.suggest(key)
+        if config is None:
+            self._starved = True
+            return
+        self._take_snapshot(finished=config == Searcher.FINISHED)
+        with self._cv:
+            if config == Searcher.FINISHED:
+                self._finished = True
+            else:
+                self._ready.append((key, config))
+
+    # ---- state
+
+    def _take_snapshot(self, finished: bool | None = None) -> None:
+        fd, path = tempfile.mkstemp(prefix="searcher-")
+        os.close(fd)
+        try:
+            self._searcher.save(path)
+            with open(path, "rb") as f:
+                searcher_state = f.read()
+        finally:
+            os.unlink(path)
+        with self._cv:
+            state = {
+                "searcher": searcher_state,
+                "folded": set(self._folded),
+                "next_key": self._next_key,
+                "finished": self._finished if finished is None else finished,
+            }
+            self._snapshot = pickle.dumps(state)
+            self._version += 1
+
+    def _load(self, snapshot: bytes) -> None:
+        state = pickle.loads(snapshot)
+        fd, path = tempfile.mkstemp(prefix="searcher-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(state["searcher"])
+        try:
+            self._searcher.restore(path)
+        finally:
+            os.unlink(path)
+        self._folded = set(state["folded"])
+        self._next_key = state["next_key"]
+        self._finished = state["finished"]
+
+
+class ActorSearcher(Searcher):
+    """Driver-side stand-in for a searcher that lives in a :class:`SearcherHost` actor."""
+
+    def __init__(self, searcher: Searcher, *, prefetch: int, actor_options: dict[str, Any] | None = None):
+        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        self._template = searcher
+        self._prefetch = prefetch
+        self._actor_options = {"num_cpus": 0, **(actor_options or {})}
+        self._reset_runtime()
+        self._snapshot: tuple[int, bytes, frozenset] | None = None
+        self._results: dict[str, tuple[dict | None, bool]] = {}  # results not yet in a snapshot
+        self._assigned: dict[str, str] = {}  # trial_id -> suggestion key
+        self.restarts = 0
+
+    def _reset_runtime(self) -> None:
+        self._actor: Any = None
+        self._fetch: ray.ObjectRef | None = None
+        self._ready: deque[tuple[str, dict]] = deque()
+        self._finished = False
+
+    # ---- Searcher API
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        ok = self._template.set_search_properties(metric, mode, config, **spec)
+        self._metric, self._mode = self._template.metric, self._template.mode
+        return ok
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        self._poll()
+        if self._ready:
+            key, config = self._ready.popleft()
+            self._assigned[trial_id] = key
+            return config
+        return Searcher.FINISHED if self._finished else None
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        key = self._assigned.pop(trial_id, None)
+        if key is None:
+            return
+        self._results[key] = (result, error)
+        self._host().complete.remote(key, result, error)
+
+    # ---- talking to the actor
+
+    def _host(self) -> Any:
+        if self._actor is None:
+            snapshot = self._snapshot[1] if self._snapshot else None
+            remote = ray.remote(max_concurrency=4, max_restarts=0)(SearcherHost).options(**self._actor_options)
+            self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot)
+            folded = self._snapshot[2] if self._snapshot else frozenset()
+            for key, (result, error) in self._results.items():
+                if key not in folded:  # results the lost actor had not folded in yet
+                    self._actor.complete.remote(key, result, error)
+        return self._actor
+
+    def _poll(self) -> None:
+        host = self._host()
+        if self._fetch is not None:
+            done, _ = ray.wait([self._fetch], timeout=0)
+            if not done:
+                return
+            try:
+                items, finished, snapshot, error = ray.get(self._fetch)
+            except RayActorError:
+                self._recover()
+                return
+            finally:
+                self._fetch = None
+            if error:
+                raise RuntimeError(f"the search algorithm failed in its actor:\n{error}")
+            if snapshot is not None:
+                self._snapshot = snapshot
+                for key in snapshot[2]:  # folded into the snapshot: no replay needed
+                    self._results.pop(key, None)
+            self._ready.extend(items)
+            self._finished = finished
+        known = self._snapshot[0] if self._snapshot else -1
+        self._fetch = host.take.remote(known, len(self._ready))
+
+    def _recover(self) -> None:
+        """Re-create the actor from the last snapshot; suggestions it never handed out are dropped."""
+        self.restarts += 1
+        self._reset_runtime()
+        self._host()
+
+    def observations(self) -> int:
+        """How many results the actor's searcher holds (blocks; for tests and benchmarks)."""
+        return ray.get(self._host().observations.remote())
+
+    def kill_actor(self) -> None:
+        """Kill the actor (for fault-injection tests); the next call re-creates it."""
+        if self._actor is not None:
+            ray.kill(self._actor, no_restart=True)
+
+    # ---- saved with the experiment
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"snapshot": self._snapshot, "results": self._results, "assigned": self._assigned}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self._snapshot, self._results, self._assigned = state["snapshot"], state["results"], state["assigned"]
+        self._reset_runtime()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_actor=None, _fetch=None)
+        return state
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        return False
