@@ -1,0 +1,239 @@
+"""Searcher in an actor vs in the driver: what the driver waits for, and what the trials wait for.
+
+Bayesian optimisation (bayes_opt, GP) on Hartmann-6 with 1-s trials, 200 trials at parallelism
+4, run twice on the same seeds: once with the searcher in the driver (synchronous, as Ray Tune
+runs searchers) and once in raytune_k8s's searcher actor. Per run:
+
+1. the driver's time blocked inside searcher calls (``suggest`` and ``on_trial_complete``),
+   p50/p99/max in ms;
+2. how long a freed trial slot waits until its next trial starts, and the slots' idle fraction
+   (a ``suggest`` that hands back nothing still counts as waiting);
+3. the experiment's wall time;
+4. the best value found.
+
+In the actor run the actor is killed after half of the trials; at the end the re-created
+actor's observation count must equal the completed trials.
+
+    python -m benchmarks.searcher_latency            # the full run (about 10 minutes)
+    python -m benchmarks.searcher_latency --smoke --out /tmp/x
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported: token auth is on
+
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from benchmarks._report import arg_parser, environment, markdown_table, pyplot, text_table, write_outputs  # noqa: E402
+
+NAME = "searcher_latency"
+
+
+def spec(trials: int, parallel: int, sleep_s: float, seed: int) -> dict[str, Any]:
+    return {
+        "name": "searcher-latency",
+        "objective": {"type": "minimize", "objectiveMetricName": "value"},
+        "algorithm": {
+            "algorithmName": "bayesianoptimization",
+            "algorithmSettings": [{"name": "random_state", "value": seed}, {"name": "n_initial_points", "value": 8}],
+        },
+        "parameters": [{"name": f"x{i}", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}} for i in range(1, 7)],
+        "parallelTrialCount": parallel,
+        "maxTrialCount": trials,
+        "trial": {"trainable": "hartmann6", "fixedParameters": {"sleep": sleep_s}, "resources": {"cpu": 1}},
+    }
+
+
+def timed(searcher: Any) -> Any:
+    """Wrap a Searcher so every call the driver makes into it is timed."""
+    from ray.tune.search import Searcher
+
+    class TimedSearcher(Searcher):
+        def __init__(self) -> None:
+            super().__init__(metric=searcher.metric, mode=searcher.mode)
+            self.inner = searcher
+            self.calls_s: list[float] = []
+
+        def set_search_properties(self, metric, mode, config, **spec):  # type: ignore[no-untyped-def]
+            ok = self.inner.set_search_properties(metric, mode, config, **spec)
+            self._metric, self._mode = self.inner.metric, self.inner.mode
+            return ok
+
+        def _time(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.calls_s.append(time.perf_counter() - start)
+
+        def suggest(self, trial_id):  # type: ignore[no-untyped-def]
+            return self._time(self.inner.suggest, trial_id)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):  # type: ignore[no-untyped-def]
+            return self._time(self.inner.on_trial_complete, trial_id, result=result, error=error)
+
+        def on_trial_result(self, trial_id, result):  # type: ignore[no-untyped-def]
+            return self._time(self.inner.on_trial_result, trial_id, result)
+
+        def save(self, path):  # type: ignore[no-untyped-def]
+            return self.inner.save(path)
+
+        def restore(self, path):  # type: ignore[no-untyped-def]
+            return self.inner.restore(path)
+
+    return TimedSearcher()
+
+
+def slot_waits(starts: list[float], ends: list[float], parallel: int) -> list[float]:
+    """For every freed slot that had more work coming: seconds until the next trial started.
+
+    The first ``parallel`` starts fill empty slots; each later start is matched with the
+    earliest end not yet matched before it.
+    """
+    later_starts = sorted(starts)[parallel:]
+    free_at = sorted(ends)
+    return [start - end for start, end in zip(later_starts, free_at)]
+
+
+def run_once(use_actor: bool, trials: int, parallel: int, sleep_s: float, seed: int, storage: Path, kill_at: int | None) -> dict[str, Any]:
+    from ray import tune
+
+    from raytune_k8s.experiment import prepare, trial_resources
+    from raytune_k8s.search.actor import ActorSearcher
+
+    plan = prepare(spec(trials, parallel, sleep_s, seed), searcher_actor=False)
+    inner = ActorSearcher(plan.searcher, prefetch=parallel) if use_actor else plan.searcher
+    searcher = timed(inner)
+    starts: list[float] = []
+    ends: list[float] = []
+    killed = {"done": False}
+
+    class Clock(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):  # type: ignore[no-untyped-def]
+            starts.append(time.monotonic())
+
+        def on_trial_complete(self, iteration, trials, trial, **info):  # type: ignore[no-untyped-def]
+            ends.append(time.monotonic())
+            if use_actor and kill_at is not None and len(ends) == kill_at and not killed["done"]:
+                inner.kill_actor()
+                killed["done"] = True
+
+    tuner = tune.Tuner(
+        tune.with_resources(plan.trainable, trial_resources(plan.spec)),
+        tune_config=tune.TuneConfig(
+            metric="value", mode="min", search_alg=searcher, num_samples=trials, max_concurrent_trials=parallel, reuse_actors=True
+        ),
+        run_config=tune.RunConfig(name=f"{'actor' if use_actor else 'sync'}", storage_path=str(storage), callbacks=[Clock()], verbose=0),
+    )
+    start = time.monotonic()
+    results = tuner.fit()
+    wall = time.monotonic() - start
+    values = [r.metrics["value"] for r in results if r.error is None and "value" in r.metrics]
+    waits = slot_waits(starts, ends, parallel)
+    busy = sum(e - s for s, e in zip(sorted(starts), sorted(ends)))  # total trial time, pairing is irrelevant to a sum
+    makespan = max(ends) - min(starts)
+    calls_ms = np.array(searcher.calls_s) * 1000
+    out: dict[str, Any] = {
+        "wall_s": wall,
+        "trials": len(values),
+        "best": min(values),
+        "calls": len(calls_ms),
+        "p50_wait_ms": float(np.percentile(calls_ms, 50)),
+        "p99_wait_ms": float(np.percentile(calls_ms, 99)),
+        "max_wait_ms": float(calls_ms.max()),
+        "blocked_total_s": float(calls_ms.sum() / 1000),
+        "slot_wait_median_s": statistics.median(waits) if waits else 0.0,
+        "slot_wait_p90_s": float(np.percentile(waits, 90)) if waits else 0.0,
+        "slot_idle_fraction": max(0.0, 1 - busy / (parallel * makespan)),
+        "slot_waits_s": waits,
+    }
+    if use_actor:
+        deadline = time.monotonic() + 60
+        while inner.observations() != len(values) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        out["restored_observations"] = inner.observations()
+        out["actor_restarts"] = inner.restarts
+        inner.kill_actor()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--sleep", type=float, default=1.0, help="seconds per trial")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.trials, args.sleep = 12, 0.2
+
+    import ray
+
+    from raytune_k8s.localcluster import LocalRayHead
+
+    with LocalRayHead(num_cpus=args.parallel) as head, tempfile.TemporaryDirectory() as storage:
+        ray.init(address=head.address, log_to_driver=False)
+        try:
+            sync = run_once(False, args.trials, args.parallel, args.sleep, args.seed, Path(storage), None)
+            actor = run_once(True, args.trials, args.parallel, args.sleep, args.seed, Path(storage), args.trials // 2)
+        finally:
+            ray.shutdown()
+
+    data = {
+        "benchmark": NAME,
+        "setup": {"algorithm": "bayesianoptimization", "objective": "hartmann6", "trials": args.trials,
+                  "parallel": args.parallel, "trial_seconds": args.sleep, "seed": args.seed,
+                  "actor_killed_after_trials": args.trials // 2},
+        "actor": {k: v for k, v in actor.items()},
+        "sync": sync,
+        "restored_observations": actor["restored_observations"],
+        "completed_trials": actor["trials"],
+        "environment": environment(f"benchmarks.{NAME}", list(argv or []), ["ray", "bayesian-optimization"]),
+    }
+    headers = ["", "sync (in driver)", "actor"]
+    rows = [
+        ["driver blocked per call p50 (ms)", sync["p50_wait_ms"], actor["p50_wait_ms"]],
+        ["driver blocked per call p99 (ms)", sync["p99_wait_ms"], actor["p99_wait_ms"]],
+        ["driver blocked per call max (ms)", sync["max_wait_ms"], actor["max_wait_ms"]],
+        ["driver blocked in total (s)", sync["blocked_total_s"], actor["blocked_total_s"]],
+        ["freed slot waits, median (s)", sync["slot_wait_median_s"], actor["slot_wait_median_s"]],
+        ["freed slot waits, p90 (s)", sync["slot_wait_p90_s"], actor["slot_wait_p90_s"]],
+        ["slot idle fraction", sync["slot_idle_fraction"], actor["slot_idle_fraction"]],
+        ["wall time (s)", sync["wall_s"], actor["wall_s"]],
+        ["best value (min -3.32237)", sync["best"], actor["best"]],
+        ["trials completed", sync["trials"], actor["trials"]],
+    ]
+    print(text_table(headers, rows))
+    print(f"actor killed after {args.trials // 2} trials, restarts {actor['actor_restarts']}: "
+          f"restored observations {actor['restored_observations']} / completed trials {actor['trials']}")
+    md = (
+        f"# Searcher latency: actor vs in-driver\n\n{args.trials} trials of {args.sleep} s, parallelism {args.parallel}, "
+        f"bayesianoptimization on Hartmann-6, seed {args.seed}.\n\n{markdown_table(headers, rows)}\n\n"
+        f"Actor killed after {args.trials // 2} trials: restored observations {actor['restored_observations']}, "
+        f"completed trials {actor['trials']}.\n\nCommand: `{data['environment']['command']}`\n"
+    )
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].hist([sync["slot_waits_s"], actor["slot_waits_s"]], bins=30, label=["sync", "actor"])
+    axes[0].set_xlabel("freed slot wait until next trial starts (s)")
+    axes[0].set_ylabel("slots")
+    axes[0].legend()
+    axes[1].bar(["sync p99", "actor p99"], [sync["p99_wait_ms"], actor["p99_wait_ms"]], color=["tab:blue", "tab:orange"])
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("driver blocked per searcher call, p99 (ms)")
+    fig.suptitle(f"Searcher in the driver vs in an actor ({args.trials} trials, parallelism {args.parallel})")
+    for path in write_outputs(args.out, NAME, data, md, fig):
+        print("wrote", path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
