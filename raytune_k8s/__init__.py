@@ -6,6 +6,7 @@
 """
 
 from .experiment import ExperimentExistsError, load_spec, resume, run
+from .scaling import Quota
 from .spec import ExperimentSpec, SpecError
 
-__all__ = ["ExperimentExistsError", "ExperimentSpec", "SpecError", "load_spec", "resume", "run"]
+__all__ = ["ExperimentExistsError", "ExperimentSpec", "Quota", "SpecError", "load_spec", "resume", "run"]

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .experiment import ExperimentExistsError, load_spec, resume, run
-from .spec import SpecError
+from .scaling import Quota
+from .spec import SpecError, parse_cpu, parse_memory
 from .summary import SUCCEEDED, SUMMARY_FILE
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
@@ -37,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--storage-path", help="where experiments are stored (default: $RAYTUNE_K8S_STORAGE or ~/ray_results)")
     p.add_argument("--resume-if-exists", action="store_true", help="continue the experiment if its directory already exists")
+    p.add_argument("--quota-cpu", type=_quantity(parse_cpu), metavar="CPU",
+                   help="the tenant's vCPU quota for trials (like 6 or 1500m); caps parallelTrialCount "
+                        "(default: the namespace's ResourceQuota when running in a pod, else none)")
+    p.add_argument("--quota-memory", type=_quantity(parse_memory), metavar="MEMORY",
+                   help="the tenant's memory quota for trials (like 12Gi); caps parallelTrialCount")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("validate", help="check an experiment file and exit")
@@ -52,12 +58,70 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("experiment_dir")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_results)
+
+    p = sub.add_parser("cluster", help="a local simulated autoscaling Ray cluster (development, tests, benchmarks)")
+    cluster = p.add_subparsers(required=True, metavar="ACTION")
+    q = cluster.add_parser("up", help="start it in the background (fake worker nodes stand in for worker pods)")
+    q.add_argument("--worker-cpus", type=float, default=1, help="CPUs per worker node (default 1)")
+    q.add_argument("--max-workers", type=int, default=4, help="most worker nodes at once (default 4)")
+    q.add_argument("--idle-timeout-s", type=float, default=60, help="idle seconds before a worker is removed (default 60)")
+    q.set_defaults(func=_cluster_up)
+    q = cluster.add_parser("down", help="stop the cluster 'cluster up' started (only its processes)")
+    q.set_defaults(func=_cluster_down)
     return parser
 
 
+def _quantity(parse: Any) -> Any:
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return check
+
+
 def _run(args: argparse.Namespace) -> int:
-    summary = run(args.spec, address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists)
+    quota = None
+    if args.quota_cpu is not None or args.quota_memory is not None:
+        quota = Quota.parse(cpu=args.quota_cpu, memory=args.quota_memory)
+    summary = run(
+        args.spec, address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists, quota=quota
+    )
     return _report(summary)
+
+
+def _cluster_up(args: argparse.Namespace) -> int:
+    from . import localcluster
+
+    try:
+        state = localcluster.start_background_cluster(args.worker_cpus, args.max_workers, args.idle_timeout_s)
+    except (RuntimeError, ValueError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"local autoscaling Ray cluster up: 0..{state['max_workers']} workers x {state['worker_cpus']:g} CPU, "
+        f"idle timeout {state['idle_timeout_s']:g} s (head pid {state['pid']}, state in {localcluster.STATE_FILE})\n"
+        f"dashboard and Jobs API: {state['dashboard_url']}\n\n"
+        f"export RAY_ADDRESS={state['address']} RAY_AUTH_MODE=token\n\n"
+        f"then:  raytune-k8s run examples/<experiment>.yaml\n"
+        f"or:    ray job submit --address {state['dashboard_url']} --working-dir . -- "
+        f"raytune-k8s run examples/<experiment>.yaml\n"
+        f"stop:  raytune-k8s cluster down"
+    )
+    return 0
+
+
+def _cluster_down(args: argparse.Namespace) -> int:
+    from . import localcluster
+
+    state = localcluster.stop_background_cluster()
+    if state is None:
+        print(f"no cluster is recorded in {localcluster.STATE_FILE}")
+        return 0
+    print(f"stopped the local cluster at {state['address']}")
+    return 0
 
 
 def _resume(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from ray.tune.search import Searcher
 from .control import ExperimentControl
 from .progress import ProgressLine
 from .runtime import ray_session
+from .scaling import Quota, effective_parallelism, parallelism_request, trial_bundles
 from .search import create_searcher
 from .space import SearchSpace
 from .spec import ExperimentSpec, SpecError, parse_cpu, parse_memory, parse_spec
@@ -79,6 +80,7 @@ def run(
     address: str | None = None,
     storage_path: str | os.PathLike[str] | None = None,
     resume_if_exists: bool = False,
+    quota: Quota | Mapping[str, Any] | None = None,
     searcher: Searcher | None = None,
 ) -> dict[str, Any]:
     """Run a tuning experiment and return its summary (also written to ``summary.json``)."""
@@ -87,11 +89,13 @@ def run(
     experiment_dir = storage / plan.spec.name
     if experiment_dir.exists() and any(experiment_dir.iterdir()):
         if resume_if_exists and (experiment_dir / SPEC_FILE).exists():
-            return resume(experiment_dir, address=address)
+            return resume(experiment_dir, address=address, quota=quota)
         raise ExperimentExistsError(
             f"{experiment_dir} already holds an experiment; continue it with "
             f"'raytune-k8s resume {experiment_dir}', or choose another name or --storage-path"
         )
+    # The tenant quota (``quota``, else the namespace's ResourceQuota in a pod) caps parallelism.
+    parallel = effective_parallelism(plan.spec.parallel_trials, trial_resources(plan.spec), quota)
     with ray_session(address):
         experiment_dir.mkdir(parents=True, exist_ok=True)
         (experiment_dir / SPEC_FILE).write_text(plan.spec.to_yaml())
@@ -104,7 +108,7 @@ def run(
                 search_alg=plan.searcher,
                 scheduler=plan.scheduler,
                 num_samples=plan.spec.max_trials,
-                max_concurrent_trials=plan.spec.parallel_trials,
+                max_concurrent_trials=parallel,
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
@@ -117,16 +121,19 @@ def run(
                 verbose=1,
             ),
         )
-        return _fit_and_summarize(tuner, plan.spec, experiment_dir)
+        return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel)
 
 
-def resume(experiment_dir: str | os.PathLike[str], *, address: str | None = None) -> dict[str, Any]:
+def resume(
+    experiment_dir: str | os.PathLike[str], *, address: str | None = None, quota: Quota | Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Continue an interrupted experiment; finished trials are kept, not run again."""
     experiment_dir = Path(experiment_dir).expanduser().resolve()
     spec_file = experiment_dir / SPEC_FILE
     if not spec_file.exists():
         raise SpecError("", f"{experiment_dir} holds no raytune-k8s experiment ({SPEC_FILE} is missing)")
     plan = prepare(spec_file)
+    parallel = effective_parallelism(plan.spec.parallel_trials, trial_resources(plan.spec), quota)
     with ray_session(address):
         tuner = tune.Tuner.restore(
             str(experiment_dir),
@@ -135,13 +142,15 @@ def resume(experiment_dir: str | os.PathLike[str], *, address: str | None = None
             resume_errored=False,
             restart_errored=False,
         )
-        return _fit_and_summarize(tuner, plan.spec, experiment_dir)
+        return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel)
 
 
-def _fit_and_summarize(tuner: tune.Tuner, spec: ExperimentSpec, experiment_dir: Path) -> dict[str, Any]:
+def _fit_and_summarize(tuner: tune.Tuner, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None = None) -> dict[str, Any]:
     start = time.monotonic()
     try:
-        tuner.fit()
+        # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
+        with parallelism_request(trial_bundles(trial_resources(spec), parallel or spec.parallel_trials)):
+            tuner.fit()
     finally:
         # Whatever happened, record what the finished trials produced.
         rows = trial_rows(experiment_dir, spec)

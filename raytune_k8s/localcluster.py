@@ -8,6 +8,7 @@ Token authentication stays on: clients get ``RAY_AUTH_MODE=token`` and the token
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -98,3 +99,316 @@ class LocalRayHead:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+# ---------------------------------------------------------------- a simulated autoscaling cluster
+
+#: Ray's fake multi-node provider (``ray.autoscaler._private.fake_multi_node.node_provider.
+#: FakeMultiNodeProvider``), loaded as an external provider: each "node" it launches is a raylet
+#: (plus its agents) on this machine, joined to the head's GCS, standing in for a Kubernetes worker
+#: pod. Ours only gives each node its own runtime-env directory (see ``_fakeprovider``).
+FAKE_PROVIDER = "raytune_k8s._fakeprovider.FakeNodeProviderOwnDirs"
+#: The provider's fixed id for the head node (the head must run under this id for autoscaler v2).
+FAKE_HEAD_NODE_ID = "f" * 51 + "00000"
+HEAD_NODE_TYPE = "ray.head.default"
+WORKER_NODE_TYPE = "worker"
+STATE_FILE = Path("~/.raytune_k8s/cluster.json").expanduser()
+
+
+class AutoscalingLocalCluster(LocalRayHead):
+    """A Ray head running the real Ray autoscaler (v2, as KubeRay runs it) with Ray's fake
+    multi-node provider: a local stand-in for an autoscaling KubeRay cluster.
+
+    The head has 0 CPUs (like ours on Kubernetes), so trials only run on workers; there is one
+    worker type with ``worker_cpus`` CPUs, 0..``max_workers`` of them, removed after
+    ``idle_timeout_s`` idle. Every node shares this machine's filesystem; a real cluster needs
+    shared storage (``storage_path`` on NFS or object storage) for the same thing to work.
+
+    ``stop()`` stops the head (SIGTERM to its ``ray start``) and then kills whatever is left of
+    the fake worker nodes: they are started by the autoscaler's monitor, not by ``ray start``,
+    and outlive it otherwise. Nothing outside this cluster is touched.
+    """
+
+    def __init__(
+        self,
+        worker_cpus: float = 1,
+        max_workers: int = 4,
+        *,
+        idle_timeout_s: float = 60.0,
+        object_store_mb: int = 100,
+        update_interval_s: int = 1,
+    ):
+        if max_workers < 1 or worker_cpus <= 0:
+            raise ValueError("a cluster needs max_workers >= 1 and worker_cpus > 0")
+        super().__init__(
+            num_cpus=0,
+            extra_args=[f"--object-store-memory={object_store_mb * 2**20}"],
+            env={
+                "RAY_FAKE_CLUSTER": "1",  # the fake provider refuses to load without it
+                "RAY_enable_autoscaler_v2": "1",
+                # The v2 autoscaler matches Ray nodes to provider instances by cloud instance id.
+                "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID,
+                "RAY_NODE_TYPE_NAME": HEAD_NODE_TYPE,
+                "AUTOSCALER_UPDATE_INTERVAL_S": str(int(update_interval_s)),
+            },
+        )
+        self.worker_cpus = worker_cpus
+        self.max_workers = max_workers
+        self.idle_timeout_s = idle_timeout_s
+        self.object_store_mb = object_store_mb
+        self.config_path = self.temp_dir / "autoscaler.yaml"
+        self.extra_args.append(f"--autoscaling-config={self.config_path}")
+
+    def autoscaler_config(self) -> dict[str, Any]:
+        """The autoscaler's cluster config: the head type and one worker type."""
+        worker_resources: dict[str, float] = {"CPU": self.worker_cpus}
+        worker_resources["object_store_memory"] = self.object_store_mb * 2**20
+        return {
+            "cluster_name": f"raytune-k8s-{self.temp_dir.name}",
+            "max_workers": self.max_workers,
+            # Launch everything that is asked for at once (like KubeRay's "Aggressive" mode).
+            "upscaling_speed": 1000.0,
+            "idle_timeout_minutes": self.idle_timeout_s / 60.0,
+            "provider": {
+                "type": "external",
+                "module": FAKE_PROVIDER,
+                "gcs_address": self.address,
+                "head_node_id": FAKE_HEAD_NODE_ID,
+                "launch_multiple": True,  # one create call may launch several nodes
+                "disable_launch_config_check": True,
+            },
+            "head_node_type": HEAD_NODE_TYPE,
+            "available_node_types": {
+                HEAD_NODE_TYPE: {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+                WORKER_NODE_TYPE: {
+                    "resources": worker_resources,
+                    "node_config": {},
+                    "min_workers": 0,
+                    "max_workers": self.max_workers,
+                },
+            },
+            # Fields the autoscaler's config loader expects; nothing is run over SSH here.
+            "auth": {"ssh_user": "ray"},
+            "docker": {},
+            "file_mounts": {},
+            "cluster_synced_files": [],
+            "file_mounts_sync_continuously": False,
+            "initialization_commands": [],
+            "setup_commands": [],
+            "head_setup_commands": [],
+            "worker_setup_commands": [],
+            "head_start_ray_commands": [],
+            "worker_start_ray_commands": [],
+        }
+
+    def start(self, timeout: float = 90) -> "AutoscalingLocalCluster":
+        import yaml
+
+        self.config_path.write_text(yaml.safe_dump(self.autoscaler_config(), sort_keys=False))
+        super().start(timeout)
+        return self
+
+    # ---- the cluster's nodes
+
+    def _alive_nodes(self) -> list[Any]:
+        from ray._raylet import GcsClient
+        from ray.core.generated.gcs_pb2 import GcsNodeInfo
+
+        if getattr(self, "_gcs", None) is None:
+            self._gcs = GcsClient(address=self.address)
+        infos = self._gcs.get_all_node_info(timeout=10).values()
+        return [n for n in infos if n.state == GcsNodeInfo.GcsNodeState.ALIVE]
+
+    def worker_nodes(self) -> list[dict[str, Any]]:
+        """Alive worker nodes: ``node_id`` (hex), ``cpus`` and ``instance_id``."""
+        return [
+            {"node_id": n.node_id.hex(), "cpus": n.resources_total.get("CPU", 0.0), "instance_id": n.instance_id}
+            for n in self._alive_nodes()
+            if not n.is_head_node
+        ]
+
+    def worker_count(self) -> int:
+        """How many worker nodes are alive now."""
+        return len(self.worker_nodes())
+
+    def pending_workers(self) -> int:
+        """Worker nodes the autoscaler has decided to launch that are not up yet (queued or
+        being launched), from its own status report."""
+        from ray.autoscaler.v2.sdk import get_cluster_status
+
+        status = get_cluster_status(self.address)
+        launches = sum(r.count for r in status.pending_launches if r.ray_node_type_name == WORKER_NODE_TYPE)
+        return launches + sum(n.ray_node_type_name == WORKER_NODE_TYPE for n in status.pending_nodes)
+
+    def resource_request(self) -> list[dict[str, float]]:
+        """The standing ``request_resources`` bundles the GCS holds for the autoscaler (one
+        dict per bundle; empty when nothing is requested)."""
+        from ray.autoscaler.v2.sdk import get_cluster_resource_state
+
+        if getattr(self, "_gcs", None) is None:
+            self._alive_nodes()
+        state = get_cluster_resource_state(self._gcs)
+        return [
+            dict(r.request.resources_bundle)
+            for constraint in state.cluster_resource_constraints
+            for r in constraint.resource_requests
+            for _ in range(r.count)
+        ]
+
+    def wait_for_workers(self, n: int, timeout: float = 120, poll_s: float = 0.25) -> float:
+        """Wait until exactly ``n`` workers are alive and the autoscaler is launching no more;
+        return the seconds waited."""
+        start = time.monotonic()
+        count = pending = -1
+        while time.monotonic() - start < timeout:
+            count = self.worker_count()
+            if count == n:
+                pending = self.pending_workers()
+                if pending == 0:
+                    return time.monotonic() - start
+            time.sleep(poll_s)
+        raise TimeoutError(f"{count} worker nodes ({pending} launching) after {timeout:.0f}s, waiting for {n}")
+
+    def kill_worker(self, node_id: str | None = None) -> str:
+        """Kill one worker node's whole process tree (raylet, agents, trial workers) with
+        SIGKILL, like a pod that dies; ``node_id`` (hex), or any worker. Returns the node id."""
+        workers = self.worker_nodes()
+        if node_id is None:
+            if not workers:
+                raise RuntimeError("no worker node to kill")
+            node_id = workers[0]["node_id"]
+        elif node_id not in {w["node_id"] for w in workers}:
+            raise ValueError(f"{node_id} is not an alive worker node of this cluster")
+        raylets = [p for p in _cluster_processes(self.temp_dir) if f"--node_id={node_id}" in _cmdline(p)]
+        if not raylets:
+            raise RuntimeError(f"found no raylet process for node {node_id}")
+        _kill_trees(raylets, graceful_s=0)
+        return node_id
+
+    # ---- stopping
+
+    def stop(self, timeout: float = 30) -> None:
+        temp_dir = self.temp_dir
+        survivors = _cluster_processes(temp_dir)
+        super().stop(timeout)
+        # The head is down; kill the fake worker nodes (and anything else under our temp dir).
+        _kill_trees(survivors + _cluster_processes(temp_dir), graceful_s=5)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> "AutoscalingLocalCluster":
+        return self.start()
+
+    # ---- background use (``raytune-k8s cluster up`` / ``down``)
+
+    def state(self) -> dict[str, Any]:
+        assert self._proc is not None, "not started"
+        return {
+            "address": self.address,
+            "dashboard_url": self.dashboard_url,
+            "pid": self._proc.pid,
+            "temp_dir": str(self.temp_dir),
+            "worker_cpus": self.worker_cpus,
+            "max_workers": self.max_workers,
+            "idle_timeout_s": self.idle_timeout_s,
+            "log": str(self._log),
+        }
+
+
+def _cmdline(proc: Any) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except Exception:  # gone, or not ours to read
+        return ""
+
+
+def _cluster_processes(temp_dir: Path) -> list[Any]:
+    """Processes started for the cluster whose files live in ``temp_dir``: every Ray process of
+    its nodes names that directory (``--temp-dir``, ``--session-dir``, socket paths)."""
+    import psutil
+
+    marker = str(temp_dir)
+    return [p for p in psutil.process_iter() if p.pid != os.getpid() and marker in _cmdline(p)]
+
+
+def _kill_trees(roots: Sequence[Any], graceful_s: float) -> None:
+    """Signal ``roots`` and all their descendants (collected first, so that children reparented
+    by a parent's death are not missed): SIGTERM, then SIGKILL after ``graceful_s``."""
+    import psutil
+
+    procs: dict[int, Any] = {}
+    for root in roots:
+        try:
+            for p in [root, *root.children(recursive=True)]:
+                procs[p.pid] = p
+        except psutil.Error:
+            continue
+    if not procs:
+        return
+    if graceful_s > 0:
+        for p in procs.values():
+            try:
+                p.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(list(procs.values()), timeout=graceful_s)
+    else:
+        alive = list(procs.values())
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+def start_background_cluster(
+    worker_cpus: float, max_workers: int, idle_timeout_s: float = 60.0, state_file: Path | None = None
+) -> dict[str, Any]:
+    """Start an :class:`AutoscalingLocalCluster` that outlives this process; record it in
+    ``state_file`` (default :data:`STATE_FILE`) for :func:`stop_background_cluster`."""
+    state_file = state_file or STATE_FILE
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if _head_process(state) is not None:
+            raise RuntimeError(
+                f"a cluster is already up at {state['address']} ({state_file}); stop it with 'raytune-k8s cluster down'"
+            )
+    cluster = AutoscalingLocalCluster(worker_cpus, max_workers, idle_timeout_s=idle_timeout_s).start()
+    state = cluster.state()
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps(state, indent=2))
+    return state
+
+
+def stop_background_cluster(state_file: Path | None = None, timeout: float = 30) -> dict[str, Any] | None:
+    """Stop the cluster recorded in ``state_file`` (exactly its processes); None if none was up."""
+    import psutil
+
+    state_file = state_file or STATE_FILE
+    if not state_file.exists():
+        return None
+    state = json.loads(state_file.read_text())
+    temp_dir = Path(state["temp_dir"])
+    head = _head_process(state)
+    workers = _cluster_processes(temp_dir)
+    if head is not None:
+        head.terminate()  # `ray start --block` stops the head's processes on SIGTERM
+        try:
+            head.wait(timeout)
+        except psutil.TimeoutExpired:
+            _kill_trees([head], graceful_s=0)
+    _kill_trees(workers + _cluster_processes(temp_dir), graceful_s=5)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    state_file.unlink()
+    return state
+
+
+def _head_process(state: dict[str, Any]) -> Any:
+    """The recorded ``ray start`` process, if it is still that process (not a reused pid)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(state["pid"])
+    except psutil.Error:
+        return None
+    return proc if state["temp_dir"] in _cmdline(proc) else None

@@ -1,0 +1,252 @@
+"""Sizing an experiment to its cluster: the tenant's quota caps how many trials run at once, and
+on an autoscaling cluster all the workers those trials need are asked for up front.
+
+* :func:`quota_parallelism` is the arithmetic: how many trials of a given size fit a quota.
+* :func:`read_namespace_quota` reads the tenant's trial ResourceQuota from the Kubernetes API
+  when running in a pod (our RayCluster's head sets ``RAYTUNE_K8S_NAMESPACE`` and
+  ``RAYTUNE_K8S_RESOURCEQUOTA``); outside a pod there is none.
+* :func:`effective_parallelism` combines them for a spec, saying once when the quota caps it.
+* :func:`parallelism_request` asks the Ray autoscaler for one bundle per concurrent trial while
+  an experiment runs (so every worker pod is requested at once, not one per pending trial) and
+  withdraws the request when it ends, so idle workers go back to zero.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+from .spec import SpecError, parse_cpu, parse_memory
+
+NAMESPACE_ENV = "RAYTUNE_K8S_NAMESPACE"
+QUOTA_ENV = "RAYTUNE_K8S_RESOURCEQUOTA"
+DEFAULT_QUOTA_NAME = "raytune-trials"
+
+# ResourceQuota keys per resource; a pod must satisfy every one that is set, so the smallest wins.
+_CPU_KEYS = ("limits.cpu", "requests.cpu", "cpu")
+_MEMORY_KEYS = ("limits.memory", "requests.memory", "memory")
+_GPU_KEYS = ("requests.nvidia.com/gpu", "limits.nvidia.com/gpu")
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What the tenant's trials may use in total: ``cpu`` in cores, ``memory`` in bytes,
+    ``gpu`` in devices; None where the quota sets no limit."""
+
+    cpu: float | None = None
+    memory: int | None = None
+    gpu: float | None = None
+
+    @classmethod
+    def parse(cls, cpu: float | str | None = None, memory: int | str | None = None, gpu: float | str | None = None) -> "Quota":
+        """From Kubernetes quantities (``"6"``, ``"1500m"``, ``"12Gi"``); ValueError if malformed."""
+        return cls(
+            cpu=None if cpu is None else parse_cpu(cpu),
+            memory=None if memory is None else parse_memory(memory),
+            gpu=None if gpu is None else float(gpu),
+        )
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.cpu, self.memory, self.gpu))
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+def quota_parallelism(parallel: int, trial_resources: Mapping[str, float], quota: Quota | None) -> int:
+    """How many of ``parallel`` trials, each needing ``trial_resources`` (``cpu`` cores,
+    ``memory`` bytes, ``gpu``: as :func:`raytune_k8s.experiment.trial_resources` gives them),
+    fit ``quota`` at once. Raises SpecError naming the field when not even one trial fits."""
+    return _quota_limit(parallel, trial_resources, quota)[0]
+
+
+def _quota_limit(parallel: int, trial_resources: Mapping[str, float], quota: Quota | None) -> tuple[int, str | None]:
+    """The number of trials that fit, and which resource caps it (None if nothing does)."""
+    fits, capped_by = parallel, None
+    if not quota:
+        return fits, None
+    for name, allowed in (("cpu", quota.cpu), ("memory", quota.memory), ("gpu", quota.gpu)):
+        need = float(trial_resources.get(name) or 0)
+        if allowed is None or need <= 0:
+            continue  # no limit, or a trial that asks for none of it
+        n = math.floor(allowed / need + 1e-9)
+        if n < 1:
+            raise SpecError(
+                f"trial.resources.{name}",
+                f"{_amount(name, need)} per trial does not fit the tenant quota of {_amount(name, allowed)}",
+            )
+        if n < fits:
+            fits, capped_by = n, name
+    return fits, capped_by
+
+
+def quota_note(parallel: int, trial_resources: Mapping[str, float], quota: Quota, fits: int, capped_by: str) -> str:
+    need = float(trial_resources[capped_by])
+    allowed = {"cpu": quota.cpu, "memory": quota.memory, "gpu": quota.gpu}[capped_by]
+    return (
+        f"quota caps parallelism: parallelTrialCount {parallel} asks for {parallel} x {_amount(capped_by, need)}, "
+        f"the tenant quota allows {_amount(capped_by, float(allowed))}: running {fits} trials at once"  # type: ignore[arg-type]
+    )
+
+
+def _amount(resource: str, value: float) -> str:
+    if resource == "cpu":
+        return f"{value:g} vCPU"
+    if resource == "gpu":
+        return f"{value:g} GPU"
+    for unit, size in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if value >= size:
+            return f"{value / size:.4g}{unit} memory"
+    return f"{value:.0f} bytes memory"
+
+
+def effective_parallelism(
+    parallel: int,
+    trial_resources: Mapping[str, float],
+    quota: Quota | Mapping[str, Any] | None = None,
+    *,
+    read_quota: bool = True,
+) -> int:
+    """``parallelTrialCount`` capped by the quota: the explicit ``quota`` (a :class:`Quota` or a
+    dict like ``{"cpu": 6, "memory": "12Gi"}``), else (``read_quota``) the namespace's
+    ResourceQuota when running in a pod. Prints one line when it caps."""
+    if isinstance(quota, Mapping):
+        try:
+            quota = Quota.parse(**quota)
+        except (TypeError, ValueError) as exc:
+            raise SpecError("quota", str(exc)) from None
+    if quota is None and read_quota:
+        quota = read_namespace_quota()
+    fits, capped_by = _quota_limit(parallel, trial_resources, quota)
+    if capped_by is not None and quota is not None:
+        _say(quota_note(parallel, trial_resources, quota, fits, capped_by))
+    return fits
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- the tenant's ResourceQuota
+
+
+def quota_from_resourcequota(resource_quota: Any) -> Quota:
+    """A :class:`Quota` from a ``kubernetes.client.V1ResourceQuota``: its ``status.hard`` (what
+    the API server enforces), else ``spec.hard``; of ``limits.*``/``requests.*`` the smaller."""
+    status = getattr(resource_quota, "status", None)
+    spec = getattr(resource_quota, "spec", None)
+    hard = (status.hard if status is not None and status.hard else None) or (spec.hard if spec is not None else None) or {}
+
+    def smallest(keys: tuple[str, ...], parse: Any) -> Any:
+        values = [parse(hard[k]) for k in keys if k in hard]
+        return min(values) if values else None
+
+    return Quota(
+        cpu=smallest(_CPU_KEYS, parse_cpu),
+        memory=smallest(_MEMORY_KEYS, parse_memory),
+        gpu=smallest(_GPU_KEYS, lambda v: float(parse_cpu(v))),
+    )
+
+
+def read_namespace_quota(namespace: str | None = None, name: str | None = None) -> Quota | None:
+    """The tenant's trial quota, read through the Kubernetes API with the pod's service account
+    (Role ``raytune-head`` may get resourcequotas). None when not running in a pod, or when
+    ``RAYTUNE_K8S_NAMESPACE`` is not set; a quota that cannot be read is reported and ignored."""
+    namespace = namespace or os.environ.get(NAMESPACE_ENV)
+    name = name or os.environ.get(QUOTA_ENV) or DEFAULT_QUOTA_NAME
+    if not namespace or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        return None
+    try:
+        resource_quota = client.CoreV1Api().read_namespaced_resource_quota(name, namespace, _request_timeout=10)
+    except Exception as exc:  # RBAC, network, no such quota: run without the cap, but say so
+        reason = getattr(exc, "reason", None) or exc
+        _say(f"warning: could not read ResourceQuota {namespace}/{name} ({reason}); parallelism is not capped by it")
+        return None
+    return quota_from_resourcequota(resource_quota)
+
+
+# ---------------------------------------------------------------- the autoscaler request
+
+
+def trial_bundles(trial_resources: Mapping[str, float], parallel: int) -> list[dict[str, float]]:
+    """One Ray resource bundle per concurrent trial (empty if trials need no resources)."""
+    bundle = {
+        key: float(trial_resources[name])
+        for name, key in (("cpu", "CPU"), ("gpu", "GPU"), ("memory", "memory"))
+        if trial_resources.get(name)
+    }
+    return [dict(bundle) for _ in range(parallel)] if bundle else []
+
+
+def cluster_can_autoscale() -> bool:
+    """Whether the connected Ray cluster runs an autoscaler that can add nodes.
+
+    The check: the GCS's "autoscaler v2 enabled" flag, as ``ray.autoscaler.v2.utils.
+    is_autoscaler_v2(fetch_from_server=True)`` reads it. The GCS sets it at start from
+    ``RAY_enable_autoscaler_v2``, which KubeRay sets on the head of a RayCluster with
+    ``autoscalerOptions.version: v2`` (ours, cluster/base/raycluster.yaml), ``ray up`` sets by
+    default, and :class:`~raytune_k8s.localcluster.AutoscalingLocalCluster` sets. A plain
+    ``ray start --head`` or an embedded ``ray.init()`` has no such flag: a fixed-size cluster.
+    (A v1 autoscaler leaves no comparable mark, so a v1 cluster counts as fixed-size here: it
+    still scales per pending trial, just not up front.) Fetching from the server also refreshes
+    Ray's cached answer, which ``request_resources`` uses to choose between its v1 and v2 paths
+    and which would otherwise still describe a cluster this process was connected to before.
+    """
+    from ray.autoscaler.v2.utils import is_autoscaler_v2
+
+    try:
+        return bool(is_autoscaler_v2(fetch_from_server=True))
+    except Exception:
+        return False
+
+
+@contextmanager
+def parallelism_request(bundles: list[dict[str, float]]) -> Iterator[bool]:
+    """While the block runs, ask the autoscaler for ``bundles`` (one per concurrent trial) all
+    at once; withdraw the request at the end, however the block ends. Yields whether a request
+    was made. On a cluster that cannot autoscale nothing is requested, and if the bundles need
+    more CPUs/GPUs than it has, one line says how many trials will run at once."""
+    import ray
+    from ray.autoscaler.sdk import request_resources
+
+    if not bundles:
+        yield False
+        return
+    if not cluster_can_autoscale():
+        _note_fixed_capacity(bundles, ray.cluster_resources())
+        yield False
+        return
+    request_resources(bundles=bundles)
+    try:
+        yield True
+    finally:
+        try:
+            request_resources(bundles=[])
+        except Exception as exc:  # the cluster may be gone; nothing left to withdraw from
+            _say(f"warning: could not withdraw the autoscaler request: {exc}")
+
+
+def _note_fixed_capacity(bundles: list[dict[str, float]], cluster: Mapping[str, float]) -> None:
+    parallel = len(bundles)
+    for key, name in (("CPU", "cpu"), ("GPU", "gpu")):
+        need = bundles[0].get(key, 0.0)
+        if need <= 0:
+            continue
+        have = float(cluster.get(key, 0.0))
+        fits = math.floor(have / need + 1e-9)
+        if fits < parallel:
+            _say(
+                f"cluster caps parallelism: {parallel} trials at once ask for {parallel} x {_amount(name, need)}, "
+                f"the cluster has {_amount(name, have)} and does not autoscale: at most {fits} trials at once"
+            )
+            return

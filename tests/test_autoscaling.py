@@ -1,0 +1,368 @@
+"""Autoscaling to the requested parallelism, on a simulated cluster: a real Ray head running the
+real Ray autoscaler (v2) with Ray's fake multi-node provider, whose nodes stand in for worker
+pods. Plus the quota arithmetic and the ResourceQuota parsing, which need no cluster.
+
+One cluster for the module (1-CPU workers, at most 6, short idle timeout). The session's Ray
+(conftest ``ray_head``) is disconnected while these tests run; ``ray_connected`` reconnects.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import ray
+import yaml
+from kubernetes import client as k8s
+
+import raytune_k8s
+from raytune_k8s import scaling
+from raytune_k8s.cli import main
+from raytune_k8s.localcluster import AutoscalingLocalCluster, _cluster_processes
+from raytune_k8s.scaling import Quota, quota_from_resourcequota, quota_parallelism
+from raytune_k8s.spec import SpecError
+
+from .conftest import REPO
+
+IDLE_TIMEOUT_S = 6.0
+MAX_WORKERS = 6
+GiB = 2**30
+MEASURED: dict[str, float] = {}
+
+
+# ---------------------------------------------------------------- quota arithmetic (no cluster)
+
+
+@pytest.mark.parametrize(
+    "parallel, trial, quota, fits",
+    [
+        (6, {"cpu": 1, "gpu": 0}, Quota(cpu=3), 3),
+        (6, {"cpu": 1, "gpu": 0}, Quota(cpu=3.5), 3),
+        (6, {"cpu": 0.5, "gpu": 0}, Quota(cpu=2), 4),
+        (2, {"cpu": 1, "gpu": 0}, Quota(cpu=8), 2),
+        (6, {"cpu": 1, "gpu": 0}, None, 6),
+        (6, {"cpu": 1, "gpu": 0}, Quota(), 6),
+        (6, {"cpu": 1, "gpu": 0, "memory": 2 * GiB}, Quota(cpu=8, memory=5 * GiB), 2),
+        (6, {"cpu": 1, "gpu": 0}, Quota(cpu=8, memory=1 * GiB), 6),  # trials that ask for no memory
+        (6, {"cpu": 0, "gpu": 1}, Quota(cpu=1, gpu=4), 4),  # 0-CPU trials are not capped by CPU
+    ],
+)
+def test_quota_parallelism(parallel, trial, quota, fits):
+    assert quota_parallelism(parallel, trial, quota) == fits
+
+
+@pytest.mark.parametrize(
+    "trial, quota, message",
+    [
+        ({"cpu": 2, "gpu": 0}, Quota(cpu=1), "trial.resources.cpu: 2 vCPU per trial does not fit the tenant quota of 1 vCPU"),
+        ({"cpu": 1, "gpu": 0, "memory": 4 * GiB}, Quota(cpu=8, memory=3 * GiB),
+         "trial.resources.memory: 4Gi memory per trial does not fit the tenant quota of 3Gi memory"),
+        ({"cpu": 1, "gpu": 2}, Quota(gpu=1), "trial.resources.gpu: 2 GPU per trial does not fit the tenant quota of 1 GPU"),
+    ],
+)
+def test_quota_too_small_for_one_trial_names_the_field(trial, quota, message):
+    with pytest.raises(SpecError) as info:
+        quota_parallelism(3, trial, quota)
+    assert str(info.value) == message
+    assert info.value.field == message.split(":")[0]
+
+
+def test_quota_note_is_one_clear_line(capsys):
+    assert scaling.effective_parallelism(6, {"cpu": 1, "gpu": 0}, {"cpu": "3"}) == 3
+    assert scaling.effective_parallelism(6, {"cpu": 1, "gpu": 0}, Quota(cpu=8)) == 6  # not capped: silent
+    err = capsys.readouterr().err
+    assert err == (
+        "quota caps parallelism: parallelTrialCount 6 asks for 6 x 1 vCPU, "
+        "the tenant quota allows 3 vCPU: running 3 trials at once\n"
+    )
+
+
+def test_fixed_size_cluster_note(capsys):
+    scaling._note_fixed_capacity(scaling.trial_bundles({"cpu": 1, "gpu": 0}, 6), {"CPU": 2.0})
+    scaling._note_fixed_capacity(scaling.trial_bundles({"cpu": 1, "gpu": 0}, 2), {"CPU": 2.0})
+    assert capsys.readouterr().err == (
+        "cluster caps parallelism: 6 trials at once ask for 6 x 1 vCPU, "
+        "the cluster has 2 vCPU and does not autoscale: at most 2 trials at once\n"
+    )
+
+
+def test_trial_bundles_one_per_trial():
+    assert scaling.trial_bundles({"cpu": 2, "gpu": 0, "memory": 4 * GiB}, 3) == [{"CPU": 2.0, "memory": 4.0 * GiB}] * 3
+    assert scaling.trial_bundles({"cpu": 0, "gpu": 0}, 3) == []
+
+
+def _resource_quota(hard: dict[str, str], status_hard: dict[str, str] | None = None) -> k8s.V1ResourceQuota:
+    return k8s.V1ResourceQuota(
+        metadata=k8s.V1ObjectMeta(name="raytune-trials", namespace="user2"),
+        spec=k8s.V1ResourceQuotaSpec(hard=hard),
+        status=k8s.V1ResourceQuotaStatus(hard=status_hard, used={"limits.cpu": "2"}) if status_hard else None,
+    )
+
+
+def test_resourcequota_parsing():
+    q = quota_from_resourcequota(_resource_quota({"requests.cpu": "6", "limits.cpu": "6", "requests.memory": "12Gi", "pods": "3"}))
+    assert q == Quota(cpu=6.0, memory=12 * GiB)
+    # status.hard is what the API server enforces; of limits and requests the smaller binds
+    q = quota_from_resourcequota(_resource_quota({"limits.cpu": "18"}, {"limits.cpu": "4500m", "requests.cpu": "5", "limits.memory": "9Gi"}))
+    assert q == Quota(cpu=4.5, memory=9 * GiB)
+    q = quota_from_resourcequota(_resource_quota({"cpu": "2", "requests.nvidia.com/gpu": "1"}))
+    assert q == Quota(cpu=2.0, gpu=1.0)
+    assert not quota_from_resourcequota(_resource_quota({"pods": "4"}))
+
+
+@pytest.mark.parametrize("tenant, trials_at_once", [("user1", 9), ("user2", 3)])
+def test_tenant_manifests_quota_gives_the_readme_parallelism(tenant, trials_at_once):
+    """Our tenants' trial quotas, with the 2-vCPU/4Gi trials of the worker pods (README table)."""
+    docs = yaml.safe_load_all((REPO / "cluster" / "tenants" / tenant / "resourcequota.yaml").read_text())
+    trials = next(d for d in docs if d["metadata"]["name"] == scaling.DEFAULT_QUOTA_NAME)
+    quota = quota_from_resourcequota(_resource_quota(trials["spec"]["hard"]))
+    assert quota_parallelism(12, {"cpu": 2, "gpu": 0, "memory": 4 * GiB}, quota) == trials_at_once
+    head = yaml.safe_load((REPO / "cluster" / "base" / "raycluster.yaml").read_text())["spec"]["headGroupSpec"]
+    env = {e["name"]: e for e in head["template"]["spec"]["containers"][0]["env"]}
+    assert env[scaling.QUOTA_ENV]["value"] == scaling.DEFAULT_QUOTA_NAME
+    assert env[scaling.NAMESPACE_ENV]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def test_read_namespace_quota(monkeypatch):
+    from kubernetes import config
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv(scaling.NAMESPACE_ENV, "user2")
+    assert scaling.read_namespace_quota() is None  # not in a pod
+
+    calls = []
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv(scaling.QUOTA_ENV, "raytune-trials")
+    monkeypatch.setattr(config, "load_incluster_config", lambda: None)
+
+    def read(self, name, namespace, **kwargs):
+        calls.append((name, namespace))
+        return _resource_quota({"limits.cpu": "6", "limits.memory": "12Gi"})
+
+    monkeypatch.setattr(k8s.CoreV1Api, "read_namespaced_resource_quota", read)
+    assert scaling.read_namespace_quota() == Quota(cpu=6.0, memory=12 * GiB)
+    assert calls == [("raytune-trials", "user2")]
+
+
+def test_quota_too_small_is_bad_input_and_starts_nothing(tmp_path, capsys):
+    spec = _counter_spec("too-big", parallel=2, trials=2)
+    spec["trial"]["resources"] = {"cpu": 2}
+    path = tmp_path / "too-big.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code = main(["run", str(path), "--storage-path", str(tmp_path / "runs"), "--quota-cpu", "1"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: trial.resources.cpu: 2 vCPU per trial does not fit the tenant quota of 1 vCPU"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------- on the simulated cluster
+
+
+def test_cluster_up_and_down_from_the_command_line(tmp_path, monkeypatch, capsys):
+    import psutil
+
+    from raytune_k8s import localcluster
+
+    monkeypatch.setattr(localcluster, "STATE_FILE", tmp_path / "cluster.json")
+    up = ["cluster", "up", "--worker-cpus", "1", "--max-workers", "2", "--idle-timeout-s", "5"]
+    assert main(up) == 0
+    state = json.loads((tmp_path / "cluster.json").read_text())
+    temp_dir = Path(state["temp_dir"])
+    try:
+        out = capsys.readouterr().out
+        assert f"export RAY_ADDRESS={state['address']}" in out and "raytune-k8s cluster down" in out
+        assert psutil.Process(state["pid"]).is_running() and _cluster_processes(temp_dir), "runs on after 'up' returns"
+        assert main(up) == 1 and "already up" in capsys.readouterr().err
+    finally:
+        assert main(["cluster", "down"]) == 0
+    assert _cluster_processes(temp_dir) == [] and not temp_dir.exists()
+    assert not (tmp_path / "cluster.json").exists()
+    assert main(["cluster", "down"]) == 0 and "no cluster" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[AutoscalingLocalCluster]:
+    if ray.is_initialized():
+        ray.shutdown()  # the session's Ray; `ray_connected` reconnects later tests
+    head = AutoscalingLocalCluster(worker_cpus=1, max_workers=MAX_WORKERS, idle_timeout_s=IDLE_TIMEOUT_S)
+    with head:
+        ray.init(address=head.address, log_to_driver=False)
+        try:
+            yield head
+        finally:
+            ray.shutdown()
+    assert _cluster_processes(head.temp_dir) == [], "stop() left processes of the cluster behind"
+    if MEASURED:
+        print("\nautoscaling measurements:", json.dumps(MEASURED))
+
+
+@pytest.fixture
+def at_zero(cluster: AutoscalingLocalCluster) -> AutoscalingLocalCluster:
+    cluster.wait_for_workers(0, timeout=60)
+    return cluster
+
+
+def _counter_spec(name: str, *, parallel: int, trials: int, **fixed: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "objective": {"type": "maximize", "objectiveMetricName": "step"},
+        "algorithm": {"algorithmName": "random"},
+        "parameters": [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}}],
+        "parallelTrialCount": parallel,
+        "maxTrialCount": trials,
+        "trial": {
+            "function": "raytune_k8s.trials.synthetic:counter",
+            "fixedParameters": fixed,
+            "resources": {"cpu": 1},
+            "retries": 2,
+        },
+    }
+
+
+class WorkerWatch:
+    """Samples the cluster's worker count in the background: when did it first reach n, its max."""
+
+    def __init__(self, cluster: AutoscalingLocalCluster):
+        self.cluster = cluster
+        self.samples: list[tuple[float, int, int]] = []  # (time, workers alive, workers launching)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self.cluster.worker_count(), self.cluster.pending_workers()))
+            time.sleep(0.2)
+
+    def __enter__(self) -> "WorkerWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def first_reached(self, n: int) -> float | None:
+        return next((t for t, alive, _ in self.samples if alive >= n), None)
+
+    def first_pending(self, n: int) -> float | None:
+        """When the autoscaler was first launching ``n`` workers with none of them up yet."""
+        return next((t for t, alive, pending in self.samples if pending >= n and alive == 0), None)
+
+    @property
+    def most(self) -> int:
+        return max((alive for _, alive, _ in self.samples), default=0)
+
+
+def _results(experiment_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every result each trial reported, in order (its result.json)."""
+    out = {}
+    for path in experiment_dir.glob("*/result.json"):
+        out[path.parent.name] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
+def _max_overlap(results: dict[str, list[dict[str, Any]]], sleep: float) -> int:
+    """The most trials counting at the same moment (each from its first step's start to its last)."""
+    events = []
+    for rows in results.values():
+        events += [(rows[0]["t"] - sleep, 1), (rows[-1]["t"], -1)]
+    running = most = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        running += delta
+        most = max(most, running)
+    return most
+
+
+def test_scales_from_zero_to_parallelism_and_back(at_zero, tmp_path):
+    spec = _counter_spec("scale-6", parallel=6, trials=6, steps=4, sleep=0.5, wait_for=6, wait_dir=str(tmp_path / "signin"))
+    with WorkerWatch(at_zero) as watch:
+        start = time.monotonic()
+        summary = raytune_k8s.run(spec, storage_path=tmp_path)
+        end = time.monotonic()
+        assert at_zero.resource_request() == [], "the request is withdrawn when the experiment ends"
+        down_s = at_zero.wait_for_workers(0, timeout=120)
+    assert summary["status"] == "Succeeded" and summary["trials"] == 6
+    assert watch.most == 6
+    results = _results(tmp_path / "scale-6")
+    assert len({rows[-1]["node_id"] for rows in results.values()}) == 6, "one trial per worker node"
+    assert _max_overlap(results, 0.5) == 6
+    up_s = watch.first_reached(6) - start  # type: ignore[operator]
+    asked = watch.first_pending(6)
+    assert asked is not None, "the autoscaler was never launching all 6 workers at once"
+    asked_s = asked - start
+    MEASURED.update(all_6_requested_s=round(asked_s, 1), scale_up_0_to_6_s=round(up_s, 1),
+                    scale_down_6_to_0_s=round(down_s, 1), idle_timeout_s=IDLE_TIMEOUT_S,
+                    experiment_6_s=round(end - start, 1))
+    print(f"\nautoscaler asked for 6 workers {asked_s:.1f} s after the experiment started, all 6 up after "
+          f"{up_s:.1f} s; 6 -> 0 workers {down_s:.1f} s after it ended (idle timeout {IDLE_TIMEOUT_S:g} s)")
+    assert down_s < IDLE_TIMEOUT_S + 30
+
+
+def test_quota_caps_parallelism_and_says_why(at_zero, tmp_path, capsys):
+    spec = _counter_spec("quota-3", parallel=6, trials=6, steps=4, sleep=0.5, wait_for=3, wait_dir=str(tmp_path / "signin"))
+    path = tmp_path / "quota-3.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with WorkerWatch(at_zero) as watch:
+        code = main(["run", str(path), "--storage-path", str(tmp_path), "--quota-cpu", "3"])
+    err = capsys.readouterr().err
+    assert code == 0
+    note = "quota caps parallelism: parallelTrialCount 6 asks for 6 x 1 vCPU, the tenant quota allows 3 vCPU: running 3 trials at once"
+    assert [line for line in err.splitlines() if "caps parallelism" in line] == [note]
+    results = _results(tmp_path / "quota-3")
+    assert len(results) == 6
+    assert _max_overlap(results, 0.5) == 3
+    assert watch.most == 3, "only the workers the quota allows are asked for"
+
+
+def test_killed_worker_trial_continues_from_checkpoint_on_a_new_node(at_zero, tmp_path):
+    steps, kill_at = 12, 4
+    spec = _counter_spec("kill", parallel=1, trials=1, steps=steps, sleep=0.5)
+    killed: dict[str, Any] = {}
+
+    def killer() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for rows in _results(tmp_path / "kill").values():
+                if rows and rows[-1]["step"] >= kill_at:
+                    killed.update(node_id=at_zero.kill_worker(rows[-1]["node_id"]), after_step=rows[-1]["step"],
+                                  at=time.monotonic())
+                    return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    end = time.monotonic()
+    thread.join()
+    assert killed, "the trial never reached the step to kill it at"
+    assert summary["status"] == "Succeeded" and summary["trials"] == 1 and summary["failed"] == 0
+    (rows,) = _results(tmp_path / "kill").values()
+    assert [r["step"] for r in rows] == list(range(1, steps + 1)), "every step once, in order: none lost or redone"
+    before = [r for r in rows if r["starts"] == 1]
+    after = [r for r in rows if r["starts"] == 2]
+    assert before and after and len(before) + len(after) == steps
+    assert {r["node_id"] for r in before} == {killed["node_id"]}
+    assert killed["node_id"] not in {r["node_id"] for r in after}, "continued on a replacement node"
+    assert after[0]["step"] == before[-1]["step"] + 1, "continued from the last checkpoint"
+    assert len(list((tmp_path / "kill").glob("*/checkpoint_*"))) >= 1  # the checkpoints live in the shared storage_path
+    MEASURED.update(kill_to_end_s=round(end - killed["at"], 1))
+
+
+def test_parallelism_request_asks_for_all_workers_at_once_and_withdraws(at_zero):
+    """Last in the module: the workers it starts are not waited for, the cluster just stops."""
+    assert scaling.cluster_can_autoscale()
+    with scaling.parallelism_request(scaling.trial_bundles({"cpu": 1, "gpu": 0}, 3)) as asked:
+        assert asked
+        assert at_zero.resource_request() == [{"CPU": 1.0}] * 3
+        deadline, pending = time.monotonic() + 15, 0
+        while pending < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pending = at_zero.pending_workers()
+        assert pending == 3, "all three workers launched at once, with no trial pending"
+    assert at_zero.resource_request() == []
