@@ -21,6 +21,7 @@ from .progress import ProgressLine
 from .runtime import ray_session
 from .scaling import Quota, effective_parallelism, parallelism_request, trial_bundles
 from .search import create_searcher
+from .search.actor import ActorSearcher
 from .space import SearchSpace
 from .spec import ExperimentSpec, SpecError, parse_cpu, parse_memory, parse_spec
 from .stopping import create_scheduler
@@ -53,7 +54,7 @@ def load_spec(source: SpecSource) -> ExperimentSpec:
     return prepare(source).spec
 
 
-def prepare(source: SpecSource, searcher: Searcher | None = None) -> Plan:
+def prepare(source: SpecSource, searcher: Searcher | None = None, *, searcher_actor: bool = True) -> Plan:
     spec = parse_spec(source if not isinstance(source, os.PathLike) else Path(source))
     space = SearchSpace.from_spec(spec)
     built_searcher = create_searcher(spec.algorithm, space, spec.objective)
@@ -63,7 +64,22 @@ def prepare(source: SpecSource, searcher: Searcher | None = None) -> Plan:
     if searcher is not None:  # a Python user's own Ray Tune searcher
         searcher.set_search_properties(spec.objective.metric, spec.objective.mode, {})
         built_searcher = searcher
+    if searcher_actor:
+        built_searcher = ActorSearcher(built_searcher, prefetch=spec.parallel_trials, actor_options=searcher_resources(spec))
     return Plan(spec, built_searcher, scheduler, trainable)
+
+
+def searcher_resources(spec: ExperimentSpec) -> dict[str, float]:
+    """Ray actor options for the searcher actor (``algorithm.resources``; default 0 CPUs)."""
+    res = spec.algorithm.resources
+    if res is None:
+        return {}
+    out: dict[str, float] = {"num_cpus": parse_cpu(res.cpu)}
+    if res.gpu:
+        out["num_gpus"] = float(res.gpu)
+    if res.memory is not None:
+        out["memory"] = float(parse_memory(res.memory))
+    return out
 
 
 def trial_resources(spec: ExperimentSpec) -> dict[str, float]:
@@ -82,9 +98,14 @@ def run(
     resume_if_exists: bool = False,
     quota: Quota | Mapping[str, Any] | None = None,
     searcher: Searcher | None = None,
+    searcher_actor: bool = True,
 ) -> dict[str, Any]:
-    """Run a tuning experiment and return its summary (also written to ``summary.json``)."""
-    plan = prepare(spec, searcher)
+    """Run a tuning experiment and return its summary (also written to ``summary.json``).
+
+    The search algorithm (the spec's, or ``searcher``: any Ray Tune Searcher) runs in its own
+    Ray actor unless ``searcher_actor`` is False, in which case it runs in the driver.
+    """
+    plan = prepare(spec, searcher, searcher_actor=searcher_actor)
     storage = Path(storage_path).expanduser().resolve() if storage_path else default_storage()
     experiment_dir = storage / plan.spec.name
     if experiment_dir.exists() and any(experiment_dir.iterdir()):
@@ -117,7 +138,7 @@ def run(
                 stop=control,
                 callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials)],
                 failure_config=tune.FailureConfig(max_failures=plan.spec.trial.retries),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 verbose=1,
             ),
         )

@@ -20,6 +20,7 @@ BUILTINS: dict[str, str] = {
     "mnist-torch": "raytune_k8s.trials.mnist_torch:train",
     "branin": "raytune_k8s.trials.synthetic:branin",
     "hartmann6": "raytune_k8s.trials.synthetic:hartmann6",
+    "replay": "raytune_k8s.trials.synthetic:replay",
 }
 
 Trainable = Callable[[dict[str, Any]], Any]

@@ -90,3 +90,15 @@ def counter(config: dict[str, Any]) -> None:
         time.sleep(float(config.get("sleep", 0.5)))
         metrics = {"step": step, "starts": starts, "node_id": node_id, "t": time.time()}
         report_with_checkpoint(metrics, {"step": step, "starts": starts}, lambda path: None)
+
+
+def replay(config: dict[str, Any]) -> dict[str, float]:
+    """Replays a recorded trial: sleeps ``durations`` (comma-separated seconds) at
+    ``trial_index``, times ``time_scale``; reports its wall-clock ``t_start``/``t_end`` and the
+    node it ran on, for scheduling benchmarks."""
+    import ray
+
+    seconds = float(str(config["durations"]).split(",")[int(config["trial_index"])]) * float(config.get("time_scale", 1.0))
+    start = time.time()
+    time.sleep(seconds)
+    return {"duration_s": seconds, "t_start": start, "t_end": time.time(), "node": ray.get_runtime_context().get_node_id()[:8]}
