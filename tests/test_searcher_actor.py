@@ -110,6 +110,6 @@ def test_killed_actor_is_restored_without_losing_observations(ray_connected, tmp
     searcher.save(str(tmp_path / "searcher.pkl"))
     restored = prepare(spec).searcher
     restored.restore(str(tmp_path / "searcher.pkl"))
-    assert _wait_for(lambda: restored.observations() == completed)
+    assert _wait_for(lambda: restored.observations() == completed, timeout=90), f"{restored.observations()} != {completed}"
     restored.kill_actor()
     searcher.kill_actor()
