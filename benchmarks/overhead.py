@@ -1,0 +1,399 @@
+"""Overhead: what the machinery costs per trial, next to plain Ray Tune and an Optuna loop.
+
+N trivial trials (Branin evaluated once, reported at once) at parallelism P, through
+``raytune_k8s.run`` (random search, as an experiment runs it), through plain Ray Tune with its
+defaults (``tune.Tuner`` + ``TuneConfig(num_samples=N, max_concurrent_trials=P)``) and through an
+in-process Optuna loop. Figure: wall time / N. Both Ray paths run on ONE local Ray head
+(``LocalRayHead(num_cpus=2)``, token auth on) that this benchmark starts and stops.
+
+Autoscaling reaction (seconds from experiment start to P workers, from experiment end to 0
+workers) is measured on ``raytune_k8s.localcluster.AutoscalingLocalCluster`` when it exists; see
+:func:`measure_autoscaling`.
+
+    python -m benchmarks.overhead                 # full: N=100, P=2, 3 runs (plain Tune 1)
+    python -m benchmarks.overhead --smoke --out /tmp/oh
+"""
+
+from __future__ import annotations
+
+import os
+
+# Ray reads its authentication mode when it is first imported: set it before anything imports ray.
+os.environ["RAY_AUTH_MODE"] = "token"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+from ._report import arg_parser, environment, fmt, markdown_table, pyplot, text_table, write_outputs  # noqa: E402
+
+NAME = "overhead"
+NUM_CPUS = 2
+BRANIN_PARAMS = [
+    {"name": "x", "parameterType": "double", "feasibleSpace": {"min": -5, "max": 10}},
+    {"name": "y", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 15}},
+]
+#: The paths measured, in table order: key -> label.
+PATHS = {
+    "raytune_k8s": "raytune_k8s.run (random, reuse_actors=True)",
+    "ray_tune_default": "plain Ray Tune, defaults (random, reuse_actors=False)",
+    "optuna": "Optuna in-process loop (RandomSampler)",
+    "optuna_tpe": "Optuna in-process loop (TPESampler)",
+}
+
+
+def _raytune_k8s_label() -> str:
+    """What ``raytune_k8s.run`` does per experiment in this tree (the searcher actor is recent)."""
+    import inspect
+
+    import raytune_k8s
+
+    actor = "searcher_actor" in inspect.signature(raytune_k8s.run).parameters
+    return "raytune_k8s.run (random, reuse_actors=True" + (", searcher in a Ray actor)" if actor else ")")
+
+
+def trial_cpu(parallel: int) -> float:
+    """CPUs per trial so that ``parallel`` trials fit on the head's CPUs (at most 1)."""
+    return min(1.0, NUM_CPUS / parallel)
+
+
+def experiment_spec(name: str, trials: int, parallel: int, seed: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "objective": {"type": "minimize", "objectiveMetricName": "value"},
+        "algorithm": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": seed}]},
+        "parameters": BRANIN_PARAMS,
+        "parallelTrialCount": parallel,
+        "maxTrialCount": trials,
+        "maxFailedTrialCount": 0,
+        "trial": {"trainable": "branin", "resources": {"cpu": trial_cpu(parallel)}},
+    }
+
+
+def measure_raytune_k8s(trials: int, parallel: int, storage: Path, seed: int) -> float:
+    """Wall seconds of one whole ``raytune_k8s.run`` (checks, Tuner, summary) of N trivial trials."""
+    import raytune_k8s
+
+    spec = experiment_spec(f"overhead-{seed}", trials, parallel, seed)
+    start = time.perf_counter()
+    summary = raytune_k8s.run(spec, storage_path=storage)
+    elapsed = time.perf_counter() - start
+    if summary["trials"] != trials or summary["failed"]:
+        raise RuntimeError(f"raytune_k8s run incomplete: {summary['trials']} trials, {summary['failed']} failed")
+    return elapsed
+
+
+def measure_ray_tune(trials: int, parallel: int, storage: Path, seed: int) -> float:
+    """Wall seconds of plain ``tune.Tuner(...).fit()`` with Tune's defaults on the same trivial trial."""
+    from ray import tune
+
+    from raytune_k8s.trials.synthetic import branin
+
+    trainable: Any = branin  # returns {"value": ...}; Tune reports a returned dict
+    if parallel > NUM_CPUS:  # Tune's default is 1 CPU per trial: give P trials room as raytune_k8s does
+        trainable = tune.with_resources(branin, {"cpu": trial_cpu(parallel)})
+    start = time.perf_counter()
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"x": tune.uniform(-5, 10), "y": tune.uniform(0, 15)},
+        tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=parallel, metric="value", mode="min"),
+        run_config=tune.RunConfig(name=f"tune-{seed}", storage_path=str(storage)),
+    )
+    grid = tuner.fit()
+    elapsed = time.perf_counter() - start
+    if len(grid) != trials or grid.num_errors:
+        raise RuntimeError(f"Ray Tune run incomplete: {len(grid)} trials, {grid.num_errors} errors")
+    return elapsed
+
+
+def measure_optuna(trials: int, seed: int, sampler: str) -> float:
+    """Wall seconds of an in-process Optuna study (in-memory storage) of N trivial trials."""
+    import optuna
+
+    from raytune_k8s.trials.synthetic import branin_value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.perf_counter()
+    make = optuna.samplers.RandomSampler if sampler == "random" else optuna.samplers.TPESampler
+    study = optuna.create_study(direction="minimize", sampler=make(seed=seed))
+    study.optimize(lambda t: branin_value(t.suggest_float("x", -5, 10), t.suggest_float("y", 0, 15)), n_trials=trials)
+    elapsed = time.perf_counter() - start
+    assert len(study.trials) == trials
+    return elapsed
+
+
+def measure_autoscaling(
+    parallel: int, storage: Path, *, trial_s: float = 5.0, idle_timeout_s: float = 10.0, timeout_s: float = 180.0
+) -> dict[str, Any]:
+    """Autoscaling reaction on a fake multi-node autoscaling cluster (the real Ray autoscaler v2
+    with Ray's fake node provider, ``raytune_k8s.localcluster.AutoscalingLocalCluster``):
+
+    * ``scale_up_s``: seconds from the start of ``raytune_k8s.run`` (cluster at 0 workers) until
+      ``parallel`` worker nodes are alive;
+    * ``scale_down_s``: seconds from the return of ``raytune_k8s.run`` until 0 workers are left;
+      this includes the cluster's idle timeout (``idle_timeout_s``).
+
+    The experiment: 2 x ``parallel`` trials of ``trial_s`` seconds (Branin with a sleep), 1 CPU
+    each, on 1-CPU workers (so one trial per worker). Starts and stops its own cluster; a Ray
+    connection of this process is closed first. ``None`` for both, with a note, when the
+    cluster class does not exist.
+    """
+    try:
+        from raytune_k8s.localcluster import AutoscalingLocalCluster
+    except ImportError:
+        return {
+            "scale_up_s": None,
+            "scale_down_s": None,
+            "available": False,
+            "note": "not measured: raytune_k8s.localcluster.AutoscalingLocalCluster does not exist in this tree",
+        }
+    import threading
+
+    import ray
+
+    import raytune_k8s
+
+    if ray.is_initialized():
+        ray.shutdown()
+    trials = 2 * parallel
+    spec = experiment_spec("autoscaling", trials, parallel, seed=0)
+    spec["trial"] = {"trainable": "branin", "fixedParameters": {"sleep": trial_s}, "resources": {"cpu": 1}}
+    samples: list[tuple[float, int]] = []
+    with AutoscalingLocalCluster(worker_cpus=1, max_workers=parallel, idle_timeout_s=idle_timeout_s) as cluster:
+        ray.init(address=cluster.address, log_to_driver=False)
+        try:
+            cluster.wait_for_workers(0, timeout=60)
+            stop = threading.Event()
+
+            def watch() -> None:
+                while not stop.is_set():
+                    samples.append((time.monotonic(), cluster.worker_count()))
+                    time.sleep(0.2)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            try:
+                start = time.monotonic()
+                summary = raytune_k8s.run(spec, storage_path=storage)
+                end = time.monotonic()
+                cluster.wait_for_workers(0, timeout=idle_timeout_s + timeout_s)
+                zero = time.monotonic()
+            finally:
+                stop.set()
+                watcher.join()
+        finally:
+            ray.shutdown()
+    reached = next((t for t, n in samples if n >= parallel), None)
+    most = max((n for _, n in samples), default=0)
+    if summary["trials"] != trials or summary["failed"]:
+        raise RuntimeError(f"autoscaling experiment incomplete: {summary['trials']} trials, {summary['failed']} failed")
+    return {
+        "scale_up_s": None if reached is None else reached - start,
+        "scale_down_s": zero - end,
+        "scale_down_after_idle_timeout_s": zero - end - idle_timeout_s,
+        "available": True,
+        "most_workers": most,
+        "target_workers": parallel,
+        "idle_timeout_s": idle_timeout_s,
+        "experiment_s": end - start,
+        "trials": trials,
+        "trial_s": trial_s,
+        "note": None if reached is not None else f"never reached {parallel} workers (at most {most})",
+    }
+
+
+def _summary(seconds: list[float], trials: int, label: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    per_trial = [1000 * s / trials for s in seconds]
+    return {
+        "label": label,
+        "ms_per_trial": statistics.median(per_trial),
+        "ms_per_trial_runs": per_trial,
+        "wall_s_runs": seconds,
+        **(extra or {}),
+    }
+
+
+def tables(data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    headers = ["path", "ms/trial (median)", "min", "max", "runs", "x raytune_k8s"]
+    base = data["raytune_k8s"]["ms_per_trial"]
+    rows = []
+    for key in PATHS:
+        r = data[key]
+        runs = r["ms_per_trial_runs"]
+        rows.append([f"{key}: {r['label']}", r["ms_per_trial"], min(runs), max(runs), len(runs), r["ms_per_trial"] / base])
+    return headers, rows
+
+
+def autoscaling_rows(data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    a = data["autoscaling"]
+    p = data["parallel"]
+    rows = [
+        [f"scale_up_s: run start (0 workers) -> {p} workers", data["scale_up_s"]],
+        ["scale_down_s: run end -> 0 workers", data["scale_down_s"]],
+    ]
+    if a.get("idle_timeout_s") is not None:
+        rows += [["  of which the configured idle timeout", a["idle_timeout_s"]],
+                 ["  the rest (the idle clock starts when a worker's last trial ends, before the run returns)",
+                  a["scale_down_after_idle_timeout_s"]],
+                 [f"experiment wall time ({a['trials']} trials of {fmt(a['trial_s'])} s, 1 CPU each)", a["experiment_s"]]]
+    if a.get("note"):
+        rows.append([f"note: {a['note']}", None])
+    return ["autoscaling reaction", "seconds"], rows
+
+
+def markdown(data: dict[str, Any]) -> str:
+    headers, rows = tables(data)
+    ah, ar = autoscaling_rows(data)
+    env = data["environment"]
+    return "\n".join([
+        "# Overhead",
+        "",
+        f"Per-trial cost of the machinery: N={data['trials']} trivial trials (Branin evaluated and reported at once) at "
+        f"parallelism P={data['parallel']}, wall time / N, median of {data['repeats']} runs per path ({data['tune_repeats']} of plain Ray Tune, which takes "
+        "seconds per trial: with reuse_actors=False every trial creates a new trainable actor). Both Ray paths run on "
+        f"one local Ray head with {NUM_CPUS} CPUs (token auth), trials {fmt(trial_cpu(data['parallel']))} CPU each; an untimed "
+        f"plain-Tune warm-up of {data['parallel']} trials ran first (not in --smoke). The raytune_k8s wall time is the whole "
+        "`raytune_k8s.run` (spec checks, Tuner, summary.json); plain Ray Tune's is `Tuner(...)` + `fit()`. Optuna runs in "
+        "this process with in-memory storage, no Ray: a floor, not a peer in capability.",
+        "",
+        markdown_table(headers, rows),
+        "",
+        "## Autoscaling reaction",
+        "",
+        "On `raytune_k8s.localcluster.AutoscalingLocalCluster`: a local Ray head (0 CPUs) running the real Ray "
+        "autoscaler v2 with Ray's fake multi-node provider, 1-CPU worker nodes started and removed on demand like "
+        "KubeRay worker pods (but as processes on this machine: no image pull, no pod scheduling, so a real cluster "
+        "scales up slower). A separate cluster from the one above; it starts at 0 workers.",
+        "",
+        markdown_table(ah, ar),
+        "",
+        f"Total run time {data['runtime_s']:.0f} s on {env['cpus']} CPUs ({env['platform']}; load average at the end "
+              f"{'/'.join(map(str, env['loadavg_1_5_15m']))} over 1/5/15 min: other work shared the machine), {env['date_utc']}; "
+        f"`{env['command']}`. Chart: `{NAME}.png`; raw runs: `{NAME}.json`.",
+    ])
+
+
+def figure(data: dict[str, Any]) -> Any:
+    plt = pyplot()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 1.4]})
+    keys = list(PATHS)
+    medians = [data[k]["ms_per_trial"] for k in keys]
+    lows = [m - min(data[k]["ms_per_trial_runs"]) for k, m in zip(keys, medians)]
+    highs = [max(data[k]["ms_per_trial_runs"]) - m for k, m in zip(keys, medians)]
+    bars = ax.bar(range(len(keys)), medians, yerr=[lows, highs], capsize=4,
+                  color=["tab:blue", "tab:gray", "tab:orange", "tab:olive"])
+    for bar, m in zip(bars, medians):
+        ax.annotate(fmt(m), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8,
+                    xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(keys)), keys, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per trial (wall / N), log scale")
+    ax.set_title(f"N={data['trials']} trivial trials, P={data['parallel']}; median, bars min-max of the runs", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    if data["scale_up_s"] is not None and data["scale_down_s"] is not None:
+        idle = data["autoscaling"].get("idle_timeout_s") or 0.0
+        ax2.bar([0], [data["scale_up_s"]], color="tab:green")
+        ax2.bar([1], [idle], color="tab:red", alpha=0.35, hatch="//", label="idle timeout (configured)")
+        ax2.bar([1], [max(0.0, data["scale_down_s"] - idle)], bottom=[idle], color="tab:red", label="the rest")
+        for x, v in ((0, data["scale_up_s"]), (1, data["scale_down_s"])):
+            ax2.annotate(f"{v:.1f} s", (x, v), ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        ax2.set_xticks([0, 1], [f"0 -> {data['parallel']} workers", f"{data['parallel']} -> 0 workers"], fontsize=8)
+        ax2.set_ylabel("seconds")
+        ax2.legend(fontsize=7)
+    else:
+        ax2.axis("off")
+        ax2.text(0.5, 0.5, "autoscaling reaction:\nnot measured\n" + str(data["autoscaling"].get("note") or ""),
+                 ha="center", va="center", fontsize=8, wrap=True, transform=ax2.transAxes)
+    ax2.set_title("autoscaling reaction", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=100, help="N trials per run (default 100)")
+    parser.add_argument("--parallel", type=int, default=2, help="P concurrent trials (default 2)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of raytune_k8s and of the Optuna loops; the median is reported (default 3)")
+    parser.add_argument("--tune-repeats", type=int, default=1,
+                        help="runs of plain Ray Tune, the slow one: ~2 s a trial (default 1)")
+    parser.add_argument("--autoscaling", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure the autoscaling reaction on a fake multi-node cluster (default on)")
+    parser.add_argument("--replot", type=Path, metavar="JSON",
+                        help="only rewrite the .md and .png from an earlier run's JSON (into --out)")
+    args = parser.parse_args(argv)
+    if args.replot:
+        data = json.loads(args.replot.read_text())
+        PATHS["raytune_k8s"] = data["raytune_k8s"]["label"]
+        paths = write_outputs(args.out, NAME, data, markdown(data), figure(data))
+        print(f"wrote {', '.join(map(str, paths))}")
+        return 0
+    if args.smoke:
+        args.trials, args.repeats, args.tune_repeats = 6, 1, 1
+    warnings.filterwarnings("ignore")
+
+    import ray
+
+    from raytune_k8s.localcluster import LocalRayHead
+
+    start = time.monotonic()
+    data: dict[str, Any] = {"benchmark": NAME, "smoke": args.smoke, "trials": args.trials,
+                            "parallel": args.parallel, "repeats": args.repeats, "tune_repeats": args.tune_repeats}
+    k8s_s: list[float] = []
+    tune_s: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="rtk8s-overhead-") as tmp:
+        storage = Path(tmp)
+        with LocalRayHead(num_cpus=NUM_CPUS) as head:
+            os.environ.pop("RAY_ADDRESS", None)
+            ray.init(address=head.address, log_to_driver=False)
+            logging.getLogger("ray").setLevel(logging.WARNING)
+            try:
+                if not args.smoke:
+                    measure_ray_tune(args.parallel, args.parallel, storage, seed=-1)  # warm-up, untimed
+                for r in range(max(args.repeats, args.tune_repeats)):  # interleaved: drifting load hits both alike
+                    if r < args.repeats:
+                        k8s_s.append(measure_raytune_k8s(args.trials, args.parallel, storage, seed=r))
+                        print(f"  raytune_k8s run {r}: {k8s_s[-1]:.1f} s", file=sys.stderr, flush=True)
+                    if r < args.tune_repeats:
+                        tune_s.append(measure_ray_tune(args.trials, args.parallel, storage, seed=r))
+                        print(f"  plain Ray Tune run {r}: {tune_s[-1]:.1f} s", file=sys.stderr, flush=True)
+            finally:
+                ray.shutdown()
+        optuna_s = [measure_optuna(args.trials, r, "random") for r in range(args.repeats)]
+        optuna_tpe_s = [measure_optuna(args.trials, r, "tpe") for r in range(args.repeats)]
+        if args.autoscaling:
+            sizes = {"trial_s": 1.0, "idle_timeout_s": 3.0} if args.smoke else {}
+            autoscaling = measure_autoscaling(args.parallel, storage, **sizes)
+        else:
+            autoscaling = {"scale_up_s": None, "scale_down_s": None, "available": None,
+                           "note": "not measured: --no-autoscaling"}
+
+    PATHS["raytune_k8s"] = _raytune_k8s_label()
+    data["raytune_k8s"] = _summary(k8s_s, args.trials, PATHS["raytune_k8s"], {"trial_cpu": trial_cpu(args.parallel)})
+    data["ray_tune_default"] = _summary(tune_s, args.trials, PATHS["ray_tune_default"])
+    data["optuna"] = _summary(optuna_s, args.trials, PATHS["optuna"])
+    data["optuna_tpe"] = _summary(optuna_tpe_s, args.trials, PATHS["optuna_tpe"])
+    data["scale_up_s"] = autoscaling["scale_up_s"]
+    data["scale_down_s"] = autoscaling["scale_down_s"]
+    data["autoscaling"] = autoscaling
+    data["runtime_s"] = time.monotonic() - start
+    data["environment"] = environment(
+        "benchmarks.overhead", list(argv if argv is not None else sys.argv[1:]), ["raytune_k8s", "ray", "optuna"])
+
+    headers, rows = tables(data)
+    ah, ar = autoscaling_rows(data)
+    print(f"\nPer-trial overhead, N={args.trials}, P={args.parallel}\n{text_table(headers, rows)}\n\n{text_table(ah, ar)}")
+    paths = write_outputs(args.out, NAME, data, markdown(data), figure(data))
+    print(f"\n{data['runtime_s']:.0f} s; wrote {', '.join(map(str, paths))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

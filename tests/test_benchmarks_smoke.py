@@ -1,0 +1,86 @@
+"""The benchmarks at tiny sizes (``--smoke``), so they keep working; these are not timed tests.
+
+search_quality runs in this process (it needs no Ray); overhead runs as ``python -m`` in a
+subprocess because it starts (and stops) its own Ray clusters and must set RAY_AUTH_MODE before
+Ray is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from raytune_k8s import localcluster
+
+from .conftest import REPO
+
+
+def _outputs(out: Path, name: str) -> dict[str, Any]:
+    """The JSON, after checking the markdown and PNG beside it."""
+    assert (out / f"{name}.md").read_text().startswith("# ")
+    assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def test_search_quality_smoke(tmp_path):
+    from benchmarks import search_quality as sq
+
+    assert sq.main(["--smoke", "--out", str(tmp_path)]) == 0
+    data = _outputs(tmp_path, "search_quality")
+    assert data["smoke"] is True and data["runtime_s"] > 0
+    assert set(data["problems"]) == set(sq.PROBLEM_NAMES)
+    for name, prob in data["problems"].items():
+        assert prob["threshold"] > 0 and 0 <= prob["fraction_within_threshold"] <= 1, name
+        assert set(prob["results"]) == set(sq.METHODS), name
+        for method, r in prob["results"].items():
+            assert r["seeds"] == data["seeds"][method] >= 1
+            for c in map(str, data["checkpoints"]):
+                lo, hi = r["iqr_regret"][c]
+                assert 0 <= lo <= r["median_regret"][c] <= hi, (name, method)
+            reach = r["evals_to_threshold"]
+            assert reach["of"] == r["seeds"] and 0 <= reach["reached"] <= reach["of"]
+            assert all(e is None or 1 <= e <= data["budget"] for e in reach["per_seed"])
+            assert r["ms_per_evaluation"] > 0 and r["seconds_per_run"] > 0 and r["cpu_ms_per_evaluation"] > 0
+    # The tabular spaces map onto spec parameters of every kind the searchers must handle.
+    kinds = {p["parameterType"] for p in data["problems"]["hpolib-protein-structure"]["parameters"]}
+    assert kinds == {"categorical", "discrete", "double"}
+
+
+def test_search_quality_runs_are_seeded_and_regret_is_exact():
+    from benchmarks import search_quality as sq
+
+    problem = sq.get_problem("nasbench201-cifar10")
+    first = sq.run_raytune_k8s(problem, "tpe", 3, 8)
+    assert first == sq.run_raytune_k8s(problem, "tpe", 3, 8), "random_state seeds the searcher"
+    curve = sq.regret_curve(problem, first)
+    assert (curve >= 0).all() and (curve[1:] <= curve[:-1]).all()
+    best = max(problem.evaluate.means, key=problem.evaluate.means.get)  # the table's best cell
+    config = {name: choices[int(i)] for (name, choices), i in zip(problem.evaluate.search_space.items(), best)}
+    assert problem.regret(sq.trial({**config, "problem": problem.name})["val_acc"]) == 0
+
+
+def test_overhead_smoke(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.overhead", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    data = _outputs(tmp_path, "overhead")
+    assert data["smoke"] is True and data["trials"] == 6
+    for key in ("raytune_k8s", "ray_tune_default", "optuna", "optuna_tpe"):
+        assert data[key]["ms_per_trial"] > 0, key
+        assert len(data[key]["ms_per_trial_runs"]) == (data["tune_repeats"] if key == "ray_tune_default" else data["repeats"])
+    # Every Ray path costs more per trial than an in-process loop.
+    assert min(data["raytune_k8s"]["ms_per_trial"], data["ray_tune_default"]["ms_per_trial"]) > data["optuna"]["ms_per_trial"]
+    if hasattr(localcluster, "AutoscalingLocalCluster"):
+        assert data["autoscaling"]["available"] is True
+        assert data["scale_up_s"] > 0 and data["scale_down_s"] > 0
+        assert data["autoscaling"]["most_workers"] == data["parallel"]
+    else:
+        assert data["scale_up_s"] is None and data["scale_down_s"] is None and data["autoscaling"]["note"]
+
