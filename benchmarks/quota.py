@@ -145,21 +145,24 @@ def _intervals(summary: dict[str, Any], origin: float) -> list[tuple[float, floa
     return sorted((r["metrics"]["t_start"] - origin, r["metrics"]["t_end"] - origin) for r in summary["trial_table"])
 
 
-def run_replay(user: str, time_scale: float, storage: Path, idle_timeout_s: float) -> dict[str, Any]:
+def run_replay(user: str, time_scale: float, storage: Path, idle_timeout_s: float, shrink: int = 1) -> dict[str, Any]:
+    """One tenant's replay; ``shrink`` > 1 divides its quota and trial count (smoke runs)."""
     import ray
 
     import raytune_k8s
     from raytune_k8s.localcluster import AutoscalingLocalCluster
 
-    durations_s = [m * 60 * time_scale for m in start_order(PAPER_LANES[user])]
-    slots = QUOTAS[user] // TRIAL_VCPU
+    minutes = start_order(PAPER_LANES[user])
+    durations_s = [m * 60 * time_scale for m in minutes[: len(minutes) // shrink]]
+    quota_vcpu = QUOTAS[user] // shrink
+    slots = quota_vcpu // TRIAL_VCPU
     # The cluster may grow further than the quota; the quota is what caps the tenant.
     with AutoscalingLocalCluster(worker_cpus=TRIAL_VCPU, max_workers=slots, idle_timeout_s=idle_timeout_s) as cluster:
         ray.init(address=cluster.address, log_to_driver=False)
         try:
             origin = time.time()
             watch = WorkerWatch(cluster, slots)
-            summary = raytune_k8s.run(replay_spec(user, durations_s), storage_path=storage, quota={"cpu": QUOTAS[user]})
+            summary = raytune_k8s.run(replay_spec(user, durations_s), storage_path=storage, quota={"cpu": quota_vcpu})
             watch.stop()
         finally:
             ray.shutdown()
@@ -167,7 +170,7 @@ def run_replay(user: str, time_scale: float, storage: Path, idle_timeout_s: floa
     ideal = ideal_makespan(durations_s, slots)
     wall = summary["wall_s"]
     return {
-        "quota_vcpu": QUOTAS[user],
+        "quota_vcpu": quota_vcpu,
         "slots": slots,
         "parallel": max_overlap(intervals),
         "trials": summary["trials"],
@@ -215,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=10.0, help="replay: worker idle timeout (s)")
     parser.add_argument("--epochs", type=int, default=3, help="real: epochs per MXNet trial")
     args = parser.parse_args(argv)
+    shrink = 3 if args.smoke else 1  # smoke: quotas 6 and 2 vCPU, 4 trials each
     if args.smoke:
         args.time_scale, args.epochs = 0.02, 1
 
@@ -223,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as storage:
         if args.mode == "replay":
             for user in QUOTAS:
-                users[user] = run_replay(user, args.time_scale, Path(storage), args.idle_timeout)
+                users[user] = run_replay(user, args.time_scale, Path(storage), args.idle_timeout, shrink)
         else:
             import ray
 
@@ -256,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     headers = ["tenant", "quota vCPU", "Katib: at once", "Katib: min", "ours: at once", "ours: min", "ideal min", "efficiency", "workers up (s)"]
     rows = [
-        [u, QUOTAS[u], PAPER[u]["parallel"], PAPER[u]["wall_min"], users[u]["parallel"], users[u]["wall_min"],
+        [u, users[u]["quota_vcpu"], PAPER[u]["parallel"], PAPER[u]["wall_min"], users[u]["parallel"], users[u]["wall_min"],
          users[u]["ideal_min"], users[u]["efficiency"], users[u].get("workers_all_up_s")]
         for u in QUOTAS
     ]
@@ -277,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for lane, (a, b) in zip(lanes_of(intervals), intervals):
             ax.barh(lane, b - a, left=a, height=0.7, color="tab:orange" if user == "user2" else "tab:blue", edgecolor="black")
         ax.set_ylabel(f"{user} lane")
-        ax.set_title(f"{user}: quota {QUOTAS[user]} vCPU, {users[user]['parallel']} at once, {users[user]['wall_min']:.1f} min "
+        ax.set_title(f"{user}: quota {users[user]['quota_vcpu']} vCPU, {users[user]['parallel']} at once, {users[user]['wall_min']:.1f} min "
                      f"(Katib: {PAPER[user]['parallel']} at once, {PAPER[user]['wall_min']} min)")
     axes[-1].set_xlabel("minutes (paper scale)" if args.mode == "replay" else "minutes")
     for path in write_outputs(args.out, NAME, data, md, fig):

@@ -84,3 +84,32 @@ def test_overhead_smoke(tmp_path):
     else:
         assert data["scale_up_s"] is None and data["scale_down_s"] is None and data["autoscaling"]["note"]
 
+
+def _run_module(name: str, out: Path, *extra: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--smoke", "--out", str(out), *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return _outputs(out, name)
+
+
+def test_quota_replay_smoke(tmp_path):
+    """Both tenants on their own simulated autoscaling clusters, quotas scaled down 3x."""
+    data = _run_module("quota", tmp_path)
+    assert data["mode"] == "replay"
+    for user, slots in (("user1", 3), ("user2", 1)):
+        u = data["users"][user]
+        assert u["mode"] == "replay" and u["slots"] == slots and u["trials"] == 4
+        assert 1 <= u["parallel"] <= slots  # never more at once than the quota allows
+        for key in ("quota_vcpu", "wall_min", "ideal_min", "efficiency"):
+            assert u[key] > 0, (user, key)
+    assert data["katib"]["user1"]["wall_min"] == 4.3 and data["katib"]["user2"]["wall_min"] == 10.6
+
+
+def test_searcher_latency_smoke(tmp_path):
+    data = _run_module("searcher_latency", tmp_path)
+    for run in ("actor", "sync"):
+        assert data[run]["trials"] == 8 and data[run]["p99_wait_ms"] > 0 and 0 <= data[run]["slot_idle_fraction"] < 1
+    assert data["restored_observations"] == data["completed_trials"] == 8

@@ -1,7 +1,8 @@
 """Known test functions as trials, for checking that searchers learn and for benchmarks.
 
 ``branin`` (2-d, minimum 0.397887) and ``hartmann6`` (6-d, minimum -3.32237) report ``value``;
-optional ``sleep`` seconds make each trial last that long (for scheduling benchmarks).
+optional ``sleep`` seconds make each trial last that long, and ``t_start``/``t_end`` (wall
+clock, seconds) say when it ran (for scheduling benchmarks).
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ def hartmann6_value(xs: list[float]) -> float:
 
 
 def branin(config: dict[str, Any]) -> dict[str, float]:
+    start = time.time()
     time.sleep(float(config.get("sleep", 0)))
-    return {"value": branin_value(float(config["x"]), float(config["y"]))}
+    return {"value": branin_value(float(config["x"]), float(config["y"])), "t_start": start, "t_end": time.time()}
 
 
 def hartmann6(config: dict[str, Any]) -> dict[str, float]:
+    start = time.time()
     time.sleep(float(config.get("sleep", 0)))
-    return {"value": hartmann6_value([float(config[f"x{i}"]) for i in range(1, 7)])}
+    return {"value": hartmann6_value([float(config[f"x{i}"]) for i in range(1, 7)]), "t_start": start, "t_end": time.time()}
 
 
 def learning_curve(config: dict[str, Any]) -> None:
