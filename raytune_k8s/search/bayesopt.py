@@ -25,6 +25,18 @@ from ..settings import Settings
 from .stateful import StatefulSearcher
 
 
+class _ConstantLiar(acquisition.ConstantLiar):
+    """bayes_opt's constant liar with a set budget for optimising the acquisition function:
+    ``n_random`` random points, then ``n_smart`` L-BFGS-B restarts (bayes_opt: 10000 and 10)."""
+
+    def __init__(self, base: acquisition.AcquisitionFunction, n_random: int, n_smart: int):
+        super().__init__(base, strategy="max")
+        self.n_random, self.n_smart = n_random, n_smart
+
+    def suggest(self, gp: Any, target_space: Any, n_random: int = 0, n_smart: int = 0, fit_gp: bool = True, random_state: Any = None) -> Any:
+        return super().suggest(gp, target_space, n_random=self.n_random, n_smart=self.n_smart, fit_gp=fit_gp, random_state=random_state)
+
+
 class BayesOptSearcher(StatefulSearcher):
     """GP-BO over the unit cube of the search space; maximises (negates for ``min``)."""
 
@@ -39,11 +51,14 @@ class BayesOptSearcher(StatefulSearcher):
         acq: str = "ucb",
         kappa: float = 2.576,
         xi: float = 0.01,
+        acq_random_points: int = 10_000,
+        acq_restarts: int = 10,
     ):
         super().__init__(metric=metric, mode=mode)
         self._space = space
         self._init_points = init_points
         self._acq_args = (acq, kappa, xi, seed)
+        self._acq_budget = (acq_random_points, acq_restarts)
         self._optimizer = self._new_optimizer()
         self._pending: dict[str, dict[str, float]] = {}
         self._suggested = 0
@@ -60,7 +75,7 @@ class BayesOptSearcher(StatefulSearcher):
         return BayesianOptimization(
             f=None,
             pbounds={name: (0.0, 1.0) for name in self._space.names},
-            acquisition_function=acquisition.ConstantLiar(base, strategy="max"),
+            acquisition_function=_ConstantLiar(base, *self._acq_budget),
             random_state=seed,
             verbose=0,
             allow_duplicate_points=True,
@@ -133,4 +148,6 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Baye
         acq=settings.choice("acq_func", "ucb", ["ucb", "ei", "poi"]),
         kappa=settings.number("kappa", 2.576, low=0.0),
         xi=settings.number("xi", 0.01, low=0.0),
+        acq_random_points=settings.integer("acq_random_points", 10_000, minimum=1),
+        acq_restarts=settings.integer("acq_restarts", 10, minimum=0),
     )
