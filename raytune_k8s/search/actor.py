@@ -33,7 +33,7 @@ from ray.tune.search import Searcher
 class SearcherHost:
     """The actor body: one searcher, a background suggestion thread, an inbox of results."""
 
-    def __init__(self, searcher_bytes: bytes, prefetch: int, snapshot: bytes | None = None):
+    def __init__(self, searcher_bytes: bytes, prefetch: int, snapshot: bytes | None = None, version: int = 0):
         self._searcher: Searcher = cloudpickle.loads(searcher_bytes)
         self._prefetch = max(1, prefetch)
         self._cv = threading.Condition()
@@ -45,8 +45,9 @@ class SearcherHost:
         self._finished = False
         self._starved = False  # the searcher returned None: wait for a result before asking again
         self._error: str | None = None
-        self._version = 0
+        self._version = version  # continues the lost actor's count, so the driver sees every new snapshot
         self._snapshot: bytes | None = None
+        self._snapshot_folded: frozenset[str] = frozenset()  # the results inside that snapshot
         if snapshot is not None:
             self._load(snapshot)
         self._take_snapshot()
@@ -61,7 +62,7 @@ class SearcherHost:
             self._ready.clear()
             self._driver_buffered = driver_buffered + len(items)
             self._cv.notify_all()
-            snapshot = None if self._version == known_version else (self._version, self._snapshot, frozenset(self._folded))
+            snapshot = None if self._version == known_version else (self._version, self._snapshot, self._snapshot_folded)
             return items, self._finished, snapshot, self._error
 
     def complete(self, key: str, result: dict | None, error: bool) -> None:
@@ -135,6 +136,7 @@ class SearcherHost:
                 "finished": self._finished if finished is None else finished,
             }
             self._snapshot = pickle.dumps(state)
+            self._snapshot_folded = frozenset(state["folded"])
             self._version += 1
 
     def _load(self, snapshot: bytes) -> None:
@@ -197,9 +199,9 @@ class ActorSearcher(Searcher):
 
     def _host(self) -> Any:
         if self._actor is None:
-            snapshot = self._snapshot[1] if self._snapshot else None
+            version, snapshot = (self._snapshot[0], self._snapshot[1]) if self._snapshot else (0, None)
             remote = ray.remote(max_concurrency=4, max_restarts=0)(SearcherHost).options(**self._actor_options)
-            self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot)
+            self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot, version)
             folded = self._snapshot[2] if self._snapshot else frozenset()
             for key, (result, error) in self._results.items():
                 if key not in folded:  # results the lost actor had not folded in yet
