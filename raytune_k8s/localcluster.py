@@ -29,6 +29,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ensure_auth_token(ray_cli: str) -> None:
+    """Token authentication needs a token before ``ray start --head``: on a machine that has
+    none yet (no ~/.ray/auth_token, no RAY_AUTH_TOKEN[_PATH]), generate one the documented way."""
+    if TOKEN_FILE.exists() or os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    subprocess.run([ray_cli, "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
+
+
 class LocalRayHead:
     """A Ray head node started with ``ray start --head --block``; use as a context manager."""
 
@@ -62,6 +70,7 @@ class LocalRayHead:
 
     def start(self, timeout: float = 90) -> "LocalRayHead":
         ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+        ensure_auth_token(ray_cli)
         cmd = [
             ray_cli, "start", "--head", "--block", "--disable-usage-stats",
             f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
