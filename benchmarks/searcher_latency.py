@@ -114,6 +114,7 @@ def run_once(
 
     from raytune_k8s.experiment import prepare, trial_resources
     from raytune_k8s.search.actor import ActorSearcher
+    from raytune_k8s.warm_actors import warm_trial_actors
 
     plan = prepare(spec(trials, parallel, sleep_s, seed, acq_restarts), searcher_actor=False)
     inner = ActorSearcher(plan.searcher, prefetch=parallel) if use_actor else plan.searcher
@@ -135,7 +136,8 @@ def run_once(
         run_config=tune.RunConfig(name=f"{'actor' if use_actor else 'sync'}", storage_path=str(storage), callbacks=[KillHalfway()], verbose=0),
     )
     start = time.monotonic()
-    results = tuner.fit()
+    with warm_trial_actors(parallel):  # both runs, as raytune_k8s runs experiments
+        results = tuner.fit()
     wall = time.monotonic() - start
     done = [r.metrics for r in results if r.error is None and "value" in r.metrics]
     values = [m["value"] for m in done]
@@ -166,6 +168,7 @@ def run_once(
         while inner.observations() != len(values) and time.monotonic() < deadline:
             time.sleep(0.2)
         out["restored_observations"] = inner.observations()
+        out["actor_busy_s_since_restore"] = inner.busy_seconds()
         out["actor_restarts"] = inner.restarts
         inner.kill_actor()
     return out

@@ -27,6 +27,7 @@ from .spec import ExperimentSpec, SpecError, parse_cpu, parse_memory, parse_spec
 from .stopping import create_scheduler
 from .summary import SPEC_FILE, build_summary, trial_rows, write_summary
 from .trials import resolve_trainable
+from .warm_actors import warm_trial_actors
 
 SpecSource = str | os.PathLike[str] | Mapping[str, Any] | ExperimentSpec
 
@@ -117,6 +118,8 @@ def run(
         )
     # The tenant quota (``quota``, else the namespace's ResourceQuota in a pod) caps parallelism.
     parallel = effective_parallelism(plan.spec.parallel_trials, trial_resources(plan.spec), quota)
+    if isinstance(plan.searcher, ActorSearcher):
+        plan.searcher.limit_prefetch(parallel)
     with ray_session(address):
         experiment_dir.mkdir(parents=True, exist_ok=True)
         (experiment_dir / SPEC_FILE).write_text(plan.spec.to_yaml())
@@ -170,7 +173,9 @@ def _fit_and_summarize(tuner: tune.Tuner, spec: ExperimentSpec, experiment_dir: 
     start = time.monotonic()
     try:
         # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
-        with parallelism_request(trial_bundles(trial_resources(spec), parallel or spec.parallel_trials)):
+        # Idle trial actors stay warm while the searcher actor computes the next suggestion.
+        slots = parallel or spec.parallel_trials
+        with parallelism_request(trial_bundles(trial_resources(spec), slots)), warm_trial_actors(slots):
             tuner.fit()
     finally:
         # Whatever happened, record what the finished trials produced.

@@ -20,14 +20,30 @@ import os
 import pickle
 import tempfile
 import threading
+import time
 import traceback
 from collections import deque
 from typing import Any
+
+from concurrent.futures import Future
 
 import cloudpickle
 import ray
 from ray.exceptions import RayActorError
 from ray.tune.search import Searcher
+
+MAX_RESTARTS_IN_ROW = 3  # the actor died this often without answering once: give up
+
+
+def _run_at_driver_priority() -> None:
+    """Ray starts workers at niceness 15 (``worker_niceness``) so that its own processes win the
+    CPU. The searcher is on every trial's critical path, like the driver, so it asks for the
+    default priority; without the privilege to do so (a non-root pod) it stays as it is."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:
+        pass
 
 
 class SearcherHost:
@@ -39,28 +55,37 @@ class SearcherHost:
         self._cv = threading.Condition()
         self._ready: deque[tuple[str, dict]] = deque()
         self._inbox: deque[tuple[str, dict | None, bool]] = deque()
-        self._folded: set[str] = set()
+        self._folded: set[str] = set()  # results folded in
+        self._discarded: set[str] = set()  # suggestions cancelled because they will never run
         self._next_key = 0
-        self._driver_buffered = 0
+        self._driver_buffered = 0  # handed to the driver, not yet given to a trial
         self._finished = False
         self._starved = False  # the searcher returned None: wait for a result before asking again
         self._error: str | None = None
         self._version = version  # continues the lost actor's count, so the driver sees every new snapshot
         self._snapshot: bytes | None = None
         self._snapshot_folded: frozenset[str] = frozenset()  # the results inside that snapshot
+        self._busy_s = {"suggest": 0.0, "fold": 0.0, "snapshot": 0.0}  # where the searcher thread's time went
         if snapshot is not None:
             self._load(snapshot)
         self._take_snapshot()
+        _run_at_driver_priority()
         threading.Thread(target=self._loop, name="searcher", daemon=True).start()
 
     # ---- called by the driver (short, never wait for the searcher)
 
-    def take(self, known_version: int, driver_buffered: int) -> tuple[list, bool, tuple | None, str | None]:
-        """Ready suggestions, whether the search is finished, a newer snapshot, an error."""
+    def exchange(
+        self, known_version: int, started: int = 0, results: list[tuple[str, dict | None, bool]] | None = None
+    ) -> tuple[list, bool, tuple | None, str | None]:
+        """One round trip with the driver: it reports how many suggestions it gave to trials
+        since the last exchange and the results that came back; it gets the ready suggestions,
+        whether the search is finished, a newer snapshot and any error."""
         with self._cv:
+            self._driver_buffered = max(0, self._driver_buffered - started)
+            self._inbox.extend(results or ())
             items = list(self._ready)
             self._ready.clear()
-            self._driver_buffered = driver_buffered + len(items)
+            self._driver_buffered += len(items)
             self._cv.notify_all()
             snapshot = None if self._version == known_version else (self._version, self._snapshot, self._snapshot_folded)
             return items, self._finished, snapshot, self._error
@@ -70,10 +95,22 @@ class SearcherHost:
             self._inbox.append((key, result, error))
             self._cv.notify_all()
 
+    def discard(self, keys: list[str]) -> None:
+        """Suggestions that will never run (the driver lost them with the previous actor)."""
+        with self._cv:
+            self._inbox.extend((key, None, True) for key in keys)
+            self._discarded.update(keys)
+            self._cv.notify_all()
+
     def observations(self) -> int:
         """How many trial results the searcher has been given."""
         with self._cv:
             return len(self._folded)
+
+    def busy_seconds(self) -> dict[str, float]:
+        """Seconds the searcher thread spent suggesting, folding results in and snapshotting."""
+        with self._cv:
+            return dict(self._busy_s)
 
     # ---- the background thread: the only caller of the searcher
 
@@ -85,10 +122,13 @@ class SearcherHost:
                         self._cv.wait()
                     inbox = list(self._inbox)
                     self._inbox.clear()
+                started = time.perf_counter()
                 for key, result, error in inbox:
                     if key not in self._folded:
                         self._searcher.on_trial_complete(key, result=result, error=error)
-                        self._folded.add(key)
+                        if key not in self._discarded:
+                            self._folded.add(key)
+                self._busy_s["fold"] += time.perf_counter() - started
                 if inbox:
                     self._starved = False
                     self._take_snapshot()
@@ -96,7 +136,7 @@ class SearcherHost:
                     want = not (self._finished or self._full())
                 if want:
                     self._suggest_one()
-        except Exception:  # surfaced to the driver on its next take()
+        except Exception:  # surfaced to the driver on its next exchange
             with self._cv:
                 self._error = traceback.format_exc()
 
@@ -106,7 +146,9 @@ class SearcherHost:
     def _suggest_one(self) -> None:
         key = f"s{self._next_key}"
         self._next_key += 1
+        started = time.perf_counter()
         config = self._searcher.suggest(key)
+        self._busy_s["suggest"] += time.perf_counter() - started
         if config is None:
             self._starved = True
             return
@@ -120,6 +162,7 @@ class SearcherHost:
     # ---- state
 
     def _take_snapshot(self, finished: bool | None = None) -> None:
+        started = time.perf_counter()
         fd, path = tempfile.mkstemp(prefix="searcher-")
         os.close(fd)
         try:
@@ -138,6 +181,7 @@ class SearcherHost:
             self._snapshot = pickle.dumps(state)
             self._snapshot_folded = frozenset(state["folded"])
             self._version += 1
+            self._busy_s["snapshot"] += time.perf_counter() - started
 
     def _load(self, snapshot: bytes) -> None:
         state = pickle.loads(snapshot)
@@ -166,34 +210,46 @@ class ActorSearcher(Searcher):
         self._results: dict[str, tuple[dict | None, bool]] = {}  # results not yet in a snapshot
         self._assigned: dict[str, str] = {}  # trial_id -> suggestion key
         self.restarts = 0
+        self._failures_in_row = 0
+
+    def limit_prefetch(self, prefetch: int) -> None:
+        """Keep at most ``prefetch`` suggestions ready (the experiment's effective parallelism)."""
+        self._prefetch = max(1, min(self._prefetch, prefetch))
 
     def _reset_runtime(self) -> None:
         self._actor: Any = None
-        self._fetch: ray.ObjectRef | None = None
+        self._exchange: Future | None = None  # the round trip in flight
         self._ready: deque[tuple[str, dict]] = deque()
         self._finished = False
+        self._started = 0  # suggestions given to trials since the last exchange
+        self._outbox: list[tuple[str, dict | None, bool]] = []  # results since the last exchange
 
     # ---- Searcher API
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         ok = self._template.set_search_properties(metric, mode, config, **spec)
         self._metric, self._mode = self._template.metric, self._template.mode
+        if ok and ray.is_initialized():
+            self._poll()  # start the actor while Tune sets up, so the first suggestions are early
         return ok
 
     def suggest(self, trial_id: str) -> dict | str | None:
         self._poll()
-        if self._ready:
-            key, config = self._ready.popleft()
-            self._assigned[trial_id] = key
-            return config
-        return Searcher.FINISHED if self._finished else None
+        if not self._ready:
+            return Searcher.FINISHED if self._finished else None
+        key, config = self._ready.popleft()
+        self._assigned[trial_id] = key
+        self._started += 1
+        self._poll()  # tell the actor now, so it computes the next suggestion while trials run
+        return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         key = self._assigned.pop(trial_id, None)
         if key is None:
             return
         self._results[key] = (result, error)
-        self._host().complete.remote(key, result, error)
+        self._outbox.append((key, result, error))
+        self._poll()
 
     # ---- talking to the actor
 
@@ -209,18 +265,22 @@ class ActorSearcher(Searcher):
         return self._actor
 
     def _poll(self) -> None:
+        """Take in the answer of the round trip in flight (if it is back), then start the next one.
+
+        Never waits: at most one round trip is in flight, and its answer is read from a future.
+        """
         host = self._host()
-        if self._fetch is not None:
-            done, _ = ray.wait([self._fetch], timeout=0)
-            if not done:
+        if self._exchange is not None:
+            if not self._exchange.done():
                 return
             try:
-                items, finished, snapshot, error = ray.get(self._fetch)
-            except RayActorError:
-                self._recover()
+                items, finished, snapshot, error = self._exchange.result()
+            except RayActorError as lost:
+                self._recover(lost)
                 return
             finally:
-                self._fetch = None
+                self._exchange = None
+            self._failures_in_row = 0
             if error:
                 raise RuntimeError(f"the search algorithm failed in its actor:\n{error}")
             if snapshot is not None:
@@ -230,17 +290,35 @@ class ActorSearcher(Searcher):
             self._ready.extend(items)
             self._finished = finished
         known = self._snapshot[0] if self._snapshot else -1
-        self._fetch = host.take.remote(known, len(self._ready))
+        self._exchange = host.exchange.remote(known, self._started, self._outbox).future()
+        self._started, self._outbox = 0, []
 
-    def _recover(self) -> None:
-        """Re-create the actor from the last snapshot; suggestions it never handed out are dropped."""
+    def _recover(self, lost: RayActorError) -> None:
+        """Re-create the actor from the last snapshot; suggestions it never handed out are dropped.
+
+        An actor that dies again and again before answering (it cannot start: a missing module,
+        too little memory) is an error, not something to retry forever.
+        """
+        self._failures_in_row += 1
+        if self._failures_in_row > MAX_RESTARTS_IN_ROW:
+            raise RuntimeError(
+                f"the searcher actor died {self._failures_in_row} times in a row without answering; "
+                f"last cause: {lost}"
+            ) from lost
         self.restarts += 1
+        never_run = [key for key, _ in self._ready]
         self._reset_runtime()
-        self._host()
+        if never_run:  # the restored searcher counts them as pending: cancel them
+            self._host().discard.remote(never_run)
 
     def observations(self) -> int:
         """How many results the actor's searcher holds (blocks; for tests and benchmarks)."""
+        self._poll()  # hand over results still waiting for a round trip
         return ray.get(self._host().observations.remote())
+
+    def busy_seconds(self) -> dict[str, float]:
+        """Where the actor's searcher thread spent its time (blocks; for benchmarks)."""
+        return ray.get(self._host().busy_seconds.remote())
 
     def kill_actor(self) -> None:
         """Kill the actor (for fault-injection tests); the next call re-creates it."""
@@ -261,7 +339,7 @@ class ActorSearcher(Searcher):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_actor=None, _fetch=None)
+        state.update(_actor=None, _exchange=None)
         return state
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
