@@ -1,18 +1,19 @@
 """Searcher actors: an experiment's search algorithm runs in its own Ray actor.
 
 Katib runs one suggestion service per experiment; we run one actor. The actor hosts any Ray
-Tune ``Searcher`` (ours or a user's), keeps up to ``prefetch`` suggestions ready ahead of
-demand, computes them on a background thread while trials run, and folds results in as they
-arrive. The driver side, :class:`ActorSearcher`, never waits on the algorithm: ``suggest``
-hands out a ready suggestion (or None, "ask again"), ``on_trial_complete`` fires and forgets.
+Tune ``Searcher`` (ours or a user's), keeps up to ``prefetch`` suggestions ready ahead of the
+trials, computes them on a background thread while trials run, and folds results in as they
+arrive. The driver side, :class:`ActorSearcher`, never waits on the algorithm: each call reads
+the answer of the one round trip in flight (if it is back) and starts the next, which carries
+the results and hand-outs since the last one; ``suggest`` returns a ready suggestion or None
+("ask again").
 
 Fault tolerance: after every change the actor snapshots its searcher (``Searcher.save``) and
 the snapshot rides back to the driver with the next suggestions. The driver keeps the latest
 snapshot plus every result it sent; if the actor dies, a new one is restored from the snapshot
 and the results it had not yet folded in are replayed, so no observation is lost. The same
 snapshot is what Tune saves with the experiment (``save``/``restore``), so ``Tuner.restore``
-(``raytune-k8s resume``) brings the searcher back too.
-"""
+(``raytune-k8s resume``) brings the searcher back too."""
 
 from __future__ import annotations
 
@@ -49,16 +50,17 @@ def _run_at_driver_priority() -> None:
 class SearcherHost:
     """The actor body: one searcher, a background suggestion thread, an inbox of results."""
 
-    def __init__(self, searcher_bytes: bytes, prefetch: int, snapshot: bytes | None = None, version: int = 0):
+    def __init__(
+        self, searcher_bytes: bytes, prefetch: int, snapshot: bytes | None = None, version: int = 0, driver_buffered: int = 0
+    ):
         self._searcher: Searcher = cloudpickle.loads(searcher_bytes)
         self._prefetch = max(1, prefetch)
         self._cv = threading.Condition()
         self._ready: deque[tuple[str, dict]] = deque()
         self._inbox: deque[tuple[str, dict | None, bool]] = deque()
         self._folded: set[str] = set()  # results folded in
-        self._discarded: set[str] = set()  # suggestions cancelled because they will never run
         self._next_key = 0
-        self._driver_buffered = 0  # handed to the driver, not yet given to a trial
+        self._driver_buffered = driver_buffered  # handed to the driver, not yet given to a trial
         self._finished = False
         self._starved = False  # the searcher returned None: wait for a result before asking again
         self._error: str | None = None
@@ -95,13 +97,6 @@ class SearcherHost:
             self._inbox.append((key, result, error))
             self._cv.notify_all()
 
-    def discard(self, keys: list[str]) -> None:
-        """Suggestions that will never run (the driver lost them with the previous actor)."""
-        with self._cv:
-            self._inbox.extend((key, None, True) for key in keys)
-            self._discarded.update(keys)
-            self._cv.notify_all()
-
     def observations(self) -> int:
         """How many trial results the searcher has been given."""
         with self._cv:
@@ -126,8 +121,7 @@ class SearcherHost:
                 for key, result, error in inbox:
                     if key not in self._folded:
                         self._searcher.on_trial_complete(key, result=result, error=error)
-                        if key not in self._discarded:
-                            self._folded.add(key)
+                        self._folded.add(key)
                 self._busy_s["fold"] += time.perf_counter() - started
                 if inbox:
                     self._starved = False
@@ -257,7 +251,7 @@ class ActorSearcher(Searcher):
         if self._actor is None:
             version, snapshot = (self._snapshot[0], self._snapshot[1]) if self._snapshot else (0, None)
             remote = ray.remote(max_concurrency=4, max_restarts=0)(SearcherHost).options(**self._actor_options)
-            self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot, version)
+            self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot, version, len(self._ready))
             folded = self._snapshot[2] if self._snapshot else frozenset()
             for key, (result, error) in self._results.items():
                 if key not in folded:  # results the lost actor had not folded in yet
@@ -294,7 +288,7 @@ class ActorSearcher(Searcher):
         self._started, self._outbox = 0, []
 
     def _recover(self, lost: RayActorError) -> None:
-        """Re-create the actor from the last snapshot; suggestions it never handed out are dropped.
+        """Re-create the actor from the last snapshot; suggestions it had not handed out are dropped.
 
         An actor that dies again and again before answering (it cannot start: a missing module,
         too little memory) is an error, not something to retry forever.
@@ -306,10 +300,11 @@ class ActorSearcher(Searcher):
                 f"last cause: {lost}"
             ) from lost
         self.restarts += 1
-        never_run = [key for key, _ in self._ready]
+        # Suggestions the driver holds came with the snapshot it holds: they stay valid.
+        ready = self._ready
         self._reset_runtime()
-        if never_run:  # the restored searcher counts them as pending: cancel them
-            self._host().discard.remote(never_run)
+        self._ready = ready
+        self._host()
 
     def observations(self) -> int:
         """How many results the actor's searcher holds (blocks; for tests and benchmarks)."""
@@ -329,13 +324,15 @@ class ActorSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            pickle.dump({"snapshot": self._snapshot, "results": self._results, "assigned": self._assigned}, f)
+            state = {"snapshot": self._snapshot, "results": self._results, "assigned": self._assigned, "ready": list(self._ready)}
+            pickle.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         self._snapshot, self._results, self._assigned = state["snapshot"], state["results"], state["assigned"]
         self._reset_runtime()
+        self._ready.extend(state.get("ready", ()))  # suggestions the saved snapshot already counts as pending
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
