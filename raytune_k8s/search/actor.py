@@ -67,7 +67,7 @@ class SearcherHost:
         self._version = version  # continues the lost actor's count, so the driver sees every new snapshot
         self._snapshot: bytes | None = None
         self._snapshot_folded: frozenset[str] = frozenset()  # the results inside that snapshot
-        self._busy_s = {"suggest": 0.0, "fold": 0.0, "snapshot": 0.0}  # where the searcher thread's time went
+        self._busy_s = {"suggest": 0.0, "fold": 0.0, "snapshot": 0.0, "waiting": 0.0}  # where the searcher thread's time went
         if snapshot is not None:
             self._load(snapshot)
         self._take_snapshot()
@@ -83,14 +83,23 @@ class SearcherHost:
         since the last exchange and the results that came back; it gets the ready suggestions,
         whether the search is finished, a newer snapshot and any error."""
         with self._cv:
-            self._driver_buffered = max(0, self._driver_buffered - started)
-            self._inbox.extend(results or ())
+            self._take_report(started, results)
             items = list(self._ready)
             self._ready.clear()
             self._driver_buffered += len(items)
             self._cv.notify_all()
             snapshot = None if self._version == known_version else (self._version, self._snapshot, self._snapshot_folded)
             return items, self._finished, snapshot, self._error
+
+    def report(self, started: int, results: list[tuple[str, dict | None, bool]]) -> None:
+        """Hand-outs and results sent while a round trip was still in flight."""
+        with self._cv:
+            self._take_report(started, results)
+            self._cv.notify_all()
+
+    def _take_report(self, started: int, results: list[tuple[str, dict | None, bool]] | None) -> None:
+        self._driver_buffered = max(0, self._driver_buffered - started)
+        self._inbox.extend(results or ())
 
     def complete(self, key: str, result: dict | None, error: bool) -> None:
         with self._cv:
@@ -113,8 +122,10 @@ class SearcherHost:
         try:
             while True:
                 with self._cv:
+                    waited = time.perf_counter()
                     while not self._inbox and (self._finished or self._starved or self._full()):
                         self._cv.wait()
+                    self._busy_s["waiting"] += time.perf_counter() - waited
                     inbox = list(self._inbox)
                     self._inbox.clear()
                 started = time.perf_counter()
@@ -261,11 +272,15 @@ class ActorSearcher(Searcher):
     def _poll(self) -> None:
         """Take in the answer of the round trip in flight (if it is back), then start the next one.
 
-        Never waits: at most one round trip is in flight, and its answer is read from a future.
+        Never waits: at most one round trip is in flight, and its answer is read from a future;
+        what the actor must know meanwhile (hand-outs, results) goes as a one-way report.
         """
         host = self._host()
         if self._exchange is not None:
             if not self._exchange.done():
+                if self._started or self._outbox:  # the actor must hear now, not at the next call
+                    host.report.remote(self._started, self._outbox)
+                    self._started, self._outbox = 0, []
                 return
             try:
                 items, finished, snapshot, error = self._exchange.result()
