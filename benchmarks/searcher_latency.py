@@ -1,8 +1,8 @@
 """Searcher in an actor vs in the driver: what the driver waits for, and what the trials wait for.
 
 Bayesian optimisation (bayes_opt, GP) on Hartmann-6 with 1-s trials, 200 trials at parallelism
-4, run twice on the same seeds: once with the searcher in the driver (synchronous, as Ray Tune
-runs searchers) and once in raytune_k8s's searcher actor. Per run:
+4, run on seeds 0, 1, 2, each seed twice: once with the searcher in the driver (synchronous, as
+Ray Tune runs searchers) and once in raytune_k8s's searcher actor. Per mode:
 
 1. the driver's time blocked inside searcher calls (``suggest`` and ``on_trial_complete``),
    p50/p99/max in ms;
@@ -14,7 +14,7 @@ runs searchers) and once in raytune_k8s's searcher actor. Per run:
 In the actor run the actor is killed after half of the trials; at the end the re-created
 actor's observation count must equal the completed trials.
 
-    python -m benchmarks.searcher_latency            # the full run (about 10 minutes)
+    python -m benchmarks.searcher_latency            # the full run (about 15 minutes)
     python -m benchmarks.searcher_latency --smoke --out /tmp/x
 """
 
@@ -133,7 +133,7 @@ def run_once(
         tune_config=tune.TuneConfig(
             metric="value", mode="min", search_alg=searcher, num_samples=trials, max_concurrent_trials=parallel, reuse_actors=True
         ),
-        run_config=tune.RunConfig(name=f"{'actor' if use_actor else 'sync'}", storage_path=str(storage), callbacks=[KillHalfway()], verbose=0),
+        run_config=tune.RunConfig(name=f"{'actor' if use_actor else 'sync'}-{seed}", storage_path=str(storage), callbacks=[KillHalfway()], verbose=0),
     )
     start = time.monotonic()
     with warm_trial_actors(parallel):  # both runs, as raytune_k8s runs experiments
@@ -148,30 +148,45 @@ def run_once(
     waits = slot_waits(run_starts, run_ends, parallel)
     busy = sum(e - s for s, e in zip(run_starts, run_ends))
     makespan = max(run_ends) - min(run_starts)
-    calls_ms = np.array(searcher.calls_s) * 1000
     out: dict[str, Any] = {
         "wall_s": wall,
         "trials": len(values),
         "best": min(values),
-        "calls": len(calls_ms),
-        "p50_wait_ms": float(np.percentile(calls_ms, 50)),
-        "p99_wait_ms": float(np.percentile(calls_ms, 99)),
-        "max_wait_ms": float(calls_ms.max()),
-        "blocked_total_s": float(calls_ms.sum() / 1000),
-        "slot_wait_median_s": statistics.median(waits) if waits else 0.0,
-        "slot_wait_p90_s": float(np.percentile(waits, 90)) if waits else 0.0,
-        "slot_idle_fraction": max(0.0, 1 - busy / (parallel * makespan)),
+        "call_s": list(searcher.calls_s),
         "slot_waits_s": waits,
+        "slot_busy_s": busy,
+        "slot_capacity_s": parallel * makespan,
     }
     if use_actor:
         deadline = time.monotonic() + 60
         while inner.observations() != len(values) and time.monotonic() < deadline:
             time.sleep(0.2)
         out["restored_observations"] = inner.observations()
-        out["actor_busy_s_since_restore"] = inner.busy_seconds()
+        out["actor_thread_s_since_restore"] = inner.busy_seconds()
         out["actor_restarts"] = inner.restarts
         inner.kill_actor()
     return out
+
+
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One mode's figures over all seeds: per-call and per-slot figures pooled, the rest medians."""
+    calls_ms = np.concatenate([np.asarray(r["call_s"]) * 1000 for r in runs])
+    waits = [w for r in runs for w in r["slot_waits_s"]]
+    return {
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "best": statistics.median(r["best"] for r in runs),
+        "trials": sum(r["trials"] for r in runs),
+        "calls": int(calls_ms.size),
+        "p50_wait_ms": float(np.percentile(calls_ms, 50)),
+        "p99_wait_ms": float(np.percentile(calls_ms, 99)),
+        "max_wait_ms": float(calls_ms.max()),
+        "blocked_total_s": float(calls_ms.sum() / 1000) / len(runs),
+        "slot_wait_median_s": statistics.median(waits) if waits else 0.0,
+        "slot_wait_p90_s": float(np.percentile(waits, 90)) if waits else 0.0,
+        "slot_idle_fraction": max(0.0, 1 - sum(r["slot_busy_s"] for r in runs) / sum(r["slot_capacity_s"] for r in runs)),
+        "slot_waits_s": waits,
+        "per_seed": [{k: v for k, v in r.items() if k not in ("call_s", "slot_waits_s")} for r in runs],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,12 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds per trial")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--acq-restarts", type=int, default=10,
                         help="bayes_opt L-BFGS-B restarts per suggestion (its default 10; 2 is ~5x cheaper)")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.trials, args.sleep, args.parallel = 8, 0.2, 2
+        args.trials, args.sleep, args.parallel, args.seeds = 8, 0.2, 2, [0]
 
     import ray
 
@@ -193,20 +208,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     with LocalRayHead(num_cpus=args.parallel) as head, tempfile.TemporaryDirectory() as storage:
         ray.init(address=head.address, log_to_driver=False)
         try:
-            sync = run_once(False, args.trials, args.parallel, args.sleep, args.seed, Path(storage), None, args.acq_restarts)
-            actor = run_once(True, args.trials, args.parallel, args.sleep, args.seed, Path(storage), args.trials // 2, args.acq_restarts)
+            sync_runs, actor_runs = [], []
+            for seed in args.seeds:  # the same seed through both, one after the other
+                sync_runs.append(run_once(False, args.trials, args.parallel, args.sleep, seed, Path(storage), None, args.acq_restarts))
+                actor_runs.append(run_once(True, args.trials, args.parallel, args.sleep, seed, Path(storage), args.trials // 2, args.acq_restarts))
         finally:
             ray.shutdown()
+    sync, actor = pooled(sync_runs), pooled(actor_runs)
+    restored = sum(r["restored_observations"] for r in actor_runs)
 
+    completed = sum(r["trials"] for r in actor_runs)
+    seeds = " ".join(map(str, args.seeds))
     data = {
         "benchmark": NAME,
         "setup": {"algorithm": "bayesianoptimization", "objective": "hartmann6", "trials": args.trials,
-                  "parallel": args.parallel, "trial_seconds": args.sleep, "seed": args.seed, "acq_restarts": args.acq_restarts,
-                  "actor_killed_after_trials": args.trials // 2},
-        "actor": {k: v for k, v in actor.items()},
+                  "parallel": args.parallel, "trial_seconds": args.sleep, "seeds": args.seeds, "acq_restarts": args.acq_restarts,
+                  "actor_killed_after_trials": args.trials // 2,
+                  "aggregation": "per-call and per-slot figures pooled over seeds; wall_s and best are medians over seeds"},
+        "actor": actor,
         "sync": sync,
-        "restored_observations": actor["restored_observations"],
-        "completed_trials": actor["trials"],
+        "restored_observations": restored,
+        "completed_trials": completed,
         "environment": environment(f"benchmarks.{NAME}", list(argv or []), ["ray", "bayesian-optimization"]),
     }
     headers = ["", "sync (in driver)", "actor"]
@@ -214,22 +236,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["driver blocked per call p50 (ms)", sync["p50_wait_ms"], actor["p50_wait_ms"]],
         ["driver blocked per call p99 (ms)", sync["p99_wait_ms"], actor["p99_wait_ms"]],
         ["driver blocked per call max (ms)", sync["max_wait_ms"], actor["max_wait_ms"]],
-        ["driver blocked in total (s)", sync["blocked_total_s"], actor["blocked_total_s"]],
+        ["driver blocked per run (s)", sync["blocked_total_s"], actor["blocked_total_s"]],
         ["freed slot waits, median (s)", sync["slot_wait_median_s"], actor["slot_wait_median_s"]],
         ["freed slot waits, p90 (s)", sync["slot_wait_p90_s"], actor["slot_wait_p90_s"]],
         ["slot idle fraction", sync["slot_idle_fraction"], actor["slot_idle_fraction"]],
-        ["wall time (s)", sync["wall_s"], actor["wall_s"]],
-        ["best value (min -3.32237)", sync["best"], actor["best"]],
+        ["wall time, median (s)", sync["wall_s"], actor["wall_s"]],
+        ["best value, median (min -3.32237)", sync["best"], actor["best"]],
         ["trials completed", sync["trials"], actor["trials"]],
     ]
+    seed_headers = ["seed", "sync wall (s)", "actor wall (s)", "sync best", "actor best", "restored / completed"]
+    seed_rows = [
+        [seed, s_run["wall_s"], a_run["wall_s"], s_run["best"], a_run["best"], f"{a_run['restored_observations']} / {a_run['trials']}"]
+        for seed, s_run, a_run in zip(args.seeds, sync["per_seed"], actor["per_seed"])
+    ]
     print(text_table(headers, rows))
-    print(f"actor killed after {args.trials // 2} trials, restarts {actor['actor_restarts']}: "
-          f"restored observations {actor['restored_observations']} / completed trials {actor['trials']}")
+    print(text_table(seed_headers, seed_rows))
+    print(f"actor killed after {args.trials // 2} trials in each run: restored observations {restored} / completed trials {completed}")
     md = (
         f"# Searcher latency: actor vs in-driver\n\n{args.trials} trials of {args.sleep} s, parallelism {args.parallel}, "
-        f"bayesianoptimization (acq_restarts {args.acq_restarts}) on Hartmann-6, seed {args.seed}.\n\n{markdown_table(headers, rows)}\n\n"
-        f"Actor killed after {args.trials // 2} trials: restored observations {actor['restored_observations']}, "
-        f"completed trials {actor['trials']}.\n\nCommand: `{data['environment']['command']}`\n"
+        f"bayesianoptimization (acq_restarts {args.acq_restarts}) on Hartmann-6, seeds {seeds}, each seed through both. "
+        f"Per-call and per-slot figures are pooled over the seeds; wall time and best value are medians.\n\n"
+        f"{markdown_table(headers, rows)}\n\n{markdown_table(seed_headers, seed_rows)}\n\n"
+        f"The actor is killed after {args.trials // 2} trials in each run: restored observations {restored}, "
+        f"completed trials {completed}.\n\nCommand: `{data['environment']['command']}`\n"
     )
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -240,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     axes[1].bar(["sync p99", "actor p99"], [sync["p99_wait_ms"], actor["p99_wait_ms"]], color=["tab:blue", "tab:orange"])
     axes[1].set_yscale("log")
     axes[1].set_ylabel("driver blocked per searcher call, p99 (ms)")
-    fig.suptitle(f"Searcher in the driver vs in an actor ({args.trials} trials, parallelism {args.parallel})")
+    fig.suptitle(f"Searcher in the driver vs in an actor ({args.trials} trials, parallelism {args.parallel}, seeds {seeds})")
     for path in write_outputs(args.out, NAME, data, md, fig):
         print("wrote", path)
     return 0

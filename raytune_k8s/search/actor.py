@@ -33,16 +33,20 @@ import ray
 from ray.exceptions import RayActorError
 from ray.tune.search import Searcher
 
+EXCHANGE_WAIT_S = 0.5  # an exchange with nothing to hand out answers after this long
 MAX_RESTARTS_IN_ROW = 3  # the actor died this often without answering once: give up
 
 
-def _run_at_driver_priority() -> None:
+SEARCHER_NICENESS = 5  # between the driver (0), whose calls must stay short, and the trials (Ray's 15)
+
+
+def _raise_priority() -> None:
     """Ray starts workers at niceness 15 (``worker_niceness``) so that its own processes win the
-    CPU. The searcher is on every trial's critical path, like the driver, so it asks for the
-    default priority; without the privilege to do so (a non-root pod) it stays as it is."""
+    CPU. The searcher is on every trial's critical path, so it asks for more than the trials get,
+    though less than the driver; without the privilege (a non-root pod) it stays as it is."""
     try:
-        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        if os.getpriority(os.PRIO_PROCESS, 0) > SEARCHER_NICENESS:
+            os.setpriority(os.PRIO_PROCESS, 0, SEARCHER_NICENESS)
     except OSError:
         pass
 
@@ -71,7 +75,7 @@ class SearcherHost:
         if snapshot is not None:
             self._load(snapshot)
         self._take_snapshot()
-        _run_at_driver_priority()
+        _raise_priority()
         threading.Thread(target=self._loop, name="searcher", daemon=True).start()
 
     # ---- called by the driver (short, never wait for the searcher)
@@ -81,9 +85,16 @@ class SearcherHost:
     ) -> tuple[list, bool, tuple | None, str | None]:
         """One round trip with the driver: it reports how many suggestions it gave to trials
         since the last exchange and the results that came back; it gets the ready suggestions,
-        whether the search is finished, a newer snapshot and any error."""
+        whether the search is finished, a newer snapshot and any error.
+
+        Answers as soon as there is a suggestion (or the search ended), else after
+        ``EXCHANGE_WAIT_S``: the driver reads the answer from a future and never waits, and
+        while nothing is ready it is not polling the actor in a loop.
+        """
         with self._cv:
             self._take_report(started, results)
+            self._cv.notify_all()
+            self._cv.wait_for(lambda: self._ready or self._finished or self._error, timeout=EXCHANGE_WAIT_S)
             items = list(self._ready)
             self._ready.clear()
             self._driver_buffered += len(items)
@@ -144,6 +155,7 @@ class SearcherHost:
         except Exception:  # surfaced to the driver on its next exchange
             with self._cv:
                 self._error = traceback.format_exc()
+                self._cv.notify_all()
 
     def _full(self) -> bool:
         return len(self._ready) + self._driver_buffered >= self._prefetch
@@ -163,6 +175,7 @@ class SearcherHost:
                 self._finished = True
             else:
                 self._ready.append((key, config))
+            self._cv.notify_all()
 
     # ---- state
 
