@@ -266,8 +266,10 @@ class ActorSearcher(Searcher):
         if key is None:
             return
         self._results[key] = (result, error)
+        # Sent with the next suggest call, which Tune makes right away for the freed slot
+        # (one message for the result and the next hand-out); observations() and a restart
+        # flush or replay it otherwise.
         self._outbox.append((key, result, error))
-        self._poll()
 
     # ---- talking to the actor
 
