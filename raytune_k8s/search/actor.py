@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import threading
 import time
 import traceback
 from collections import deque
-from typing import Any
-
 from concurrent.futures import Future
+from typing import Any
 
 import cloudpickle
 import ray
 from ray.exceptions import RayActorError
 from ray.tune.search import Searcher
+
+from .stateful import bytes_via_file, load_via_file
 
 EXCHANGE_WAIT_S = 0.5  # an exchange with nothing to hand out answers after this long
 MAX_RESTARTS_IN_ROW = 3  # the actor died this often without answering once: give up
@@ -181,14 +181,7 @@ class SearcherHost:
 
     def _take_snapshot(self, finished: bool | None = None) -> None:
         started = time.perf_counter()
-        fd, path = tempfile.mkstemp(prefix="searcher-")
-        os.close(fd)
-        try:
-            self._searcher.save(path)
-            with open(path, "rb") as f:
-                searcher_state = f.read()
-        finally:
-            os.unlink(path)
+        searcher_state = bytes_via_file(self._searcher.save)
         with self._cv:
             state = {
                 "searcher": searcher_state,
@@ -203,13 +196,7 @@ class SearcherHost:
 
     def _load(self, snapshot: bytes) -> None:
         state = pickle.loads(snapshot)
-        fd, path = tempfile.mkstemp(prefix="searcher-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(state["searcher"])
-        try:
-            self._searcher.restore(path)
-        finally:
-            os.unlink(path)
+        load_via_file(state["searcher"], self._searcher.restore)
         self._folded = set(state["folded"])
         self._next_key = state["next_key"]
         self._finished = state["finished"]

@@ -10,8 +10,6 @@ keeps the GP on plain floats. Trials still running are handled constant-liar sty
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from typing import Any
 
@@ -23,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from ..space import SearchSpace
 from ..spec import Objective
 from ..settings import Settings
-from .stateful import StatefulSearcher
+from .stateful import StatefulSearcher, bytes_via_file, load_via_file
 
 
 class _ConstantLiar(acquisition.ConstantLiar):
@@ -119,26 +117,13 @@ class BayesOptSearcher(StatefulSearcher):
     # ---- state
 
     def get_state(self) -> dict:
-        fd, path = tempfile.mkstemp(suffix=".json")
-        os.close(fd)
-        try:
-            self._optimizer.save_state(path)
-            with open(path) as f:
-                optimizer = json.load(f)
-        finally:
-            os.unlink(path)
+        optimizer = json.loads(bytes_via_file(self._optimizer.save_state))
         return {"optimizer": optimizer, "pending": dict(self._pending), "suggested": self._suggested}
 
     def set_state(self, state: dict) -> None:
         self._optimizer = self._new_optimizer()
         if state["optimizer"]["params"]:
-            fd, path = tempfile.mkstemp(suffix=".json")
-            with os.fdopen(fd, "w") as f:
-                json.dump(state["optimizer"], f)
-            try:
-                self._optimizer.load_state(path)
-            finally:
-                os.unlink(path)
+            load_via_file(json.dumps(state["optimizer"]).encode(), self._optimizer.load_state)
         self._pending = dict(state["pending"])
         self._suggested = state["suggested"]
 

@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
+from typing import Callable
 
 from ray.tune.search import Searcher
+
+
+def bytes_via_file(save: Callable[[str], None]) -> bytes:
+    """What ``save(path)`` writes, for libraries that only save state to a file."""
+    fd, path = tempfile.mkstemp(prefix="searcher-state-")
+    os.close(fd)
+    try:
+        save(path)
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        os.unlink(path)
+
+
+def load_via_file(data: bytes, load: Callable[[str], None]) -> None:
+    """Hand ``data`` to ``load(path)``, for libraries that only load state from a file."""
+    fd, path = tempfile.mkstemp(prefix="searcher-state-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    try:
+        load(path)
+    finally:
+        os.unlink(path)
 
 
 class StatefulSearcher(Searcher):
