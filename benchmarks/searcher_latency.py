@@ -162,7 +162,7 @@ def run_once(
         while inner.observations() != len(values) and time.monotonic() < deadline:
             time.sleep(0.2)
         out["restored_observations"] = inner.observations()
-        out["actor_thread_s_since_restore"] = inner.busy_seconds()
+        out["actor_thread_s_since_restore"] = inner.thread_seconds()
         out["actor_restarts"] = inner.restarts
         inner.kill_actor()
     return out

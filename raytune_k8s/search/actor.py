@@ -71,7 +71,7 @@ class SearcherHost:
         self._version = version  # continues the lost actor's count, so the driver sees every new snapshot
         self._snapshot: bytes | None = None
         self._snapshot_folded: frozenset[str] = frozenset()  # the results inside that snapshot
-        self._busy_s = {"suggest": 0.0, "fold": 0.0, "snapshot": 0.0, "waiting": 0.0}  # where the searcher thread's time went
+        self._thread_s = {"suggest": 0.0, "fold": 0.0, "snapshot": 0.0, "waiting": 0.0}  # where the searcher thread's time went
         if snapshot is not None:
             self._load(snapshot)
         self._take_snapshot()
@@ -112,20 +112,15 @@ class SearcherHost:
         self._driver_buffered = max(0, self._driver_buffered - started)
         self._inbox.extend(results or ())
 
-    def complete(self, key: str, result: dict | None, error: bool) -> None:
-        with self._cv:
-            self._inbox.append((key, result, error))
-            self._cv.notify_all()
-
     def observations(self) -> int:
         """How many trial results the searcher has been given."""
         with self._cv:
             return len(self._folded)
 
-    def busy_seconds(self) -> dict[str, float]:
-        """Seconds the searcher thread spent suggesting, folding results in and snapshotting."""
+    def thread_seconds(self) -> dict[str, float]:
+        """Seconds the searcher thread spent suggesting, folding results in, snapshotting and waiting."""
         with self._cv:
-            return dict(self._busy_s)
+            return dict(self._thread_s)
 
     # ---- the background thread: the only caller of the searcher
 
@@ -136,7 +131,7 @@ class SearcherHost:
                     waited = time.perf_counter()
                     while not self._inbox and (self._finished or self._starved or self._full()):
                         self._cv.wait()
-                    self._busy_s["waiting"] += time.perf_counter() - waited
+                    self._thread_s["waiting"] += time.perf_counter() - waited
                     inbox = list(self._inbox)
                     self._inbox.clear()
                 started = time.perf_counter()
@@ -144,7 +139,7 @@ class SearcherHost:
                     if key not in self._folded:
                         self._searcher.on_trial_complete(key, result=result, error=error)
                         self._folded.add(key)
-                self._busy_s["fold"] += time.perf_counter() - started
+                self._thread_s["fold"] += time.perf_counter() - started
                 if inbox:
                     self._starved = False
                     self._take_snapshot()
@@ -165,7 +160,7 @@ class SearcherHost:
         self._next_key += 1
         started = time.perf_counter()
         config = self._searcher.suggest(key)
-        self._busy_s["suggest"] += time.perf_counter() - started
+        self._thread_s["suggest"] += time.perf_counter() - started
         if config is None:
             self._starved = True
             return
@@ -192,7 +187,7 @@ class SearcherHost:
             self._snapshot = pickle.dumps(state)
             self._snapshot_folded = frozenset(state["folded"])
             self._version += 1
-            self._busy_s["snapshot"] += time.perf_counter() - started
+            self._thread_s["snapshot"] += time.perf_counter() - started
 
     def _load(self, snapshot: bytes) -> None:
         state = pickle.loads(snapshot)
@@ -266,9 +261,9 @@ class ActorSearcher(Searcher):
             remote = ray.remote(max_concurrency=4, max_restarts=0)(SearcherHost).options(**self._actor_options)
             self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot, version, len(self._ready))
             folded = self._snapshot[2] if self._snapshot else frozenset()
-            for key, (result, error) in self._results.items():
-                if key not in folded:  # results the lost actor had not folded in yet
-                    self._actor.complete.remote(key, result, error)
+            unfolded = [(key, result, error) for key, (result, error) in self._results.items() if key not in folded]
+            if unfolded:  # results the lost actor had not folded in yet
+                self._actor.report.remote(0, unfolded)
         return self._actor
 
     def _poll(self) -> None:
@@ -328,9 +323,9 @@ class ActorSearcher(Searcher):
         self._poll()  # hand over results still waiting for a round trip
         return ray.get(self._host().observations.remote())
 
-    def busy_seconds(self) -> dict[str, float]:
+    def thread_seconds(self) -> dict[str, float]:
         """Where the actor's searcher thread spent its time (blocks; for benchmarks)."""
-        return ray.get(self._host().busy_seconds.remote())
+        return ray.get(self._host().thread_seconds.remote())
 
     def kill_actor(self) -> None:
         """Kill the actor (for fault-injection tests); the next call re-creates it."""
