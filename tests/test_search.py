@@ -95,3 +95,21 @@ def test_save_and_restore_continue_the_same_sequence(tmp_path, algorithm):
         assert restored.observations == original.observations == 8
     else:
         assert restored.suggest("next") == original.suggest("next")
+
+
+@pytest.mark.parametrize("strategy", ["max", "believer"])
+def test_bayesopt_treats_exactly_the_running_trials_as_pending(strategy):
+    """A trial that failed stops counting as pending (bayes_opt alone would lie about it for
+    ever); the ones still running keep counting, through a save and restore."""
+    spec = _branin_spec("bayesianoptimization", 3, [{"name": "pending_strategy", "value": strategy}])
+    searcher = _searcher(spec)
+    _run_sequential(searcher, 8)
+    failed, running = searcher.suggest("failed"), searcher.suggest("running")
+    searcher.on_trial_complete("failed", error=True)
+    after = searcher.suggest("after")
+    dummies = searcher.get_state()["optimizer"]["acquisition_params"]["dummies"]
+    unit = lambda c: ((c["x"] + 5) / 15, c["y"] / 15)  # noqa: E731  (Branin's box as the unit square)
+    assert sorted(map(tuple, dummies)) == pytest.approx(sorted([unit(running), unit(after)]))
+    restored = _searcher(spec)
+    restored.set_state(searcher.get_state())
+    assert restored.suggest("next") == searcher.suggest("next")

@@ -11,7 +11,10 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from raytune_k8s.experiment import prepare, trial_resources
-from raytune_k8s.search.actor import ActorSearcher
+from raytune_k8s.search import create_searcher
+from raytune_k8s.search.actor import SearcherHost, ActorSearcher
+from raytune_k8s.space import SearchSpace
+from raytune_k8s.spec import parse_spec
 
 
 class SlowSearcher(Searcher):
@@ -67,6 +70,45 @@ def test_suggest_never_waits_for_a_slow_searcher_and_prefetches(ray_connected):
         searcher.on_trial_complete(f"t{i}", {"value": 1.0})
     assert _wait_for(lambda: searcher.observations() == 3)
     ray.kill(searcher._actor)
+
+
+def _grid_of_twelve() -> Searcher:
+    spec = parse_spec(
+        {
+            "name": "g",
+            "objective": {"type": "minimize", "objectiveMetricName": "v"},
+            "algorithm": {"algorithmName": "grid"},
+            "parameters": [
+                {"name": "a", "parameterType": "int", "feasibleSpace": {"min": 1, "max": 6}},
+                {"name": "b", "parameterType": "categorical", "feasibleSpace": {"list": ["x", "y"]}},
+            ],
+            "maxTrialCount": 12,
+            "trial": {"trainable": "branin"},
+        }
+    )
+    return create_searcher(spec.algorithm, SearchSpace.from_spec(spec), spec.objective)
+
+
+def _drain(host: SearcherHost) -> list[dict]:
+    configs, finished = [], False
+    while not finished:
+        items, finished, _, error = host.exchange(-1, started=len(configs))
+        assert error is None, error
+        configs += [config for _, config in items]
+    return configs
+
+
+def test_suggestions_a_lost_actor_made_but_never_delivered_are_handed_out_by_the_next():
+    """The snapshot the driver holds can be newer than the suggestions it received (a grid
+    point walked, a BO point counted as pending); the restored actor hands those out, not loses them."""
+    lost = SearcherHost(cloudpickle.dumps(_grid_of_twelve()), prefetch=3)
+    assert _wait_for(lambda: len(lost._ready) == 3)  # s0, s1, s2 made, none delivered yet
+    held = lost._ready[0]  # the driver got s0 just before the actor died
+    version, snapshot = lost._version, lost._snapshot
+    restored = SearcherHost(cloudpickle.dumps(_grid_of_twelve()), 3, snapshot, version, 1, frozenset({held[0]}))
+    configs = [held[1], *_drain(restored)]
+    points = sorted((c["a"], c["b"]) for c in configs)
+    assert points == sorted((a, b) for a in range(1, 7) for b in ("x", "y"))  # all 12, each once
 
 
 def test_killed_actor_is_restored_without_losing_observations(ray_connected, tmp_path):

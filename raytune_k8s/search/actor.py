@@ -55,7 +55,13 @@ class SearcherHost:
     """The actor body: one searcher, a background suggestion thread, an inbox of results."""
 
     def __init__(
-        self, searcher_bytes: bytes, prefetch: int, snapshot: bytes | None = None, version: int = 0, driver_buffered: int = 0
+        self,
+        searcher_bytes: bytes,
+        prefetch: int,
+        snapshot: bytes | None = None,
+        version: int = 0,
+        driver_buffered: int = 0,
+        driver_keys: frozenset[str] = frozenset(),
     ):
         self._searcher: Searcher = cloudpickle.loads(searcher_bytes)
         self._prefetch = max(1, prefetch)
@@ -73,7 +79,7 @@ class SearcherHost:
         self._snapshot_folded: frozenset[str] = frozenset()  # the results inside that snapshot
         self._thread_s = {"suggest": 0.0, "fold": 0.0, "snapshot": 0.0, "waiting": 0.0}  # where the searcher thread's time went
         if snapshot is not None:
-            self._load(snapshot)
+            self._load(snapshot, driver_keys)
         self._take_snapshot()
         _raise_priority()
         threading.Thread(target=self._loop, name="searcher", daemon=True).start()
@@ -164,7 +170,8 @@ class SearcherHost:
         if config is None:
             self._starved = True
             return
-        self._take_snapshot(finished=config == Searcher.FINISHED)
+        finished = config == Searcher.FINISHED
+        self._take_snapshot(finished=finished, made=None if finished else (key, config))
         with self._cv:
             if config == Searcher.FINISHED:
                 self._finished = True
@@ -174,7 +181,9 @@ class SearcherHost:
 
     # ---- state
 
-    def _take_snapshot(self, finished: bool | None = None) -> None:
+    def _take_snapshot(self, finished: bool | None = None, made: tuple[str, dict] | None = None) -> None:
+        """Save the searcher with what it made but the driver may not have yet (``made`` is the
+        suggestion about to join the ready queue)."""
         started = time.perf_counter()
         searcher_state = bytes_via_file(self._searcher.save)
         with self._cv:
@@ -183,18 +192,22 @@ class SearcherHost:
                 "folded": set(self._folded),
                 "next_key": self._next_key,
                 "finished": self._finished if finished is None else finished,
+                "undelivered": [*self._ready, *([made] if made else [])],
             }
             self._snapshot = pickle.dumps(state)
             self._snapshot_folded = frozenset(state["folded"])
             self._version += 1
             self._thread_s["snapshot"] += time.perf_counter() - started
 
-    def _load(self, snapshot: bytes) -> None:
+    def _load(self, snapshot: bytes, driver_keys: frozenset[str]) -> None:
         state = pickle.loads(snapshot)
         load_via_file(state["searcher"], self._searcher.restore)
         self._folded = set(state["folded"])
         self._next_key = state["next_key"]
         self._finished = state["finished"]
+        # Suggestions the searcher made (so counts as pending, or as a grid point walked) that
+        # never reached the driver: hand them out now instead of losing them.
+        self._ready.extend(item for item in state.get("undelivered", ()) if item[0] not in driver_keys)
 
 
 class ActorSearcher(Searcher):
@@ -259,7 +272,8 @@ class ActorSearcher(Searcher):
         if self._actor is None:
             version, snapshot = (self._snapshot[0], self._snapshot[1]) if self._snapshot else (0, None)
             remote = ray.remote(max_concurrency=4, max_restarts=0)(SearcherHost).options(**self._actor_options)
-            self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot, version, len(self._ready))
+            held = frozenset([key for key, _ in self._ready] + list(self._assigned.values()) + list(self._results))
+            self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot, version, len(self._ready), held)
             folded = self._snapshot[2] if self._snapshot else frozenset()
             unfolded = [(key, result, error) for key, (result, error) in self._results.items() if key not in folded]
             if unfolded:  # results the lost actor had not folded in yet
@@ -300,7 +314,8 @@ class ActorSearcher(Searcher):
         self._started, self._outbox = 0, []
 
     def _recover(self, lost: RayActorError) -> None:
-        """Re-create the actor from the last snapshot; suggestions it had not handed out are dropped.
+        """Re-create the actor from the last snapshot the driver holds. Suggestions in it that never
+        reached the driver are handed out by the new actor; those made after it are made again.
 
         An actor that dies again and again before answering (it cannot start: a missing module,
         too little memory) is an error, not something to retry forever.

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
+import sklearn.base
 from bayes_opt import BayesianOptimization, acquisition
 from threadpoolctl import threadpool_limits
 
@@ -26,14 +27,33 @@ from .stateful import StatefulSearcher, bytes_via_file, load_via_file
 
 class _ConstantLiar(acquisition.ConstantLiar):
     """bayes_opt's constant liar with a set budget for optimising the acquisition function:
-    ``n_random`` random points, then ``n_smart`` L-BFGS-B restarts (bayes_opt: 10000 and 10)."""
+    ``n_random`` random points, then ``n_smart`` L-BFGS-B restarts (bayes_opt: 10000 and 10).
 
-    def __init__(self, base: acquisition.AcquisitionFunction, n_random: int, n_smart: int):
-        super().__init__(base, strategy="max")
+    ``strategy`` "believer" is the Kriging believer (GP-BUCB for UCB): each pending point is
+    registered at the GP's own prediction there, with the kernel fitted on real results only, so
+    pending points lower the uncertainty around them without bending the mean or the length scales.
+    """
+
+    def __init__(self, base: acquisition.AcquisitionFunction, n_random: int, n_smart: int, strategy: str = "max"):
+        super().__init__(base, strategy="max" if strategy == "believer" else strategy)
+        self.believer = strategy == "believer"
         self.n_random, self.n_smart = n_random, n_smart
 
     def suggest(self, gp: Any, target_space: Any, n_random: int = 0, n_smart: int = 0, fit_gp: bool = True, random_state: Any = None) -> Any:
-        return super().suggest(gp, target_space, n_random=self.n_random, n_smart=self.n_smart, fit_gp=fit_gp, random_state=random_state)
+        if not (self.believer and self.dummies):
+            return super().suggest(gp, target_space, n_random=self.n_random, n_smart=self.n_smart, fit_gp=fit_gp, random_state=random_state)
+        self._fit_gp(gp=gp, target_space=target_space)
+        believed = gp.predict(np.asarray(self.dummies))
+        with_pending = self._copy_target_space(target_space)
+        for point, value in zip(self.dummies, believed):
+            with_pending.register(point, float(value))
+        conditioned = sklearn.base.clone(gp).set_params(kernel=gp.kernel_, optimizer=None)
+        self._fit_gp(gp=conditioned, target_space=with_pending)
+        point = self.base_acquisition.suggest(
+            conditioned, with_pending, n_random=self.n_random, n_smart=self.n_smart, fit_gp=False, random_state=random_state
+        )
+        self.dummies.append(point)
+        return point
 
 
 class BayesOptSearcher(StatefulSearcher):
@@ -52,12 +72,14 @@ class BayesOptSearcher(StatefulSearcher):
         xi: float = 0.01,
         acq_random_points: int = 10_000,
         acq_restarts: int = 10,
+        pending: str = "max",
     ):
         super().__init__(metric=metric, mode=mode)
         self._space = space
         self._init_points = init_points
         self._acq_args = (acq, kappa, xi, seed)
         self._acq_budget = (acq_random_points, acq_restarts)
+        self._pending_strategy = pending
         self._optimizer = self._new_optimizer()
         self._pending: dict[str, dict[str, float]] = {}
         self._suggested = 0
@@ -74,7 +96,7 @@ class BayesOptSearcher(StatefulSearcher):
         return BayesianOptimization(
             f=None,
             pbounds={name: (0.0, 1.0) for name in self._space.names},
-            acquisition_function=_ConstantLiar(base, *self._acq_budget),
+            acquisition_function=_ConstantLiar(base, *self._acq_budget, strategy=self._pending_strategy),
             random_state=seed,
             verbose=0,
             allow_duplicate_points=True,
@@ -86,6 +108,10 @@ class BayesOptSearcher(StatefulSearcher):
         if self._suggested < self._init_points or len(self._optimizer.space) == 0:
             unit = self._optimizer.random_sample(1)[0]
         else:
+            # The constant liar's dummies are exactly the points still pending. bayes_opt keeps
+            # its own list, which forgets running trials on restore and keeps failed ones for ever.
+            keys = self._optimizer.space.keys
+            self._optimizer.acquisition_function.dummies = [np.array([u[k] for k in keys]) for u in self._pending.values()]
             # One BLAS thread: the GP's matrices are small, and more threads only contend
             # (measured about 2x faster per suggestion on 2 cores). The acquisition search calls
             # the GP's predict about 1,500 times on points it made itself: skip sklearn's input
@@ -140,4 +166,5 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Baye
         xi=settings.number("xi", 0.01, low=0.0),
         acq_random_points=settings.integer("acq_random_points", 10_000, minimum=1),
         acq_restarts=settings.integer("acq_restarts", 10, minimum=0),
+        pending=settings.choice("pending_strategy", "max", ["believer", "max", "mean", "min"]),
     )
