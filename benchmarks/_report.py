@@ -7,10 +7,12 @@ import json
 import math
 import os
 import platform
+import sys
+import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -102,6 +104,19 @@ def write_outputs(out: Path, name: str, data: dict[str, Any], markdown: str, fig
 
     plt.close(figure)
     return paths
+
+
+def publish(
+    out: Path, name: str, data: dict[str, Any], started: float, argv: Sequence[str] | None, packages: Sequence[str],
+    text: str, markdown: Callable[[dict[str, Any]], str], figure: Callable[[dict[str, Any]], Any],
+) -> None:
+    """Stamp a finished run (runtime since ``started``, environment), print ``text``, write the
+    json/md/png and say where."""
+    data["runtime_s"] = time.monotonic() - started
+    data["environment"] = environment(f"benchmarks.{name}", list(argv if argv is not None else sys.argv[1:]), packages)
+    print(text)
+    paths = write_outputs(out, name, data, markdown(data), figure(data))
+    print(f"\n{data['runtime_s']:.0f} s; wrote {', '.join(map(str, paths))}")
 
 
 def pyplot():

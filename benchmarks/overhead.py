@@ -32,7 +32,7 @@ import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Sequence  # noqa: E402
 
-from ._report import arg_parser, environment, fmt, markdown_table, pyplot, text_table, write_outputs  # noqa: E402
+from ._report import arg_parser, fmt, markdown_table, publish, pyplot, text_table, write_outputs  # noqa: E402
 
 NAME = "overhead"
 NUM_CPUS = 2
@@ -383,15 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     data["scale_up_s"] = autoscaling["scale_up_s"]
     data["scale_down_s"] = autoscaling["scale_down_s"]
     data["autoscaling"] = autoscaling
-    data["runtime_s"] = time.monotonic() - start
-    data["environment"] = environment(
-        "benchmarks.overhead", list(argv if argv is not None else sys.argv[1:]), ["raytune_k8s", "ray", "optuna"])
-
     headers, rows = tables(data)
     ah, ar = autoscaling_rows(data)
-    print(f"\nPer-trial overhead, N={args.trials}, P={args.parallel}\n{text_table(headers, rows)}\n\n{text_table(ah, ar)}")
-    paths = write_outputs(args.out, NAME, data, markdown(data), figure(data))
-    print(f"\n{data['runtime_s']:.0f} s; wrote {', '.join(map(str, paths))}")
+    text = f"\nPer-trial overhead, N={args.trials}, P={args.parallel}\n{text_table(headers, rows)}\n\n{text_table(ah, ar)}"
+    publish(args.out, NAME, data, start, argv, ["raytune_k8s", "ray", "optuna"], text, markdown, figure)
     return 0
 
 

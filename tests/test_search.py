@@ -104,7 +104,8 @@ def test_bayesopt_treats_exactly_the_running_trials_as_pending(strategy):
     spec = _branin_spec("bayesianoptimization", 3, [{"name": "pending_strategy", "value": strategy}])
     searcher = _searcher(spec)
     _run_sequential(searcher, 8)
-    failed, running = searcher.suggest("failed"), searcher.suggest("running")
+    searcher.suggest("failed")
+    running = searcher.suggest("running")
     searcher.on_trial_complete("failed", error=True)
     after = searcher.suggest("after")
     dummies = searcher.get_state()["optimizer"]["acquisition_params"]["dummies"]
