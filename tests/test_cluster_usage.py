@@ -13,7 +13,6 @@ from pathlib import Path
 import yaml
 
 
-
 def _curve_spec(name: str, trials: int) -> dict:
     return {
         "name": name,
