@@ -186,28 +186,35 @@ def _hartmann6(config: dict[str, Any]) -> float:
 PROBLEM_NAMES = ("nasbench201-cifar10", "hpolib-protein-structure", "branin", "hartmann6")
 
 
+# name: (table, dataset, title, description, regret threshold, its unit)
+TABULAR = {
+    "nasbench201-cifar10": (
+        "NASBench201", "cifar10", "NAS-Bench-201 cifar10",
+        "cell architecture search: 6 edges x 5 operations (15,625 cells); validation accuracy (%), "
+        "mean of the 2-3 training runs the table records per cell",
+        0.5, "accuracy points",
+    ),
+    "hpolib-protein-structure": (
+        "HPOLib", "protein_structure", "HPOLib protein_structure",
+        "2-layer MLP, 9 hyperparameters (62,208 configurations); validation MSE, "
+        "mean of the 4 training runs the table records per configuration",
+        0.02, "validation MSE",
+    ),
+}
+
+
+def _tabular_problem(name: str, bench: str, dataset: str, title: str, description: str, threshold: float, unit: str) -> Problem:
+    table = TabularObjective(bench, dataset)
+    return Problem(
+        name, title, description, table.metric, table.direction, table.spec_parameters(), table.best(), threshold,
+        f"regret <= {threshold} {unit}", table,
+    )
+
+
 @lru_cache(maxsize=None)
 def get_problem(name: str) -> Problem:
-    if name == "nasbench201-cifar10":
-        table = TabularObjective("NASBench201", "cifar10")
-        threshold = 0.5
-        return Problem(
-            name, "NAS-Bench-201 cifar10",
-            "cell architecture search: 6 edges x 5 operations (15,625 cells); validation accuracy (%), "
-            "mean of the 2-3 training runs the table records per cell",
-            table.metric, table.direction, table.spec_parameters(), table.best(), threshold,
-            f"regret <= {threshold} accuracy points", table,
-        )
-    if name == "hpolib-protein-structure":
-        table = TabularObjective("HPOLib", "protein_structure")
-        threshold = 0.02
-        return Problem(
-            name, "HPOLib protein_structure",
-            "2-layer MLP, 9 hyperparameters (62,208 configurations); validation MSE, "
-            "mean of the 4 training runs the table records per configuration",
-            table.metric, table.direction, table.spec_parameters(), table.best(), threshold,
-            f"regret <= {threshold} validation MSE", table,
-        )
+    if name in TABULAR:
+        return _tabular_problem(name, *TABULAR[name])
     if name == "branin":
         params = [
             {"name": "x", "parameterType": "double", "feasibleSpace": {"min": -5, "max": 10}},
