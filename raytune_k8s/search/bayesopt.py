@@ -3,8 +3,9 @@
 Ray 2.60's ``BayesOptSearch`` breaks on bayes_opt >= 2 (ray issue 49845), so this adapter talks
 to ``bayes_opt.BayesianOptimization`` directly. Every parameter is searched as a coordinate in
 [0, 1] (log-warped where the distribution is log, rounded onto steps, ints and choices), which
-keeps the GP on plain floats. Trials still running are handled constant-liar style
-(``bayes_opt.acquisition.ConstantLiar``), so parallel suggestions spread out.
+keeps the GP on plain floats. Trials still running are pending points: by default the GP
+believes its own prediction there (Kriging believer; for UCB this is GP-BUCB, Desautels et al.
+2014), or a constant lie as in ``bayes_opt.acquisition.ConstantLiar``.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ from ..settings import Settings
 from .stateful import StatefulSearcher, bytes_via_file, load_via_file
 
 
-class _ConstantLiar(acquisition.ConstantLiar):
-    """bayes_opt's constant liar with a set budget for optimising the acquisition function:
-    ``n_random`` random points, then ``n_smart`` L-BFGS-B restarts (bayes_opt: 10000 and 10).
+class _PendingAware(acquisition.ConstantLiar):
+    """An acquisition that accounts for pending points (``dummies``), with a set budget for its
+    own optimisation: ``n_random`` random points, then ``n_smart`` L-BFGS-B restarts (bayes_opt:
+    10000 and 10).
 
-    ``strategy`` "believer" is the Kriging believer (GP-BUCB for UCB): each pending point is
-    registered at the GP's own prediction there, with the kernel fitted on real results only, so
-    pending points lower the uncertainty around them without bending the mean or the length scales.
+    ``strategy`` "believer" (Kriging believer; GP-BUCB for UCB) registers each pending point at
+    the GP's own prediction there, with the kernel fitted on real results only: pending points
+    lower the uncertainty around them without bending the mean or the length scales.
+    "max"/"mean"/"min" are bayes_opt's constant liar (a lie of the best/mean/worst result so far).
     """
 
-    def __init__(self, base: acquisition.AcquisitionFunction, n_random: int, n_smart: int, strategy: str = "max"):
+    def __init__(self, base: acquisition.AcquisitionFunction, n_random: int, n_smart: int, strategy: str):
         super().__init__(base, strategy="max" if strategy == "believer" else strategy)
         self.believer = strategy == "believer"
         self.n_random, self.n_smart = n_random, n_smart
@@ -72,7 +75,7 @@ class BayesOptSearcher(StatefulSearcher):
         xi: float = 0.01,
         acq_random_points: int = 10_000,
         acq_restarts: int = 10,
-        pending: str = "max",
+        pending: str = "believer",
     ):
         super().__init__(metric=metric, mode=mode)
         self._space = space
@@ -96,7 +99,7 @@ class BayesOptSearcher(StatefulSearcher):
         return BayesianOptimization(
             f=None,
             pbounds={name: (0.0, 1.0) for name in self._space.names},
-            acquisition_function=_ConstantLiar(base, *self._acq_budget, strategy=self._pending_strategy),
+            acquisition_function=_PendingAware(base, *self._acq_budget, strategy=self._pending_strategy),
             random_state=seed,
             verbose=0,
             allow_duplicate_points=True,
@@ -108,8 +111,8 @@ class BayesOptSearcher(StatefulSearcher):
         if self._suggested < self._init_points or len(self._optimizer.space) == 0:
             unit = self._optimizer.random_sample(1)[0]
         else:
-            # The constant liar's dummies are exactly the points still pending. bayes_opt keeps
-            # its own list, which forgets running trials on restore and keeps failed ones for ever.
+            # The dummies are exactly the points still pending: bayes_opt's own list would keep
+            # the point of a trial that failed (or reported nothing) for ever.
             keys = self._optimizer.space.keys
             self._optimizer.acquisition_function.dummies = [np.array([u[k] for k in keys]) for u in self._pending.values()]
             # One BLAS thread: the GP's matrices are small, and more threads only contend
@@ -166,5 +169,5 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Baye
         xi=settings.number("xi", 0.01, low=0.0),
         acq_random_points=settings.integer("acq_random_points", 10_000, minimum=1),
         acq_restarts=settings.integer("acq_restarts", 10, minimum=0),
-        pending=settings.choice("pending_strategy", "max", ["believer", "max", "mean", "min"]),
+        pending=settings.choice("pending_strategy", "believer", ["believer", "max", "mean", "min"]),
     )
