@@ -1,7 +1,7 @@
 """Searcher in an actor vs in the driver: what the driver waits for, and what the trials wait for.
 
 Bayesian optimisation (bayes_opt, GP) on Hartmann-6 with 1-s trials, 200 trials at parallelism
-4, run on seeds 0, 1, 2, each seed twice: once with the searcher in the driver (synchronous, as
+4, run on seeds 0 to 5, each seed twice: once with the searcher in the driver (synchronous, as
 Ray Tune runs searchers) and once in raytune_k8s's searcher actor. Per mode:
 
 1. the driver's time blocked inside searcher calls (``suggest`` and ``on_trial_complete``),
@@ -14,7 +14,7 @@ Ray Tune runs searchers) and once in raytune_k8s's searcher actor. Per mode:
 In the actor run the actor is killed after half of the trials; at the end the re-created
 actor's observation count must equal the completed trials.
 
-    python -m benchmarks.searcher_latency            # the full run (about 15 minutes)
+    python -m benchmarks.searcher_latency            # the full run (about 30 minutes)
     python -m benchmarks.searcher_latency --smoke --out /tmp/x
 """
 
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds per trial")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--acq-restarts", type=int, default=10,
                         help="bayes_opt L-BFGS-B restarts per suggestion (its default 10; 2 is ~5x cheaper)")
     args = parser.parse_args(argv)
