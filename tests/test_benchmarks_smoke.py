@@ -113,3 +113,14 @@ def test_searcher_latency_smoke(tmp_path):
     for run in ("actor", "sync"):
         assert data[run]["trials"] == 8 and data[run]["p99_wait_ms"] > 0 and 0 <= data[run]["slot_idle_fraction"] < 1
     assert data["restored_observations"] == data["completed_trials"] == 8
+
+
+def test_pending_points_smoke(tmp_path):
+    from benchmarks import pending_points as pp
+
+    assert pp.main(["--smoke", "--out", str(tmp_path)]) == 0
+    data = _outputs(tmp_path, "pending_points")
+    assert set(data["results"]) == {"believer/2", "max/2"}
+    for run in data["runs"]:
+        assert len(run["curve"]) == 14 and run["curve"] == sorted(run["curve"], reverse=True)  # best so far only improves
+        assert run["best"] == run["curve"][-1] > -3.3224
