@@ -164,7 +164,7 @@ def run_once(
         out["restored_observations"] = inner.observations()
         out["actor_thread_s_since_restore"] = inner.thread_seconds()
         out["actor_restarts"] = inner.restarts
-        inner.kill_actor()
+        inner.close()
     return out
 
 

@@ -145,7 +145,11 @@ def run(
                 verbose=1,
             ),
         )
-        return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel)
+        try:
+            return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel)
+        finally:
+            if isinstance(plan.searcher, ActorSearcher):
+                plan.searcher.close()
 
 
 def resume(

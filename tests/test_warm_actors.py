@@ -89,7 +89,7 @@ def _run(tmp_path, name: str, warm: bool) -> tuple[int, int]:
     )
     with warm_trial_actors(2) if warm else contextlib.nullcontext():
         results = tuner.fit()
-    searcher.kill_actor()
+    searcher.close()
     return sum(r.error is None for r in results), _trial_actors_created() - before
 
 
