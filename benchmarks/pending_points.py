@@ -9,7 +9,7 @@ believer, and bayes_opt's constant liar with the best/mean/worst result so far a
 Figures: the best value after 200 evaluations per seed, the median and how many seeds got
 within 0.001 of the optimum.
 
-    python -m benchmarks.pending_points                    # 12 runs, about 12 minutes on 2 cores
+    python -m benchmarks.pending_points                    # 12 runs, about 13 minutes on 2 cores
     python -m benchmarks.pending_points --strategies believer max mean --pending 3 4 8
 """
 

@@ -106,7 +106,9 @@ class ActorSearcher(Searcher):
     # ---- the courier thread: the only caller of the actor during a search
 
     def _start_courier(self) -> None:
-        if not self._closed and (self._courier is None or not self._courier.is_alive()):
+        if self._closed or self._error is not None:
+            return
+        if self._courier is None or not self._courier.is_alive():
             self._courier = threading.Thread(target=_courier_loop, args=(weakref.ref(self),), name="searcher-courier", daemon=True)
             self._courier.start()
 
