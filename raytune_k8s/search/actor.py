@@ -248,8 +248,8 @@ def _courier_loop(ref: weakref.ref) -> None:
     """Run ``_step`` whenever Tune reports something or a round trip comes back; end with the searcher."""
     while True:
         searcher = ref()
-        if searcher is None or searcher._closed:
-            return
+        if searcher is None or searcher._closed or not ray.is_initialized():
+            return  # (a Ray call after the session ended would start a new local Ray)
         wake = searcher._wake
         wake.clear()
         try:
