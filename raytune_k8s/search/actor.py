@@ -197,10 +197,12 @@ class ActorSearcher(Searcher):
     def observations(self) -> int:
         """How many results the actor's searcher holds; results not sent yet are sent first."""
         self._wake.set()
-        with self._lock:
-            waiting = bool(self._outbox or self._started)
-        if waiting:
-            time.sleep(0.05)  # the courier sends them
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # until the courier has taken them to send
+            with self._lock:
+                if not (self._outbox or self._started):
+                    break
+            time.sleep(0.005)
         return ray.get(self._host().observations.remote())
 
     def thread_seconds(self) -> dict[str, float]:
