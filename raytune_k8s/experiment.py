@@ -17,6 +17,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from .control import ExperimentControl
+from .interruption import RunOutcome, watch_for_interrupt
 from .progress import ProgressLine
 from .runtime import ray_session
 from .scaling import Quota, effective_parallelism, parallelism_request, trial_bundles
@@ -175,15 +176,19 @@ def resume(
 
 def _fit_and_summarize(tuner: tune.Tuner, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None = None) -> dict[str, Any]:
     start = time.monotonic()
+    outcome = RunOutcome()
     try:
         # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
         # Idle trial actors stay warm while the searcher actor computes the next suggestion.
         slots = parallel or spec.parallel_trials
-        with parallelism_request(trial_bundles(trial_resources(spec), slots)), warm_trial_actors(slots):
+        with parallelism_request(trial_bundles(trial_resources(spec), slots)), warm_trial_actors(slots), \
+                watch_for_interrupt() as outcome:
             tuner.fit()
     finally:
         # Whatever happened, record what the finished trials produced.
         rows = trial_rows(experiment_dir, spec)
-        summary = build_summary(spec, rows, wall_s=time.monotonic() - start, experiment_dir=experiment_dir)
+        summary = build_summary(
+            spec, rows, wall_s=time.monotonic() - start, experiment_dir=experiment_dir, interrupted=outcome.interrupted
+        )
         write_summary(experiment_dir, summary)
     return summary

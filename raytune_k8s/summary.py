@@ -61,7 +61,11 @@ def build_summary(
     *,
     wall_s: float,
     experiment_dir: Path,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
+    """The experiment's outcome, Katib-style (status and reason), read off its trials; an
+    ``interrupted`` run that did not reach maxTrialCount stays Interrupted even when every trial
+    it started has finished."""
     completed = [r for r in rows if r["status"] == "Succeeded"]
     failed = [r for r in rows if r["status"] == "Failed"]
     unfinished = [r for r in rows if r["status"] not in ("Succeeded", "Failed")]
@@ -72,7 +76,7 @@ def build_summary(
         status, stop_reason = FAILED, "MaxFailedTrialsReached"
     elif best is not None and spec.objective.reached(best["objective"]):
         status, stop_reason = SUCCEEDED, "GoalReached"
-    elif unfinished:
+    elif unfinished or (interrupted and len(rows) < spec.max_trials):
         status, stop_reason = INTERRUPTED, "Interrupted"
     elif not completed:
         status, stop_reason = FAILED, "NoTrialSucceeded"

@@ -4,10 +4,13 @@ goal and max-failed stops, command trials and the Python API."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 
 import pytest
 import yaml
+from ray.tune.search import Searcher
 
 import raytune_k8s
 from raytune_k8s.cli import main
@@ -121,3 +124,28 @@ def test_python_api_takes_a_yaml_string_and_refuses_to_overwrite(ray_connected, 
         raytune_k8s.run(text, storage_path=tmp_path)
     assert json.loads((tmp_path / "branin-random" / "summary.json").read_text())["trials"] == 2
     assert main(["results", str(tmp_path / "branin-random")]) == 0
+
+
+class InterruptAfterFirstTrial(Searcher):
+    """Sends the driver Ctrl-C the moment the first trial is complete, before a second exists."""
+
+    def __init__(self):
+        super().__init__(metric="value", mode="min")
+        self.made = 0
+
+    def suggest(self, trial_id):
+        self.made += 1
+        return {"x": float(self.made), "y": 1.0}
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_interrupt_between_trials_is_interrupted_not_finished(ray_connected, tmp_path):
+    # Every trial started has finished, yet the experiment is not done: it must say so, so that
+    # `raytune-k8s resume` is offered instead of a success with 1 of 4 trials.
+    spec = _branin("random", maxTrialCount=4, parallelTrialCount=1)
+    summary = raytune_k8s.run(spec, storage_path=tmp_path, searcher=InterruptAfterFirstTrial(), searcher_actor=False)
+    assert [r["status"] for r in summary["trial_table"]] == ["Succeeded"]
+    assert (summary["status"], summary["reason"]) == ("Interrupted", "Interrupted")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler from before the run is back"
