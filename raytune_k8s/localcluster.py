@@ -77,6 +77,9 @@ class LocalRayHead:
             "--dashboard-host=127.0.0.1", "--include-dashboard=true",
             f"--num-cpus={self.num_cpus}", f"--temp-dir={self.temp_dir}",
             f"--ray-client-server-port={free_port()}",
+            # Its default (52365) is one port per machine: a second head's agent could not start,
+            # and without it `ray job submit` answers "No available agent".
+            f"--dashboard-agent-listen-port={free_port()}",
             *self.extra_args,
         ]
         env = {**self.client_env(), **self.extra_env}
@@ -86,15 +89,29 @@ class LocalRayHead:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self._proc.returncode}:\n{self._log.read_text()[-3000:]}")
-            if "Ray runtime started" in self._log.read_text(errors="replace"):
+            if "Ray runtime started" in self._log.read_text(errors="replace") and self._job_agent_ready():
                 return self
             time.sleep(0.5)
+        log = self._log.read_text(errors="replace")[-3000:]
         self.stop()
-        raise TimeoutError(f"Ray head did not start within {timeout}s:\n{self._log.read_text()[-3000:]}")
+        raise TimeoutError(f"Ray head (and its dashboard agent) did not start within {timeout}s:\n{log}")
+
+    def _job_agent_ready(self) -> bool:
+        """Whether the head's dashboard agent has registered: ``ray job submit`` fails with "No
+        available agent" until it has, seconds after "Ray runtime started" (more on a busy machine)."""
+        from ray._private.ray_constants import KV_NAMESPACE_DASHBOARD
+        from ray._raylet import GcsClient
+        from ray.dashboard.consts import DASHBOARD_AGENT_ADDR_NODE_ID_PREFIX
+
+        gcs = GcsClient(address=self.address)
+        heads = [n for n in gcs.get_all_node_info(timeout=10).values() if n.is_head_node]
+        key = f"{DASHBOARD_AGENT_ADDR_NODE_ID_PREFIX}{heads[0].node_id.hex()}".encode() if heads else None
+        return key is not None and bool(gcs.internal_kv_get(key, KV_NAMESPACE_DASHBOARD, timeout=10))
 
     def stop(self, timeout: float = 30) -> None:
         if self._proc is None or self._proc.poll() is not None:
             return
+        self._disconnect_driver()
         self._proc.send_signal(signal.SIGTERM)
         try:
             self._proc.wait(timeout)
@@ -102,6 +119,14 @@ class LocalRayHead:
             os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _disconnect_driver(self) -> None:
+        """A driver still connected to this head when it goes (an error left a ``with`` block
+        early) would wait a minute for the GCS and then abort: disconnect it first."""
+        import ray
+
+        if ray.is_initialized() and ray.get_runtime_context().gcs_address.rsplit(":", 1)[-1] == str(self.port):
+            ray.shutdown()
 
     def __enter__(self) -> "LocalRayHead":
         return self.start()
@@ -122,6 +147,16 @@ FAKE_HEAD_NODE_ID = "f" * 51 + "00000"
 HEAD_NODE_TYPE = "ray.head.default"
 WORKER_NODE_TYPE = "worker"
 STATE_FILE = Path("~/.raytune_k8s/cluster.json").expanduser()
+
+
+def _source_tree_path() -> dict[str, str]:
+    """The head's monitor imports :data:`FAKE_PROVIDER`; when this package runs from a source
+    tree that is not installed (or whose editable install points elsewhere), put the tree on
+    the head's PYTHONPATH, else the monitor fails and takes the head down with it."""
+    root = Path(__file__).resolve().parents[1]
+    if root.name in ("site-packages", "dist-packages"):
+        return {}
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
 
 
 class AutoscalingLocalCluster(LocalRayHead):
@@ -159,6 +194,7 @@ class AutoscalingLocalCluster(LocalRayHead):
                 "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID,
                 "RAY_NODE_TYPE_NAME": HEAD_NODE_TYPE,
                 "AUTOSCALER_UPDATE_INTERVAL_S": str(int(update_interval_s)),
+                **_source_tree_path(),
             },
         )
         self.worker_cpus = worker_cpus

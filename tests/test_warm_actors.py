@@ -73,14 +73,14 @@ def test_cache_keeps_up_to_its_limit_and_releases_all_when_forced():
     assert cache.num_cached_objects == 0
 
 
-def _trial_actors_created() -> int:
-    actors = list_actors(limit=10_000, raise_on_missing_output=False)
+def _trial_actors_created(head) -> int:
+    actors = list_actors(address=head.dashboard_url, limit=10_000, raise_on_missing_output=False)
     return sum("ImplicitFunc" in actor.class_name for actor in actors)  # Tune's function-trainable actors
 
 
-def _run(tmp_path, name: str, warm: bool) -> tuple[int, int]:
+def _run(head, tmp_path, name: str, warm: bool) -> tuple[int, int]:
     """Trials completed and trial actors created by one experiment."""
-    before = _trial_actors_created()
+    before = _trial_actors_created(head)
     searcher = ActorSearcher(PairSearcher(), prefetch=2)
     tuner = tune.Tuner(
         tune.with_resources(one_second_trial, {"cpu": 1}),
@@ -90,12 +90,12 @@ def _run(tmp_path, name: str, warm: bool) -> tuple[int, int]:
     with warm_trial_actors(2) if warm else contextlib.nullcontext():
         results = tuner.fit()
     searcher.close()
-    return sum(r.error is None for r in results), _trial_actors_created() - before
+    return sum(r.error is None for r in results), _trial_actors_created(head) - before
 
 
 def test_trial_actors_stay_warm_while_the_searcher_actor_computes(ray_connected, tmp_path):
-    warm_done, warm_actors = _run(tmp_path, "warm", warm=True)
-    cold_done, cold_actors = _run(tmp_path, "cold", warm=False)
+    warm_done, warm_actors = _run(ray_connected, tmp_path, "warm", warm=True)
+    cold_done, cold_actors = _run(ray_connected, tmp_path, "cold", warm=False)
     print(f"8 trials at parallelism 2: {warm_actors} trial actors started when kept warm, {cold_actors} with Tune's own cache")
     assert warm_done == cold_done == 8
     assert warm_actors == 2  # every trial ran in one of the first two actors
