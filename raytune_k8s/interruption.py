@@ -31,8 +31,11 @@ def watch_for_interrupt() -> Iterator[RunOutcome]:
     previous = signal.getsignal(signal.SIGINT)
 
     def marker(signum: int, frame: Any) -> None:
-        # Called only where Tune did not install its own handler: do what the default does.
-        raise KeyboardInterrupt
+        # Called only where Tune did not install its own handler: do what was there before.
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, marker)
     try:
