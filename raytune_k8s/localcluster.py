@@ -48,6 +48,7 @@ class LocalRayHead:
         self.dashboard_port = free_port()
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rtk8s-"))
         self._proc: subprocess.Popen[bytes] | None = None
+        self._gcs: Any = None
         self._log = self.temp_dir / "ray-start.log"
 
     @property
@@ -100,10 +101,9 @@ class LocalRayHead:
         """Whether the head's dashboard agent has registered: ``ray job submit`` fails with "No
         available agent" until it has, seconds after "Ray runtime started" (more on a busy machine)."""
         from ray._private.ray_constants import KV_NAMESPACE_DASHBOARD
-        from ray._raylet import GcsClient
         from ray.dashboard.consts import DASHBOARD_AGENT_ADDR_NODE_ID_PREFIX
 
-        gcs = GcsClient(address=self.address)
+        gcs = self._gcs_client()
         heads = [n for n in gcs.get_all_node_info(timeout=10).values() if n.is_head_node]
         key = f"{DASHBOARD_AGENT_ADDR_NODE_ID_PREFIX}{heads[0].node_id.hex()}".encode() if heads else None
         return key is not None and bool(gcs.internal_kv_get(key, KV_NAMESPACE_DASHBOARD, timeout=10))
@@ -119,6 +119,14 @@ class LocalRayHead:
             os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _gcs_client(self) -> Any:
+        """A client of this head's GCS, made once."""
+        from ray._raylet import GcsClient
+
+        if self._gcs is None:
+            self._gcs = GcsClient(address=self.address)
+        return self._gcs
 
     def _disconnect_driver(self) -> None:
         """A driver still connected to this head when it goes (an error left a ``with`` block
@@ -260,12 +268,9 @@ class AutoscalingLocalCluster(LocalRayHead):
     # ---- the cluster's nodes
 
     def _alive_nodes(self) -> list[Any]:
-        from ray._raylet import GcsClient
         from ray.core.generated.gcs_pb2 import GcsNodeInfo
 
-        if getattr(self, "_gcs", None) is None:
-            self._gcs = GcsClient(address=self.address)
-        infos = self._gcs.get_all_node_info(timeout=10).values()
+        infos = self._gcs_client().get_all_node_info(timeout=10).values()
         return [n for n in infos if n.state == GcsNodeInfo.GcsNodeState.ALIVE]
 
     def worker_nodes(self) -> list[dict[str, Any]]:
@@ -294,9 +299,7 @@ class AutoscalingLocalCluster(LocalRayHead):
         dict per bundle; empty when nothing is requested)."""
         from ray.autoscaler.v2.sdk import get_cluster_resource_state
 
-        if getattr(self, "_gcs", None) is None:
-            self._alive_nodes()
-        state = get_cluster_resource_state(self._gcs)
+        state = get_cluster_resource_state(self._gcs_client())
         return [
             dict(r.request.resources_bundle)
             for constraint in state.cluster_resource_constraints
