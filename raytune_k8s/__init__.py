@@ -3,10 +3,37 @@
 >>> import raytune_k8s
 >>> summary = raytune_k8s.run("examples/mnist-mxnet-random.yaml")  # doctest: +SKIP
 >>> summary["best"]["params"]  # doctest: +SKIP
+
+Importing the package loads no Ray: ``run``, ``resume`` and the rest import it when called.
 """
 
-from .experiment import ExperimentExistsError, load_spec, resume, run
-from .scaling import Quota
-from .spec import ExperimentSpec, SpecError
+from __future__ import annotations
 
-__all__ = ["ExperimentExistsError", "ExperimentSpec", "Quota", "SpecError", "load_spec", "resume", "run"]
+import importlib
+from typing import Any
+
+from .spec import ExperimentSpec, SpecError, load_spec
+
+#: Public name -> module that defines it (imported on first use).
+_LAZY = {
+    "run": "raytune_k8s.experiment",
+    "resume": "raytune_k8s.experiment",
+    "ExperimentExistsError": "raytune_k8s.experiment",
+    "Quota": "raytune_k8s.scaling",
+    "report_metrics": "raytune_k8s.collectors.push",
+}
+
+__all__ = ["ExperimentExistsError", "ExperimentSpec", "Quota", "SpecError", "load_spec", "report_metrics", "resume", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'raytune_k8s' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -8,13 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rich.console import Console
-from rich.table import Table
-
-from .experiment import ExperimentExistsError, load_spec, resume, run
-from .scaling import Quota
 from .spec import SpecError, parse_cpu, parse_memory
-from .summary import SUCCEEDED, SUMMARY_FILE
+from .summary import SUCCEEDED, SUMMARY_FILE, katib_status
+from .summary_table import print_table
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
@@ -22,9 +18,15 @@ EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    from .experiment import ExperimentExistsError
+
     try:
         return args.func(args)
-    except (SpecError, ExperimentExistsError) as exc:
+    except SpecError as exc:
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ExperimentExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("results", help="show an experiment's trials, best first")
     p.add_argument("experiment_dir")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--katib", action="store_true", help="print the Experiment status block in Katib's shape (YAML)")
     p.set_defaults(func=_results)
 
     p = sub.add_parser("cluster", help="a local simulated autoscaling Ray cluster (development, tests, benchmarks)")
@@ -83,6 +86,9 @@ def _quantity(parse: Any) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .experiment import run
+    from .scaling import Quota
+
     quota = None
     if args.quota_cpu is not None or args.quota_memory is not None:
         quota = Quota.parse(cpu=args.quota_cpu, memory=args.quota_memory)
@@ -125,13 +131,21 @@ def _cluster_down(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from .experiment import resume
+
     return _report(resume(args.experiment_dir, address=args.address))
 
 
 def _validate(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
-    print(f"{args.spec}: ok ({spec.name}: {spec.algorithm.name}, {len(spec.parameters)} parameters, "
-          f"{spec.max_trials} trials, {spec.parallel_trials} in parallel)")
+    from .experiment import check
+
+    loaded = check(args.spec)
+    spec = loaded.spec
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    fmt = "Katib v1beta1 Experiment" if loaded.katib_manifest else "experiment"
+    print(f"{args.spec}: ok ({fmt} {spec.name}: {spec.algorithm.name}, {len(spec.parameters)} parameters, "
+          f"{spec.max_trials or 'unlimited'} trials, {spec.parallel_trials} in parallel)")
     return 0
 
 
@@ -140,7 +154,11 @@ def _results(args: argparse.Namespace) -> int:
     if not path.exists():
         raise SpecError("", f"{path} does not exist (is this an experiment directory that has run?)")
     summary = json.loads(path.read_text())
-    if args.json:
+    if args.katib:
+        import yaml
+
+        print(yaml.safe_dump({"status": katib_status(summary)}, sort_keys=False), end="")
+    elif args.json:
         print(json.dumps(summary, indent=2))
     else:
         print_table(summary)
@@ -150,34 +168,6 @@ def _results(args: argparse.Namespace) -> int:
 def _report(summary: dict[str, Any]) -> int:
     print_table(summary)
     return 0 if summary["status"] == SUCCEEDED else EXIT_FAILED
-
-
-def print_table(summary: dict[str, Any]) -> None:
-    console = Console()
-    objective = summary["objective"]["metric"]
-    table = Table(title=f"{summary['name']}: trials, best first")
-    rows = summary["trial_table"]
-    params = list(rows[0]["params"]) if rows else []
-    for column in ["trial", "status", *params, objective, "iter"]:
-        table.add_column(column)
-    for row in rows:
-        value = "-" if row["objective"] is None else f"{row['objective']:.4g}"
-        cells = [_fmt(row["params"].get(p)) for p in params]
-        table.add_row(row["trial_id"], row["status"], *cells, value, str(row["iterations"]))
-    console.print(table)
-    for failed in summary["failed_trials"]:
-        console.print(f"[red]trial {failed['trial_id']} failed:[/red] {failed['error']}", highlight=False)
-    best = summary["best"]
-    best_text = f"best {objective}={best['metrics'].get(objective, float('nan')):.4g} with {best['params']}" if best else "no result"
-    console.print(
-        f"{summary['status']} ({summary['reason']}): {summary['trials']} trials completed, {summary['failed']} failed, "
-        f"{summary['wall_s']:.1f} s; {best_text}\nsummary: {Path(summary['experiment_dir']) / SUMMARY_FILE}",
-        highlight=False,
-    )
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":  # pragma: no cover

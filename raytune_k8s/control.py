@@ -11,14 +11,14 @@ from ray.tune.experiment import Trial
 
 from .spec import Objective
 
-GOAL_REACHED = "GoalReached"
-MAX_FAILED = "MaxFailedTrialsReached"
+GOAL_REACHED = "ExperimentGoalReached"
+MAX_FAILED = "ExperimentMaxFailedTrialsReached"
 
 
 class ExperimentControl(Callback, Stopper):
     """Stops the experiment once the goal is met or too many trials have failed."""
 
-    def __init__(self, objective: Objective, max_failed_trials: int):
+    def __init__(self, objective: Objective, max_failed_trials: int | None):
         self.objective = objective
         self.max_failed_trials = max_failed_trials
         self.reason: str | None = None
@@ -29,7 +29,7 @@ class ExperimentControl(Callback, Stopper):
         if self.reason:
             return
         failed = sum(t.status == Trial.ERROR for t in trials)
-        if failed > self.max_failed_trials:
+        if self.max_failed_trials is not None and failed > self.max_failed_trials:
             self.reason = MAX_FAILED
             return
         best = best_value(trials, self.objective)

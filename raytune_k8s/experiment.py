@@ -7,30 +7,22 @@ connect to Ray, run (or continue) the Tuner and write ``<storage>/<name>/summary
 from __future__ import annotations
 
 import os
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ray import tune
-from ray.tune.schedulers import TrialScheduler
-from ray.tune.search import Searcher
+from .spec import ExperimentSpec, LoadedSpec, SpecError, load_document, parse_count, parse_cpu, parse_memory
 
-from .control import ExperimentControl
-from .interruption import RunOutcome, watch_for_interrupt
-from .progress import ProgressLine
-from .runtime import ray_session
-from .scaling import Quota, effective_parallelism, parallelism_request, trial_bundles
-from .search import create_searcher
-from .search.actor import ActorSearcher
-from .space import SearchSpace
-from .spec import ExperimentSpec, SpecError, parse_cpu, parse_memory, parse_spec
-from .stopping import create_scheduler
-from .summary import SPEC_FILE, build_summary, trial_rows, write_summary
-from .trials import resolve_trainable
-from .warm_actors import warm_trial_actors
+if TYPE_CHECKING:
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
+
+    from .scaling import Quota
 
 SpecSource = str | os.PathLike[str] | Mapping[str, Any] | ExperimentSpec
+KATIB_MANIFEST_FILE = "katib-experiment.yaml"
 
 
 class ExperimentExistsError(RuntimeError):
@@ -42,33 +34,59 @@ class Plan:
     """Everything an experiment needs, built and checked before Ray starts."""
 
     spec: ExperimentSpec
-    searcher: Searcher
-    scheduler: TrialScheduler | None
+    searcher: "Searcher"
+    scheduler: "TrialScheduler | None"
     trainable: Callable[..., Any]
+    notes: list[str] = field(default_factory=list)
+    source_text: str | None = None
 
 
 def default_storage() -> Path:
     return Path(os.environ.get("RAYTUNE_K8S_STORAGE", "~/ray_results")).expanduser()
 
 
-def load_spec(source: SpecSource) -> ExperimentSpec:
-    """Parse and fully check a spec (algorithm, early stopping and trial included)."""
-    return prepare(source).spec
+def check(source: SpecSource) -> LoadedSpec:
+    """Parse and fully check a spec, algorithm, early stopping and trial included."""
+    return _prepare(source, None, searcher_actor=False)[0]
 
 
-def prepare(source: SpecSource, searcher: Searcher | None = None, *, searcher_actor: bool = True) -> Plan:
-    spec = parse_spec(source if not isinstance(source, os.PathLike) else Path(source))
-    space = SearchSpace.from_spec(spec)
-    built_searcher = create_searcher(spec.algorithm, space, spec.objective)
-    scheduler = create_scheduler(spec.early_stopping)
-    metrics = [spec.objective.metric, *spec.objective.additional_metrics]
-    trainable = resolve_trainable(spec.trial, space.names, metrics)
+def prepare(source: SpecSource, searcher: "Searcher | None" = None, *, searcher_actor: bool = True) -> Plan:
+    return _prepare(source, searcher, searcher_actor=searcher_actor)[1]
+
+
+def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor: bool) -> tuple[LoadedSpec, Plan]:
+    from .search import create_searcher
+    from .space import SearchSpace
+    from .stopping import create_scheduler
+    from .trials import resolve_trainable
+    from .trials.katib_programs import stand_ins_used
+
+    loaded = load_document(Path(source) if isinstance(source, os.PathLike) else source)
+    spec = loaded.spec
+    try:
+        space = SearchSpace.from_spec(spec)
+        built_searcher = create_searcher(spec.algorithm, space, spec.objective)
+        scheduler = create_scheduler(spec.early_stopping)
+        trainable = resolve_trainable(spec)
+    except SpecError as exc:
+        raise exc.at(loaded.origin) from None
+    notes = list(loaded.notes)
+    from .trials import command_trial
+
+    command = command_trial(spec)
+    if command is not None and not isinstance(command.argv, str):
+        for path in stand_ins_used(list(command.argv)):
+            notes.append(f"{path} is not on this machine: trials run raytune-k8s's stand-in program for it "
+                         "(same flags and metric output, offline MNIST)")
     if searcher is not None:  # a Python user's own Ray Tune searcher
         searcher.set_search_properties(spec.objective.metric, spec.objective.mode, {})
         built_searcher = searcher
     if searcher_actor:
+        from .search.actor import ActorSearcher
+
         built_searcher = ActorSearcher(built_searcher, prefetch=spec.parallel_trials, actor_options=searcher_resources(spec))
-    return Plan(spec, built_searcher, scheduler, trainable)
+    source_text = Path(loaded.origin).read_text() if loaded.origin and loaded.katib_manifest else None
+    return loaded, Plan(spec, built_searcher, scheduler, trainable, notes, source_text)
 
 
 def searcher_resources(spec: ExperimentSpec) -> dict[str, float]:
@@ -77,19 +95,31 @@ def searcher_resources(spec: ExperimentSpec) -> dict[str, float]:
     if res is None:
         return {}
     out: dict[str, float] = {"num_cpus": parse_cpu(res.cpu)}
-    if res.gpu:
-        out["num_gpus"] = float(res.gpu)
+    if parse_count(res.gpu):
+        out["num_gpus"] = parse_count(res.gpu)
     if res.memory is not None:
         out["memory"] = float(parse_memory(res.memory))
     return out
 
 
 def trial_resources(spec: ExperimentSpec) -> dict[str, float]:
-    res = spec.trial.resources
-    out = {"cpu": parse_cpu(res.cpu), "gpu": float(res.gpu)}
+    """What one trial asks Ray for: the shorthand's resources, or the primary container's."""
+    if spec.trial_template is not None:
+        from .spec import container_trial
+
+        res = container_trial(spec.trial_template, None, []).resources
+    else:
+        assert spec.trial is not None
+        res = spec.trial.resources
+    out = {"cpu": parse_cpu(res.cpu), "gpu": parse_count(res.gpu)}
     if res.memory is not None:
         out["memory"] = float(parse_memory(res.memory))
     return out
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def run(
@@ -98,20 +128,34 @@ def run(
     address: str | None = None,
     storage_path: str | os.PathLike[str] | None = None,
     resume_if_exists: bool = False,
-    quota: Quota | Mapping[str, Any] | None = None,
-    searcher: Searcher | None = None,
+    quota: "Quota | Mapping[str, Any] | None" = None,
+    searcher: "Searcher | None" = None,
     searcher_actor: bool = True,
 ) -> dict[str, Any]:
     """Run a tuning experiment and return its summary (also written to ``summary.json``).
 
-    The search algorithm (the spec's, or ``searcher``: any Ray Tune Searcher) runs in its own
-    Ray actor unless ``searcher_actor`` is False, in which case it runs in the driver.
+    ``spec`` is a file (this project's format or a Katib v1beta1 Experiment manifest), a YAML
+    string, a dict or an :class:`ExperimentSpec`. The search algorithm (the spec's, or
+    ``searcher``: any Ray Tune Searcher) runs in its own Ray actor unless ``searcher_actor`` is
+    False, in which case it runs in the driver.
     """
+    from ray import tune
+
+    from .control import ExperimentControl
+    from .progress import ProgressLine
+    from .runtime import ray_session
+    from .scaling import effective_parallelism
+    from .search.actor import ActorSearcher
+    from .summary import SPEC_FILE
+
     plan = prepare(spec, searcher, searcher_actor=searcher_actor)
+    _print_notes(plan.notes)
     storage = Path(storage_path).expanduser().resolve() if storage_path else default_storage()
     experiment_dir = storage / plan.spec.name
     if experiment_dir.exists() and any(experiment_dir.iterdir()):
         if resume_if_exists and (experiment_dir / SPEC_FILE).exists():
+            if isinstance(plan.searcher, ActorSearcher):
+                plan.searcher.close()
             return resume(experiment_dir, address=address, quota=quota)
         raise ExperimentExistsError(
             f"{experiment_dir} already holds an experiment; continue it with "
@@ -122,46 +166,61 @@ def run(
     if isinstance(plan.searcher, ActorSearcher):
         plan.searcher.limit_prefetch(parallel)
     with ray_session(address):
-        experiment_dir.mkdir(parents=True, exist_ok=True)
-        (experiment_dir / SPEC_FILE).write_text(plan.spec.to_yaml())
-        control = ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials)
-        tuner = tune.Tuner(
-            tune.with_resources(plan.trainable, trial_resources(plan.spec)),
-            tune_config=tune.TuneConfig(
-                metric=plan.spec.objective.metric,
-                mode=plan.spec.objective.mode,
-                search_alg=plan.searcher,
-                scheduler=plan.scheduler,
-                num_samples=plan.spec.max_trials,
-                max_concurrent_trials=parallel,
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name=plan.spec.name,
-                storage_path=str(storage),
-                stop=control,
-                callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials)],
-                failure_config=tune.FailureConfig(max_failures=plan.spec.trial.retries),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                verbose=1,
-            ),
-        )
         try:
-            return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel)
+            experiment_dir.mkdir(parents=True, exist_ok=True)
+            (experiment_dir / SPEC_FILE).write_text(plan.spec.to_yaml())
+            if plan.source_text is not None:
+                (experiment_dir / KATIB_MANIFEST_FILE).write_text(plan.source_text)
+            control = ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials)
+            scheduler = None
+            if plan.scheduler is not None:
+                from .stop_record import RecordingScheduler
+
+                scheduler = RecordingScheduler(plan.scheduler, experiment_dir)
+            retries = plan.spec.trial.retries if plan.spec.trial is not None else 0
+            tuner = tune.Tuner(
+                tune.with_resources(plan.trainable, trial_resources(plan.spec)),
+                tune_config=tune.TuneConfig(
+                    metric=plan.spec.objective.metric,
+                    mode=plan.spec.objective.mode,
+                    search_alg=plan.searcher,
+                    scheduler=scheduler,
+                    num_samples=plan.spec.max_trials or -1,
+                    max_concurrent_trials=parallel,
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    name=plan.spec.name,
+                    storage_path=str(storage),
+                    stop=control,
+                    callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials)],
+                    failure_config=tune.FailureConfig(max_failures=retries),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    verbose=1,
+                ),
+            )
+            return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control)
         finally:
             if isinstance(plan.searcher, ActorSearcher):
                 plan.searcher.close()
 
 
 def resume(
-    experiment_dir: str | os.PathLike[str], *, address: str | None = None, quota: Quota | Mapping[str, Any] | None = None
+    experiment_dir: str | os.PathLike[str], *, address: str | None = None, quota: "Quota | Mapping[str, Any] | None" = None
 ) -> dict[str, Any]:
     """Continue an interrupted experiment; finished trials are kept, not run again."""
+    from ray import tune
+
+    from .control import ExperimentControl
+    from .runtime import ray_session
+    from .scaling import effective_parallelism
+    from .summary import SPEC_FILE
+
     experiment_dir = Path(experiment_dir).expanduser().resolve()
     spec_file = experiment_dir / SPEC_FILE
     if not spec_file.exists():
         raise SpecError("", f"{experiment_dir} holds no raytune-k8s experiment ({SPEC_FILE} is missing)")
-    plan = prepare(spec_file)
+    plan = prepare(spec_file, searcher_actor=False)  # the searcher itself comes back from Tune's state
     parallel = effective_parallelism(plan.spec.parallel_trials, trial_resources(plan.spec), quota)
     with ray_session(address):
         tuner = tune.Tuner.restore(
@@ -171,24 +230,49 @@ def resume(
             resume_errored=False,
             restart_errored=False,
         )
-        return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel)
+        return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials))
 
 
-def _fit_and_summarize(tuner: tune.Tuner, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None = None) -> dict[str, Any]:
+def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None, control: Any) -> dict[str, Any]:
+    from .interruption import RunOutcome, watch_for_interrupt
+    from .scaling import parallelism_request, trial_bundles
+    from .summary import build_summary, trial_rows, write_summary
+
     start = time.monotonic()
     outcome = RunOutcome()
+    failure: BaseException | None = None
     try:
         # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
-        # Idle trial actors stay warm while the searcher actor computes the next suggestion.
         slots = parallel or spec.parallel_trials
-        with parallelism_request(trial_bundles(trial_resources(spec), slots)), warm_trial_actors(slots), \
+        with parallelism_request(trial_bundles(trial_resources(spec), slots)), _warm_actors(slots), \
                 watch_for_interrupt() as outcome:
             tuner.fit()
-    finally:
-        # Whatever happened, record what the finished trials produced.
-        rows = trial_rows(experiment_dir, spec)
-        summary = build_summary(
-            spec, rows, wall_s=time.monotonic() - start, experiment_dir=experiment_dir, interrupted=outcome.interrupted
-        )
-        write_summary(experiment_dir, summary)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:  # noqa: B012
+        # Whatever happened, record what the finished trials produced; a failure to do so must
+        # not hide the error that ended the run.
+        try:
+            rows = trial_rows(experiment_dir, spec, getattr(control, "reason", None))
+            summary = build_summary(spec, rows, wall_s=time.monotonic() - start, experiment_dir=experiment_dir,
+                                    interrupted=outcome.interrupted)
+            write_summary(experiment_dir, summary)
+        except Exception as summary_error:
+            if failure is None:
+                raise
+            print(f"warning: could not write the summary after the run failed: {summary_error}", file=sys.stderr)
     return summary
+
+
+def _warm_actors(slots: int) -> Any:
+    """Idle trial actors stay warm while the searcher actor computes (a private Tune class:
+    loaded only here, and skipped with one warning if this Ray lacks it)."""
+    from contextlib import nullcontext
+
+    try:
+        from .warm_actors import warm_trial_actors
+    except ImportError as exc:
+        print(f"warning: trial actors are not kept warm on this Ray ({exc})", file=sys.stderr)
+        return nullcontext()
+    return warm_trial_actors(slots)

@@ -1,4 +1,4 @@
-"""Telling an interrupted Tune run from a finished one.
+"""Telling an interrupted Tune run from a finished one; SIGTERM stops a run as SIGINT does.
 
 On Ctrl-C / SIGINT (or SIGUSR1) Tune's handler, installed for the run, ends ``fit()`` normally
 after saving the experiment, and puts back the SIGINT handler it found. The trials alone cannot
@@ -8,6 +8,7 @@ marker handler goes in first: if it is back in place after a normal return, the 
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -37,7 +38,13 @@ def watch_for_interrupt() -> Iterator[RunOutcome]:
         elif previous != signal.SIG_IGN:
             raise KeyboardInterrupt
 
+    def terminate(signum: int, frame: Any) -> None:
+        # `ray job stop` and Kubernetes stop a driver with SIGTERM: stop the way Ctrl-C does,
+        # so Tune saves the experiment and the summary is written.
+        os.kill(os.getpid(), signal.SIGINT)
+
     signal.signal(signal.SIGINT, marker)
+    previous_term = signal.signal(signal.SIGTERM, terminate)
     try:
         yield outcome
     except KeyboardInterrupt:
@@ -47,3 +54,4 @@ def watch_for_interrupt() -> Iterator[RunOutcome]:
         outcome.interrupted = signal.getsignal(signal.SIGINT) is marker
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)

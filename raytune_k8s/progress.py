@@ -16,7 +16,7 @@ from .spec import Objective
 class ProgressLine(Callback):
     """Prints ``[12s] 4/12 done | 3 running | 0 failed | best Validation-accuracy=0.91``."""
 
-    def __init__(self, objective: Objective, max_trials: int):
+    def __init__(self, objective: Objective, max_trials: int | None):
         self.objective = objective
         self.max_trials = max_trials
         self._start = time.monotonic()
@@ -27,7 +27,7 @@ class ProgressLine(Callback):
         best_text = f"{self.objective.metric}={best:.4g}" if best is not None else "-"
         line = (
             f"[{time.monotonic() - self._start:6.1f}s] {event:<34} "
-            f"{count(Trial.TERMINATED)}/{self.max_trials} done | {count(Trial.RUNNING)} running | "
+            f"{count(Trial.TERMINATED)}/{self.max_trials or '-'} done | {count(Trial.RUNNING)} running | "
             f"{count(Trial.ERROR)} failed | best {best_text}"
         )
         Console(stderr=True, highlight=False).print(line)

@@ -1,7 +1,8 @@
-"""What an experiment produced: the summary dict, ``summary.json`` and the trials table.
+"""What an experiment produced, in Katib's words: the summary dict and ``summary.json``.
 
 Built from the experiment directory Tune wrote (``ExperimentAnalysis``), so the same code reads
-a finished, a failed and an interrupted experiment.
+a finished, a failed and an interrupted experiment. Trial conditions are Katib's (Succeeded,
+Failed, EarlyStopped, MetricsUnavailable, Killed), and so are the experiment's reasons.
 """
 
 from __future__ import annotations
@@ -11,43 +12,88 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ray.tune import ExperimentAnalysis
-from ray.tune.experiment import Trial
-
 from .spec import ExperimentSpec
 
 SUMMARY_FILE = "summary.json"
 SPEC_FILE = "experiment.yaml"
 
 SUCCEEDED, FAILED, INTERRUPTED = "Succeeded", "Failed", "Interrupted"
+GOAL_REACHED, MAX_TRIALS = "ExperimentGoalReached", "ExperimentMaxTrialsReached"
+SUGGESTION_END, MAX_FAILED = "ExperimentSuggestionEndReached", "ExperimentMaxFailedTrialsReached"
+NO_TRIAL_SUCCEEDED = "ExperimentNoTrialSucceeded"
+#: Trial conditions that count against maxFailedTrialCount.
+FAILED_CONDITIONS = ("Failed", "MetricsUnavailable")
+FINISHED_CONDITIONS = ("Succeeded", "EarlyStopped", "Killed", *FAILED_CONDITIONS)
 
 
-def trial_rows(experiment_dir: Path, spec: ExperimentSpec) -> list[dict[str, Any]]:
-    """One row per trial: id, status, params, best objective, metrics at that point, error."""
+def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | None = None) -> list[dict[str, Any]]:
+    """One row per trial: id, condition, params, the objective and each metric by its strategy."""
+    from ray.tune import ExperimentAnalysis
+    from ray.tune.experiment import Trial
+
+    from .stop_record import early_stopped_ids
+
     analysis = ExperimentAnalysis(str(experiment_dir))
-    metric, mode = spec.objective.metric, spec.objective.mode
-    names = [metric, *spec.objective.additional_metrics]
+    stopped = early_stopped_ids(experiment_dir)
+    objective = spec.objective
     rows = []
     for trial in analysis.trials:
         df = analysis.trial_dataframes.get(trial.trial_id)
-        best_metrics: dict[str, Any] = {}
-        objective = None
-        if df is not None and metric in df and df[metric].notna().any():
-            best = df.loc[df[metric].idxmax() if mode == "max" else df[metric].idxmin()]
-            objective = float(best[metric])
-            best_metrics = {n: _plain(best[n]) for n in names if n in best and _plain(best[n]) is not None}
+        observation = _observation(df, objective.metrics, objective)
+        value = observation.get(objective.metric, {}).get(objective.strategy(objective.metric))
+        error = _error_line(trial) if trial.status == Trial.ERROR else None
+        status, reason = _condition(trial, error, value, stop_reason, trial.trial_id in stopped)
         rows.append(
             {
                 "trial_id": trial.trial_id,
-                "status": _status(trial),
+                "name": f"{spec.name}-{trial.trial_id}",
+                "status": status,
+                "reason": reason,
                 "params": {k: _plain(v) for k, v in trial.config.items()},
-                "objective": objective,
-                "metrics": best_metrics,
+                "objective": value,
+                "metrics": {m: obs[objective.strategy(m)] for m, obs in observation.items()},
+                "observation": observation,
                 "iterations": int(trial.last_result.get("training_iteration", 0) or 0),
-                "error": _error_line(trial),
+                "error": error,
             }
         )
-    return sort_best_first(rows, mode)
+    return sort_best_first(rows, objective.mode)
+
+
+def _observation(df: Any, metrics: list[str], objective: Any) -> dict[str, dict[str, float]]:
+    """min, max and latest of each metric a trial reported (Katib's observation)."""
+    out: dict[str, dict[str, float]] = {}
+    if df is None:
+        return out
+    for name in metrics:
+        if name not in df:
+            continue
+        series = df[name].dropna()
+        series = series[series.map(lambda v: isinstance(v, (int, float)) and math.isfinite(v))]
+        if series.empty:
+            continue
+        out[name] = {"min": float(series.min()), "max": float(series.max()), "latest": float(series.iloc[-1])}
+    return out
+
+
+def _condition(trial: Any, error: str | None, objective: float | None, stop_reason: str | None,
+               early_stopped: bool) -> tuple[str, str | None]:
+    from ray.tune.experiment import Trial
+
+    if trial.status == Trial.ERROR:
+        text = error or ""
+        if "MetricsUnavailable" in text:
+            return "MetricsUnavailable", "MetricsUnavailable"
+        if "Timeout:" in text:
+            return "Failed", "Timeout"
+        return "Failed", "TrialFailed"
+    if trial.status == Trial.TERMINATED:
+        if objective is None:
+            return "MetricsUnavailable", "MetricsUnavailable"
+        if early_stopped:
+            return "EarlyStopped", "EarlyStopped"
+        return "Succeeded", None
+    return trial.status.capitalize(), None
 
 
 def sort_best_first(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
@@ -62,40 +108,91 @@ def build_summary(
     wall_s: float,
     experiment_dir: Path,
     interrupted: bool = False,
+    stop_reason: str | None = None,
 ) -> dict[str, Any]:
     """The experiment's outcome, Katib-style (status and reason), read off its trials; an
     ``interrupted`` run that did not reach maxTrialCount stays Interrupted even when every trial
     it started has finished."""
-    completed = [r for r in rows if r["status"] == "Succeeded"]
-    failed = [r for r in rows if r["status"] == "Failed"]
-    unfinished = [r for r in rows if r["status"] not in ("Succeeded", "Failed")]
+    count = {c: sum(r["status"] == c for r in rows) for c in ("Succeeded", "Failed", "EarlyStopped", "MetricsUnavailable", "Killed")}
+    failed = [r for r in rows if r["status"] in FAILED_CONDITIONS]
+    unfinished = [r for r in rows if r["status"] not in FINISHED_CONDITIONS]
     scored = [r for r in rows if r["objective"] is not None]
     best = scored[0] if scored else None
+    max_trials = spec.max_trials
     # The reasons are read off the trials, so they hold for resumed experiments too.
-    if len(failed) > spec.max_failed_trials:
-        status, stop_reason = FAILED, "MaxFailedTrialsReached"
+    if spec.max_failed_trials is not None and len(failed) > spec.max_failed_trials:
+        status, reason = FAILED, MAX_FAILED
     elif best is not None and spec.objective.reached(best["objective"]):
-        status, stop_reason = SUCCEEDED, "GoalReached"
-    elif unfinished or (interrupted and len(rows) < spec.max_trials):
-        status, stop_reason = INTERRUPTED, "Interrupted"
-    elif not completed:
-        status, stop_reason = FAILED, "NoTrialSucceeded"
+        status, reason = SUCCEEDED, GOAL_REACHED
+    elif unfinished or (interrupted and (max_trials is None or len(rows) < max_trials)):
+        status, reason = INTERRUPTED, INTERRUPTED
+    elif best is None:
+        status, reason = FAILED, NO_TRIAL_SUCCEEDED
     else:
         status = SUCCEEDED
-        stop_reason = "MaxTrialsReached" if len(rows) >= spec.max_trials else "SearchSpaceExhausted"
+        reason = MAX_TRIALS if max_trials is not None and len(rows) >= max_trials else SUGGESTION_END
     return {
         "name": spec.name,
+        "namespace": spec.namespace,
         "status": status,
-        "reason": stop_reason,
-        "objective": {"metric": spec.objective.metric, "type": spec.objective.type, "goal": spec.objective.goal},
+        "reason": reason,
+        "objective": {"metric": spec.objective.metric, "type": spec.objective.type, "goal": spec.objective.goal,
+                      "strategy": spec.objective.strategy(spec.objective.metric)},
         "best": None if best is None else {"trial_id": best["trial_id"], "params": best["params"], "metrics": best["metrics"]},
-        "trials": len(completed),
+        "currentOptimalTrial": None if best is None else _optimal_trial(best),
+        "trials": len(rows),
+        "succeeded": count["Succeeded"],
+        "early_stopped": count["EarlyStopped"],
+        "metrics_unavailable": count["MetricsUnavailable"],
+        "killed": count["Killed"],
         "failed": len(failed),
-        "failed_trials": [{"trial_id": r["trial_id"], "params": r["params"], "error": r["error"]} for r in failed],
+        "failed_trials": [{"trial_id": r["trial_id"], "params": r["params"], "status": r["status"], "error": r["error"]} for r in failed],
         "wall_s": round(wall_s, 3),
         "experiment_dir": str(experiment_dir),
         "trial_table": rows,
     }
+
+
+def _optimal_trial(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "bestTrialName": row["name"],
+        "parameterAssignments": [{"name": k, "value": str(v)} for k, v in row["params"].items()],
+        "observation": {"metrics": [{"name": m, **{k: str(v) for k, v in obs.items()}} for m, obs in row["observation"].items()]},
+    }
+
+
+def katib_status(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as a Katib Experiment ``status`` block."""
+    rows = summary["trial_table"]
+    names = lambda *conds: [r["name"] for r in rows if r["status"] in conds]  # noqa: E731
+    conditions = [{"type": "Created", "status": "True", "reason": "ExperimentCreated"}]
+    if summary["status"] in (SUCCEEDED, FAILED):
+        conditions.append({"type": summary["status"], "status": "True", "reason": summary["reason"],
+                           "message": f"Experiment has {'succeeded' if summary['status'] == SUCCEEDED else 'failed'}: {summary['reason']}"})
+    else:
+        conditions.append({"type": "Running", "status": "False", "reason": summary["reason"],
+                           "message": "Experiment was interrupted; continue it with raytune-k8s resume"})
+    status = {
+        "conditions": conditions,
+        "currentOptimalTrial": summary.get("currentOptimalTrial") or {"bestTrialName": "", "parameterAssignments": [],
+                                                                      "observation": {"metrics": []}},
+        "trials": summary["trials"],
+        "trialsSucceeded": len(names("Succeeded")),
+        "trialsFailed": len(names("Failed")),
+        "trialsEarlyStopped": len(names("EarlyStopped")),
+        "trialMetricsUnavailable": len(names("MetricsUnavailable")),
+        "trialsKilled": len(names("Killed")),
+        "trialsRunning": len(names("Running")),
+        "trialsPending": len(names("Pending", "Paused")),
+        "succeededTrialList": names("Succeeded"),
+        "failedTrialList": names("Failed"),
+        "earlyStoppedTrialList": names("EarlyStopped"),
+        "metricsUnavailableTrialList": names("MetricsUnavailable"),
+        "killedTrialList": names("Killed"),
+        "runningTrialList": names("Running"),
+        "pendingTrialList": names("Pending", "Paused"),
+    }
+    return {k: v for k, v in status.items() if v not in ([], 0) or k in ("trials", "conditions")}
 
 
 def write_summary(experiment_dir: Path, summary: dict[str, Any]) -> Path:
@@ -106,24 +203,17 @@ def write_summary(experiment_dir: Path, summary: dict[str, Any]) -> Path:
     return path
 
 
-def _status(trial: Trial) -> str:
-    if trial.status == Trial.ERROR:
-        return "Failed"
-    if trial.status == Trial.TERMINATED:
-        return "Succeeded"
-    return trial.status.capitalize()
-
-
-def _error_line(trial: Trial) -> str | None:
-    filename = trial.run_metadata.error_filename
-    if trial.status != Trial.ERROR or not filename:
-        return None
+def _error_line(trial: Any) -> str | None:
+    """The last line of the trial's error (its exception), from Tune's error file."""
+    path = trial.error_file
+    if not path:
+        return "error (no error file)"
     try:
-        text = (Path(trial.storage.trial_fs_path) / filename).read_text().strip().splitlines()
+        text = Path(path).read_text().strip().splitlines()
     except OSError:
         return "error (no error file)"
     lines = [line for line in text if line.strip() and not line.startswith((" ", "Traceback", "\t"))]
-    return lines[-1][:500] if lines else None
+    return lines[-1][:2000] if lines else None
 
 
 def _plain(value: Any) -> Any:

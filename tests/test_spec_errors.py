@@ -45,7 +45,7 @@ CASES = [
     ("unknown-nested-key", _spec(**{"objective/metric": "x"}), "objective.metric: unknown field"),
     ("wrong-type", _spec(**{"maxTrialCount": "many"}), "maxTrialCount: Input should be a valid integer"),
     ("missing-required", _spec(**{"objective/objectiveMetricName": _DELETE}), "objective.objectiveMetricName: required field is missing"),
-    ("missing-trial", _spec(trial=_DELETE), "trial: required field is missing"),
+    ("missing-trial", _spec(trial=_DELETE), "trialTemplate: required field is missing"),
     ("empty-categorical", _spec(**{"parameters/2/feasibleSpace/list": []}), "parameters[2].feasibleSpace.list: a categorical parameter needs a non-empty list"),
     ("min-greater-than-max", _spec(**{"parameters/0/feasibleSpace": {"min": 0.5, "max": 0.1}}), "parameters[0].feasibleSpace: min 0.5 is greater than max 0.1"),
     ("step-does-not-fit", _spec(**{"parameters/0/feasibleSpace": {"min": 0.01, "max": 0.03, "step": 0.015}}), "parameters[0].feasibleSpace.step: step 0.015 does not divide"),

@@ -1,7 +1,8 @@
-"""Trials: what one trial runs. Built-in trainables by name, ``module:function``, or a command.
+"""Trials: what one trial runs. Built-in trainables by name, ``module:function``, a command, or
+Katib's ``trialTemplate`` (its primary container's command, run as a process).
 
-``resolve_trainable`` turns a spec's ``trial`` into a Ray Tune function trainable, raising
-SpecError for anything that cannot run, before anything is started.
+``resolve_trainable`` turns a spec into a Ray Tune function trainable, raising SpecError for
+anything that cannot run, before anything is started.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import os
 import sys
 from typing import Any, Callable
 
-from ..spec import SpecError, Trial
-from .command import command_trainable, placeholders
+from ..spec import ExperimentSpec, SpecError, TrialTemplate, container_trial
+from .command import CommandTrial, command_trainable, placeholders
 
 #: Built-in trainable name -> "module:function".
 BUILTINS: dict[str, str] = {
@@ -20,26 +21,56 @@ BUILTINS: dict[str, str] = {
     "mnist-torch": "raytune_k8s.trials.mnist_torch:train",
     "branin": "raytune_k8s.trials.synthetic:branin",
     "hartmann6": "raytune_k8s.trials.synthetic:hartmann6",
+    # Replays given trial durations (the quota benchmark's Katib-paper trials).
     "replay": "raytune_k8s.trials.synthetic:replay",
 }
 
 Trainable = Callable[[dict[str, Any]], Any]
 
 
-def resolve_trainable(trial: Trial, parameter_names: list[str], metric_names: list[str]) -> Trainable:
+def command_trial(spec: ExperimentSpec, notes: list[str] | None = None) -> CommandTrial | None:
+    """The command a spec's trials run (shorthand ``command`` or Katib's template), else None."""
+    metrics = tuple(spec.objective.metrics)
+    if spec.trial_template is not None:
+        from ..spec.checks import NAS_ASSIGNMENTS
+
+        names = [p.name for p in spec.parameters] + list(NAS_ASSIGNMENTS.get(spec.algorithm.name, ()))
+        c = container_trial(spec.trial_template, names, notes if notes is not None else [], namespace=spec.namespace)
+        return CommandTrial(
+            argv=c.argv, metric_names=metrics, collector=spec.metrics_collector, env=dict(c.env), working_dir=c.working_dir,
+            references=dict(c.references), namespace=spec.namespace, kind=c.kind, api_version=c.api_version,
+            labels=dict(c.labels), annotations=dict(c.annotations), image=c.image, timeout_s=c.timeout_s,
+        )
+    trial = spec.trial
+    if trial is None or trial.command is None:
+        return None
+    return CommandTrial(
+        argv=trial.command if isinstance(trial.command, str) else tuple(trial.command), metric_names=metrics,
+        collector=spec.metrics_collector, env=dict(trial.env), working_dir=trial.working_dir,
+        fixed=dict(trial.fixed_parameters), namespace=spec.namespace, timeout_s=trial.timeout,
+    )
+
+
+def resolve_trainable(spec: ExperimentSpec) -> Trainable:
     """The function Tune runs for each trial of this spec."""
+    command = command_trial(spec)
+    if command is not None:
+        if spec.trial is not None:
+            known = {p.name for p in spec.parameters} | set(spec.trial.fixed_parameters)
+            for name in placeholders(command.argv if not isinstance(command.argv, str) else [command.argv]):
+                if name not in known:
+                    raise SpecError("trial.command", f"placeholder ${{trialParameters.{name}}} names no parameter; "
+                                    f"known: {', '.join(sorted(known))}")
+        return command_trainable(command)
+    trial = spec.trial
+    assert isinstance(trial, TrialTemplate)
     if trial.trainable is not None:
         target = BUILTINS.get(trial.trainable)
         if target is None:
             raise SpecError("trial.trainable", f"unknown trainable {trial.trainable!r}; choose one of {', '.join(BUILTINS)}")
         return _with_fixed(_import(target, "trial.trainable"), trial.fixed_parameters)
-    if trial.function is not None:
-        return _with_fixed(_import(trial.function, "trial.function"), trial.fixed_parameters)
-    known = set(parameter_names) | set(trial.fixed_parameters)
-    for name in placeholders(trial.command):
-        if name not in known:
-            raise SpecError("trial.command", f"placeholder ${{trialParameters.{name}}} names no parameter; known: {', '.join(sorted(known))}")
-    return command_trainable(trial.command, metric_names, trial.fixed_parameters)
+    assert trial.function is not None
+    return _with_fixed(_import(trial.function, "trial.function"), trial.fixed_parameters)
 
 
 def _import(target: str, field: str) -> Trainable:
@@ -71,4 +102,4 @@ def _with_fixed(fn: Trainable, fixed: dict[str, Any]) -> Trainable:
     return trainable
 
 
-__all__ = ["BUILTINS", "resolve_trainable"]
+__all__ = ["BUILTINS", "CommandTrial", "command_trial", "resolve_trainable"]

@@ -1,67 +1,263 @@
-"""Command trials: run a program with ``${trialParameters.NAME}`` filled in and read its metrics
-from stdout lines ``name=value``, as Katib's StdOut metrics collector does."""
+"""Command trials: a process per trial, as Katib's pod ran its primary container.
+
+``${trialParameters.NAME}`` placeholders are filled in (a parameter's value, or Katib's trial
+metadata), the metrics collector reads what the process prints or writes, and every observation
+of the objective is reported to Ray Tune. The process (and everything it started) ends with the
+trial: on success, failure, early stopping, timeout or error.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import queue
 import re
 import shlex
+import signal
 import subprocess
+import sys
+import threading
+import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
-_PLACEHOLDER = re.compile(r"\$\{trialParameters\.([\w-]+)\}")
-_METRIC = re.compile(r"([\w-]+)\s*=\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
+from ..spec import MetricsCollectorSpec
+from .katib_programs import stand_in
+
+_PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
+_METADATA = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels\[(.+)\]|Annotations\[(.+)\])\}$")
+TAIL_LINES = 20
+_KILL_GRACE_S = 3.0
 
 
-def placeholders(command: str | list[str] | None) -> list[str]:
-    """The parameter names a command refers to."""
+class TrialTimeout(RuntimeError):
+    """The trial ran longer than its timeout (Katib: the trial failed, reason Timeout)."""
+
+
+class MetricsUnavailable(RuntimeError):
+    """The trial ended without reporting its objective metric (Katib: MetricsUnavailable)."""
+
+
+@dataclass(frozen=True)
+class CommandTrial:
+    """Everything a command trial needs, picklable for the trial actor."""
+
+    argv: tuple[str, ...] | str
+    metric_names: tuple[str, ...]
+    collector: MetricsCollectorSpec = field(default_factory=MetricsCollectorSpec)
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    #: trialParameter name -> parameter name or ${trialSpec.*} reference (None: the name itself)
+    references: Mapping[str, str] | None = None
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    namespace: str | None = None
+    kind: str = "Job"
+    api_version: str = "batch/v1"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
+    timeout_s: float | None = None
+
+
+def placeholders(command: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """The trialParameter names a command refers to."""
     parts = [command] if isinstance(command, str) else list(command or [])
     return [m.group(1) for part in parts for m in _PLACEHOLDER.finditer(part)]
 
 
-def render(command: str | list[str], values: dict[str, Any]) -> list[str]:
-    """The argument vector with every placeholder replaced."""
-    parts = shlex.split(command) if isinstance(command, str) else list(command)
-    return [_PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), part) for part in parts]
+def render(text: str, values: Mapping[str, Any]) -> str:
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
 
 
-def parse_metrics(line: str, names: Iterable[str]) -> dict[str, float]:
-    """``name=value`` pairs on one line, for the metric names asked for."""
-    wanted = set(names)
-    return {m.group(1): float(m.group(2)) for m in _METRIC.finditer(line) if m.group(1) in wanted}
+def argv_of(command: str | tuple[str, ...] | list[str]) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else list(command)
 
 
-def command_trainable(command: str | list[str], metric_names: list[str], fixed: dict[str, Any]) -> Callable[[dict], None]:
-    """A Tune trainable that runs ``command`` and reports each time the objective is printed.
+def trial_values(trial: CommandTrial, config: Mapping[str, Any], trial_name: str) -> dict[str, Any]:
+    """Each trialParameter's value for one trial."""
+    params = {**trial.fixed, **config}
+    if trial.references is None:
+        return params
+    out: dict[str, Any] = {}
+    for name, ref in trial.references.items():
+        m = _METADATA.match(ref)
+        if m is None:
+            out[name] = params[ref]
+        elif m.group(1) == "Name":
+            out[name] = trial_name
+        elif m.group(1) == "Namespace":
+            out[name] = trial.namespace or "default"
+        elif m.group(1) == "Kind":
+            out[name] = trial.kind
+        elif m.group(1) == "APIVersion":
+            out[name] = trial.api_version
+        elif m.group(2) is not None:
+            out[name] = trial.labels.get(m.group(2), "")
+        else:
+            out[name] = trial.annotations.get(m.group(3), "")
+    return out
 
-    ``metric_names[0]`` is the objective; the others are reported alongside when seen.
-    """
-    objective = metric_names[0]
+
+def command_trainable(trial: CommandTrial) -> Callable[[dict], None]:
+    """A Tune function trainable running ``trial`` once per call."""
 
     def run_command(config: dict[str, Any]) -> None:
         from ray import tune
 
-        argv = render(command, {**fixed, **config})
-        cwd = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())
-        tail: deque[str] = deque(maxlen=20)
-        seen: dict[str, float] = {}
-        reported = 0
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            print(line, end="", flush=True)
-            tail.append(line.rstrip())
-            found = parse_metrics(line, metric_names)
-            seen.update(found)
-            if objective in found:
-                tune.report(dict(seen))
-                reported += 1
-        status = proc.wait()
-        if status != 0:
-            raise RuntimeError(f"command {argv!r} exited with status {status}; last output: " + " | ".join(tail))
-        if not reported:
-            raise RuntimeError(f"command {argv!r} printed no '{objective}=<value>' line")
+        context = tune.get_context()
+        trial_dir = Path(context.get_trial_dir() or os.getcwd())
+        trial_name = context.get_trial_name() or "trial"
+        run_trial_process(trial, config, trial_dir, trial_name, tune.report)
 
     run_command.__name__ = run_command.__qualname__ = "command"
     return run_command
+
+
+def run_trial_process(
+    trial: CommandTrial, config: Mapping[str, Any], trial_dir: Path, trial_name: str, report: Callable[[dict], None]
+) -> int:
+    """Run the trial's process to the end, reporting metrics; returns how many reports it made."""
+    from ..collectors import create_collector
+
+    values = trial_values(trial, config, trial_name)
+    collector = create_collector(trial.collector, list(trial.metric_names), trial_dir)
+    collector.prepare()
+    argv = [collector.rewrite(render(a, values)) for a in argv_of(trial.argv)]
+    argv = stand_in(argv) or argv
+    _check_program(argv, trial.image)
+    env = {**os.environ, **{k: collector.rewrite(render(v, values)) for k, v in trial.env.items()}, **collector.env()}
+    cwd = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())
+    if trial.working_dir:
+        cwd = render(trial.working_dir, values)
+        if not os.path.isdir(cwd):
+            raise RuntimeError(f"workingDir {cwd!r} of image {trial.image or '?'} does not exist on this Ray worker")
+    runner = _Runner(trial, collector, report)
+    return runner.run(argv, env, cwd)
+
+
+def _check_program(argv: list[str], image: str | None) -> None:
+    """A program the trial names by path must be on this worker (in its image or working dir)."""
+    script = argv[1] if len(argv) > 1 and Path(argv[0]).name.startswith("python") else argv[0]
+    if script.startswith("/") and not os.path.exists(script):
+        where = f"image {image!r}" if image else "the trial's image"
+        raise FileNotFoundError(
+            f"{script} (from {where}) is not on this Ray worker: build the worker image with the trial's program "
+            "(cluster/README.md: 'Your own trial code'), or ship it in the job's working directory"
+        )
+
+
+class _Runner:
+    """One trial process: its output lines, its collector, its reports and its end."""
+
+    def __init__(self, trial: CommandTrial, collector: Any, report: Callable[[dict], None]):
+        self.trial, self.collector, self.report = trial, collector, report
+        self.objective = trial.metric_names[0]
+        self.seen: dict[str, float] = {}
+        self.reports = 0
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.warned = False
+
+    def run(self, argv: list[str], env: Mapping[str, str], cwd: str) -> int:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace", bufsize=1, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        lines: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
+        reader = threading.Thread(target=_read_lines, args=(proc, lines), daemon=True)
+        reader.start()
+        try:
+            done = False
+            while not done:
+                try:
+                    line = lines.get(timeout=0.5)
+                except queue.Empty:
+                    line = ""
+                if line is None:
+                    done = True
+                elif line:
+                    self.tail.append(line.rstrip()[:500])
+                    print(line, end="", flush=True)
+                    self.observe(self.collector.on_line(line))
+                self.observe(self.collector.poll())
+                if self.trial.timeout_s is not None and time.monotonic() - started > self.trial.timeout_s:
+                    raise TrialTimeout(f"Timeout: the trial ran longer than {self.trial.timeout_s:g} s")
+            status = proc.wait()
+            self.observe(self.collector.flush())
+        finally:
+            _end_process_group(proc)
+        self.warn_rejected()
+        if status != 0:
+            raise RuntimeError(f"command {argv!r} exited with status {status}; last output: " + " | ".join(self.tail))
+        if not self.reports:
+            raise MetricsUnavailable(
+                f"MetricsUnavailable: the trial reported no '{self.objective}' "
+                f"(collector {self.trial.collector.collector.kind}); last output: " + " | ".join(self.tail)
+            )
+        return self.reports
+
+    def observe(self, observations: list[Any]) -> None:
+        if not observations:
+            return
+        has_objective = False
+        for name, value in observations:
+            self.seen[name] = value
+            has_objective |= name == self.objective
+        if has_objective:
+            self.report(dict(self.seen))
+            self.reports += 1
+        self.warn_rejected()
+
+    def warn_rejected(self) -> None:
+        if self.collector.rejected and not self.warned:
+            self.warned = True
+            print(f"raytune-k8s: warning: ignored metric values that are not finite numbers: "
+                  f"{', '.join(self.collector.rejected[:3])} (warned once per trial)", file=sys.stderr, flush=True)
+
+
+def _read_lines(proc: subprocess.Popen[str], lines: "queue.Queue[str | None]") -> None:
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if len(line) > 65_536:
+                line = line[:65_536] + "\n"
+            lines.put(line)
+    finally:
+        lines.put(None)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the trial's thread goes away (a killed trial actor)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _end_process_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the trial's whole process group, then SIGKILL what is left after a grace period."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + _KILL_GRACE_S
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader, so the group check below sees only live members
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        pass
+    if proc.stdout is not None:
+        proc.stdout.close()

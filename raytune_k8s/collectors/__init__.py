@@ -1,0 +1,50 @@
+"""Metrics collectors: how a command trial's metrics are read, one module per Katib kind.
+
+* ``stdout``: lines the process prints (Katib's StdOut, the default);
+* ``files``: a TEXT or JSON file the process writes (File), and Push's file;
+* ``tfevent``: a TensorFlow event directory (TensorFlowEvent);
+* ``push``: :func:`report_metrics`, the client a trial calls itself (Push, and None).
+
+:func:`create_collector` builds the one a spec asks for. A collector turns what it reads into
+``(name, value)`` observations, in order; the trial runner reports them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..spec import MetricsCollectorSpec
+from .base import Collector, Observation
+from .files import JsonFileCollector, TextFileCollector
+from .push import PUSH_FILE_ENV, PushCollector
+from .stdout import DEFAULT_FILTER, StdOutCollector
+
+
+def create_collector(spec: MetricsCollectorSpec, metric_names: list[str], trial_dir: Path) -> Collector:
+    """The collector for one trial; file paths are made per trial under ``trial_dir``."""
+    kind = spec.collector.kind
+    filters = list(spec.source.filter.metrics_format) if spec.source and spec.source.filter else []
+    path = spec.source.file_system_path if spec.source else None
+    if kind == "StdOut":
+        return StdOutCollector(metric_names, filters)
+    if kind == "File" and path is not None:
+        local = per_trial_path(path.path, trial_dir)
+        if path.format == "JSON":
+            return JsonFileCollector(metric_names, path.path, local)
+        return TextFileCollector(metric_names, path.path, local, filters)
+    if kind == "TensorFlowEvent" and path is not None:
+        from .tfevent import TensorFlowEventCollector
+
+        return TensorFlowEventCollector(metric_names, path.path, per_trial_path(path.path, trial_dir))
+    if kind in ("Push", "None"):
+        return PushCollector(metric_names, trial_dir / "pushed-metrics.jsonl")
+    raise ValueError(f"no collector for kind {kind!r}")  # the spec checks refuse it first
+
+
+def per_trial_path(katib_path: str, trial_dir: Path) -> Path:
+    """Where a trial writes what Katib's pod wrote at ``katib_path``: each trial has its own
+    copy, so parallel trials never read each other's files."""
+    return trial_dir / "collector" / katib_path.lstrip("/")
+
+
+__all__ = ["Collector", "DEFAULT_FILTER", "Observation", "PUSH_FILE_ENV", "create_collector", "per_trial_path"]

@@ -1,0 +1,65 @@
+"""What every collector shares: observations, the per-trial path it rewrites, and number checks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+
+class Observation(NamedTuple):
+    name: str
+    value: float
+
+
+class Collector:
+    """Reads a trial's metrics. ``on_line`` sees each stdout line; ``poll`` reads files the trial
+    writes (called often while it runs, and once after it exits)."""
+
+    #: The path Katib's pod used, and this trial's own copy of it (None: nothing to rewrite).
+    katib_path: str | None = None
+    local_path: Path | None = None
+
+    def __init__(self, metric_names: Iterable[str]):
+        self.metric_names = list(metric_names)
+        self.rejected: list[str] = []
+
+    def env(self) -> dict[str, str]:
+        """Environment variables the trial process needs."""
+        return {}
+
+    def prepare(self) -> None:
+        if self.local_path is not None:
+            target = self.local_path if self.katib_path and self.katib_path.endswith("/") else self.local_path.parent
+            target.mkdir(parents=True, exist_ok=True)
+
+    def on_line(self, line: str) -> list[Observation]:
+        return []
+
+    def poll(self) -> list[Observation]:
+        return []
+
+    def flush(self) -> list[Observation]:
+        """After the trial's process has exited: whatever is left to read."""
+        return self.poll()
+
+    def rewrite(self, text: str) -> str:
+        """``text`` (an argument or env value) with Katib's path replaced by this trial's."""
+        if self.katib_path and self.local_path is not None and self.katib_path in text:
+            return text.replace(self.katib_path.rstrip("/"), str(self.local_path))
+        return text
+
+    def accept(self, name: str, raw: str) -> Observation | None:
+        """An observation if ``name`` is wanted and ``raw`` is a finite number; else None, and
+        non-numbers are remembered (the runner warns once per trial)."""
+        if name not in self.metric_names:
+            return None
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            self.rejected.append(f"{name}={raw!r}")
+            return None
+        if not math.isfinite(value):
+            self.rejected.append(f"{name}={raw}")
+            return None
+        return Observation(name, value)

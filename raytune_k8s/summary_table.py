@@ -1,0 +1,41 @@
+"""The summary for people: a rich table of the trials, best first, and the outcome line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .summary import SUMMARY_FILE
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    objective = summary["objective"]["metric"]
+    table = Table(title=f"{summary['name']}: trials, best first")
+    rows = summary["trial_table"]
+    params = list(rows[0]["params"]) if rows else []
+    for column in ["trial", "status", *params, objective, "iter"]:
+        table.add_column(column)
+    for row in rows:
+        value = "-" if row["objective"] is None else f"{row['objective']:.4g}"
+        cells = [_fmt(row["params"].get(p)) for p in params]
+        table.add_row(row["trial_id"], row["status"], *cells, value, str(row["iterations"]))
+    console.print(table)
+    for failed in summary["failed_trials"]:
+        console.print(f"[red]trial {failed['trial_id']} {failed.get('status', 'Failed')}:[/red] {failed['error']}", highlight=False)
+    best = summary["best"]
+    best_text = f"best {objective}={best['metrics'].get(objective, float('nan')):.4g} with {best['params']}" if best else "no result"
+    counts = ", ".join(f"{summary.get(k, 0)} {label}" for k, label in (
+        ("succeeded", "succeeded"), ("early_stopped", "early stopped"), ("failed", "failed")))
+    console.print(
+        f"{summary['status']} ({summary['reason']}): {summary['trials']} trials ({counts}), "
+        f"{summary['wall_s']:.1f} s; {best_text}\nsummary: {Path(summary['experiment_dir']) / SUMMARY_FILE}",
+        highlight=False,
+    )
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
