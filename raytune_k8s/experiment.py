@@ -37,6 +37,7 @@ class Plan:
     searcher: "Searcher"
     scheduler: "TrialScheduler | None"
     trainable: Callable[..., Any]
+    actor: Any = None  # the ActorSearcher inside ``searcher``, if any
     notes: list[str] = field(default_factory=list)
     source_text: str | None = None
 
@@ -81,12 +82,16 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
     if searcher is not None:  # a Python user's own Ray Tune searcher
         searcher.set_search_properties(spec.objective.metric, spec.objective.mode, {})
         built_searcher = searcher
+    actor = None
     if searcher_actor:
         from .search.actor import ActorSearcher
 
-        built_searcher = ActorSearcher(built_searcher, prefetch=spec.parallel_trials, actor_options=searcher_resources(spec))
+        built_searcher = actor = ActorSearcher(built_searcher, prefetch=spec.parallel_trials, actor_options=searcher_resources(spec))
+    from .search.strategy import ObjectiveStrategy
+
+    built_searcher = ObjectiveStrategy(built_searcher, spec.objective.metric, spec.objective.strategy(spec.objective.metric))
     source_text = Path(loaded.origin).read_text() if loaded.origin and loaded.katib_manifest else None
-    return loaded, Plan(spec, built_searcher, scheduler, trainable, notes, source_text)
+    return loaded, Plan(spec, built_searcher, scheduler, trainable, actor, notes, source_text)
 
 
 def searcher_resources(spec: ExperimentSpec) -> dict[str, float]:
@@ -145,7 +150,6 @@ def run(
     from .progress import ProgressLine
     from .runtime import ray_session
     from .scaling import effective_parallelism
-    from .search.actor import ActorSearcher
     from .summary import SPEC_FILE
 
     plan = prepare(spec, searcher, searcher_actor=searcher_actor)
@@ -154,8 +158,8 @@ def run(
     experiment_dir = storage / plan.spec.name
     if experiment_dir.exists() and any(experiment_dir.iterdir()):
         if resume_if_exists and (experiment_dir / SPEC_FILE).exists():
-            if isinstance(plan.searcher, ActorSearcher):
-                plan.searcher.close()
+            if plan.actor is not None:
+                plan.actor.close()
             return resume(experiment_dir, address=address, quota=quota)
         raise ExperimentExistsError(
             f"{experiment_dir} already holds an experiment; continue it with "
@@ -163,8 +167,8 @@ def run(
         )
     # The tenant quota (``quota``, else the namespace's ResourceQuota in a pod) caps parallelism.
     parallel = effective_parallelism(plan.spec.parallel_trials, trial_resources(plan.spec), quota)
-    if isinstance(plan.searcher, ActorSearcher):
-        plan.searcher.limit_prefetch(parallel)
+    if plan.actor is not None:
+        plan.actor.limit_prefetch(parallel)
     with ray_session(address):
         try:
             experiment_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +180,9 @@ def run(
             if plan.scheduler is not None:
                 from .stop_record import RecordingScheduler
 
-                scheduler = RecordingScheduler(plan.scheduler, experiment_dir)
+                rule = plan.spec.early_stopping
+                budget = rule.settings_dict().get("max_t", 100) if rule is not None and rule.name in ("asha", "hyperband") else None
+                scheduler = RecordingScheduler(plan.scheduler, experiment_dir, int(budget) if budget is not None else None)
             retries = plan.spec.trial.retries if plan.spec.trial is not None else 0
             tuner = tune.Tuner(
                 tune.with_resources(plan.trainable, trial_resources(plan.spec)),
@@ -201,8 +207,8 @@ def run(
             )
             return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control)
         finally:
-            if isinstance(plan.searcher, ActorSearcher):
-                plan.searcher.close()
+            if plan.actor is not None:
+                plan.actor.close()
 
 
 def resume(

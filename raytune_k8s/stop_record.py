@@ -18,9 +18,10 @@ RECORD_FILE = "early_stopped.txt"
 class RecordingScheduler(TrialScheduler):
     """``inner`` with its STOP decisions recorded."""
 
-    def __init__(self, inner: TrialScheduler, experiment_dir: Path):
+    def __init__(self, inner: TrialScheduler, experiment_dir: Path, budget: int | None = None):
         self.inner = inner
         self.record = Path(experiment_dir) / RECORD_FILE
+        self.budget = budget  # a stop at this many iterations is the end of the budget, not early
 
     # Tune reads these two attributes directly.
     @property
@@ -50,7 +51,8 @@ class RecordingScheduler(TrialScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         decision = self.inner.on_trial_result(tune_controller, trial, result)
-        if decision == TrialScheduler.STOP and not result.get("done"):
+        at_budget = self.budget is not None and result.get("training_iteration", 0) >= self.budget
+        if decision == TrialScheduler.STOP and not result.get("done") and not at_budget:
             with open(self.record, "a") as f:
                 f.write(trial.trial_id + "\n")
         return decision

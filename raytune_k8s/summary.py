@@ -88,8 +88,8 @@ def _condition(trial: Any, error: str | None, objective: float | None, stop_reas
             return "Failed", "Timeout"
         return "Failed", "TrialFailed"
     if trial.status == Trial.TERMINATED:
-        if objective is None:
-            return "MetricsUnavailable", "MetricsUnavailable"
+        if objective is None:  # ended by the experiment's stop before it reported, or it never did
+            return ("Killed", stop_reason) if stop_reason else ("MetricsUnavailable", "MetricsUnavailable")
         if early_stopped:
             return "EarlyStopped", "EarlyStopped"
         return "Succeeded", None
@@ -140,7 +140,8 @@ def build_summary(
                       "strategy": spec.objective.strategy(spec.objective.metric)},
         "best": None if best is None else {"trial_id": best["trial_id"], "params": best["params"], "metrics": best["metrics"]},
         "currentOptimalTrial": None if best is None else _optimal_trial(best),
-        "trials": len(rows),
+        "trials": count["Succeeded"] + count["EarlyStopped"],  # completed: they ran to the end or were stopped early
+        "trials_total": len(rows),
         "succeeded": count["Succeeded"],
         "early_stopped": count["EarlyStopped"],
         "metrics_unavailable": count["MetricsUnavailable"],
@@ -176,7 +177,7 @@ def katib_status(summary: dict[str, Any]) -> dict[str, Any]:
         "conditions": conditions,
         "currentOptimalTrial": summary.get("currentOptimalTrial") or {"bestTrialName": "", "parameterAssignments": [],
                                                                       "observation": {"metrics": []}},
-        "trials": summary["trials"],
+        "trials": summary.get("trials_total", summary["trials"]),
         "trialsSucceeded": len(names("Succeeded")),
         "trialsFailed": len(names("Failed")),
         "trialsEarlyStopped": len(names("EarlyStopped")),

@@ -31,7 +31,7 @@ def print_table(summary: dict[str, Any]) -> None:
     counts = ", ".join(f"{summary.get(k, 0)} {label}" for k, label in (
         ("succeeded", "succeeded"), ("early_stopped", "early stopped"), ("failed", "failed")))
     console.print(
-        f"{summary['status']} ({summary['reason']}): {summary['trials']} trials ({counts}), "
+        f"{summary['status']} ({summary['reason']}): {summary.get('trials_total', summary['trials'])} trials ({counts}), "
         f"{summary['wall_s']:.1f} s; {best_text}\nsummary: {Path(summary['experiment_dir']) / SUMMARY_FILE}",
         highlight=False,
     )

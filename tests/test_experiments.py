@@ -50,7 +50,7 @@ def test_each_algorithm_completes_a_short_experiment(ray_connected, tmp_path, al
 
 def test_grid_smaller_than_max_trials_ends_when_exhausted(ray_connected, tmp_path):
     summary = raytune_k8s.run(_branin("grid", maxTrialCount=20), storage_path=tmp_path)
-    assert (summary["status"], summary["reason"], summary["trials"]) == ("Succeeded", "SearchSpaceExhausted", 12)
+    assert (summary["status"], summary["reason"], summary["trials"]) == ("Succeeded", "ExperimentSuggestionEndReached", 12)
 
 
 @pytest.mark.parametrize(
@@ -77,13 +77,16 @@ def test_each_early_stopping_rule_stops_weak_trials(ray_connected, tmp_path, rul
     assert summary["status"] == "Succeeded" and summary["trials"] == 8
     assert max(iterations) == 9, "the best trials run to the end"
     assert min(iterations) < 9, f"{rule} stopped no trial early: {iterations}"
+    # Katib's words: a trial the rule stopped is EarlyStopped, one that ran to the end Succeeded.
+    assert {(r["iterations"] < 9, r["status"]) for r in summary["trial_table"]} == {(True, "EarlyStopped"), (False, "Succeeded")}
+    assert summary["early_stopped"] == sum(i < 9 for i in iterations)
 
 
 def test_goal_reached_stops_the_experiment(ray_connected, tmp_path):
     spec = _branin("random", maxTrialCount=30, objective={"type": "minimize", "objectiveMetricName": "value", "goal": 60})
     spec["trial"]["fixedParameters"] = {"sleep": 0.5}
     summary = raytune_k8s.run(spec, storage_path=tmp_path)
-    assert (summary["status"], summary["reason"]) == ("Succeeded", "GoalReached")
+    assert (summary["status"], summary["reason"]) == ("Succeeded", "ExperimentGoalReached")
     assert summary["best"]["metrics"]["value"] <= 60
     assert len(summary["trial_table"]) < 30
 
@@ -97,7 +100,7 @@ def test_max_failed_trials_stops_and_shows_errors(ray_connected, tmp_path, capsy
     out = capsys.readouterr().out
     summary = json.loads((tmp_path / "branin-random" / "summary.json").read_text())
     assert code == 1
-    assert (summary["status"], summary["reason"]) == ("Failed", "MaxFailedTrialsReached")
+    assert (summary["status"], summary["reason"]) == ("Failed", "ExperimentMaxFailedTrialsReached")
     assert summary["failed"] == 2 and len(summary["trial_table"]) < 8
     assert all("exited with status 3" in t["error"] for t in summary["failed_trials"])
     assert "failed:" in out and "exited with status 3" in out

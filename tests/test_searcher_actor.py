@@ -125,7 +125,7 @@ def test_killed_actor_is_restored_without_losing_observations(ray_connected, tmp
         "trial": {"trainable": "branin", "resources": {"cpu": 1}},
     }
     plan = prepare(spec)
-    searcher = plan.searcher
+    searcher = plan.actor
     assert isinstance(searcher, ActorSearcher)
 
     class KillAfterFive(tune.Callback):
@@ -139,7 +139,7 @@ def test_killed_actor_is_restored_without_losing_observations(ray_connected, tmp
 
     tuner = tune.Tuner(
         tune.with_resources(plan.trainable, trial_resources(plan.spec)),
-        tune_config=tune.TuneConfig(metric="value", mode="min", search_alg=searcher, num_samples=12, max_concurrent_trials=2),
+        tune_config=tune.TuneConfig(metric="value", mode="min", search_alg=plan.searcher, num_samples=12, max_concurrent_trials=2),
         run_config=tune.RunConfig(name="actor-kill", storage_path=str(tmp_path), callbacks=[KillAfterFive()], verbose=0),
     )
     results = tuner.fit()
@@ -150,7 +150,7 @@ def test_killed_actor_is_restored_without_losing_observations(ray_connected, tmp
 
     # The state Tune saves with the experiment restores a fresh actor with every observation.
     searcher.save(str(tmp_path / "searcher.pkl"))
-    restored = prepare(spec).searcher
+    restored = prepare(spec).actor
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert _wait_for(lambda: restored.observations() == completed, timeout=90), f"{restored.observations()} != {completed}"
     restored.close()

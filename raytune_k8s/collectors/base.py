@@ -14,7 +14,8 @@ class Observation(NamedTuple):
 
 class Collector:
     """Reads a trial's metrics. ``on_line`` sees each stdout line; ``poll`` reads files the trial
-    writes (called often while it runs, and once after it exits)."""
+    writes (called often while it runs, and ``flush`` once after it exits). Observations come in
+    groups, one per line or record: each group with the objective is one report."""
 
     #: The path Katib's pod used, and this trial's own copy of it (None: nothing to rewrite).
     katib_path: str | None = None
@@ -34,12 +35,14 @@ class Collector:
             target.mkdir(parents=True, exist_ok=True)
 
     def on_line(self, line: str) -> list[Observation]:
+        """What one stdout line reports (one group of observations)."""
         return []
 
-    def poll(self) -> list[Observation]:
+    def poll(self) -> list[list[Observation]]:
+        """New groups of observations (one per line or record) in the files the trial writes."""
         return []
 
-    def flush(self) -> list[Observation]:
+    def flush(self) -> list[list[Observation]]:
         """After the trial's process has exited: whatever is left to read."""
         return self.poll()
 

@@ -21,7 +21,7 @@ class _TailedFile(Collector):
         self._offset = 0
         self._partial = ""
 
-    def poll(self) -> list[Observation]:
+    def poll(self) -> list[list[Observation]]:
         try:
             with open(self.local_path, "r", errors="replace") as f:
                 f.seek(self._offset)
@@ -32,17 +32,16 @@ class _TailedFile(Collector):
         text = self._partial + chunk
         lines = text.split("\n")
         self._partial = lines.pop()  # an unfinished last line waits for the next poll
-        out: list[Observation] = []
-        for line in lines:
-            out.extend(self.parse(line))
-        return out
+        return [group for line in lines if (group := self.parse(line))]
 
-    def flush(self) -> list[Observation]:
+    def flush(self) -> list[list[Observation]]:
         """After the trial exits: the last line, even without a newline."""
         out = self.poll()
         if self._partial:
-            out.extend(self.parse(self._partial))
+            group = self.parse(self._partial)
             self._partial = ""
+            if group:
+                out.append(group)
         return out
 
     def parse(self, line: str) -> list[Observation]:

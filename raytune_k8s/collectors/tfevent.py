@@ -18,10 +18,10 @@ class TensorFlowEventCollector(Collector):
     def prepare(self) -> None:
         self.local_path.mkdir(parents=True, exist_ok=True)
 
-    def poll(self) -> list[Observation]:
+    def poll(self) -> list[list[Observation]]:
         return []  # event files are read once the trial has written them all (flush)
 
-    def flush(self) -> list[Observation]:
+    def flush(self) -> list[list[Observation]]:
         if not any(self.local_path.rglob("*tfevents*")):
             return []
         from tbparse import SummaryReader
@@ -31,10 +31,10 @@ class TensorFlowEventCollector(Collector):
             return []
         # Katib matches a tag by its last path element too ("train/loss" is "loss").
         frame = frame.assign(name=frame["tag"].str.rsplit("/", n=1).str[-1]).sort_values(["step", "wall_time"])
-        out = []
-        for tag, name, value in zip(frame["tag"], frame["name"], frame["value"]):
+        groups: dict[int, list[Observation]] = {}  # one report per step, as the trial logged them
+        for step, tag, name, value in zip(frame["step"], frame["tag"], frame["name"], frame["value"]):
             key = tag if tag in self.metric_names else name
             obs = self.accept(key, value)
             if obs is not None:
-                out.append(obs)
-        return out
+                groups.setdefault(int(step), []).append(obs)
+        return [groups[step] for step in sorted(groups)]

@@ -82,10 +82,10 @@ class ContainerTrial:
 
 
 #: trialSpec kinds: apiVersion prefix, where the pod template is, and the replica spec key.
-_REPLICATED = {
-    "PyTorchJob": ("pytorchReplicaSpecs", "Master", ("Worker",)),
-    "TFJob": ("tfReplicaSpecs", "Chief", ("Worker", "PS", "Evaluator")),
-    "XGBoostJob": ("xgbReplicaSpecs", "Master", ("Worker",)),
+_REPLICATED = {  # kind -> replica specs key, replica types that may be the one process (first present wins)
+    "PyTorchJob": ("pytorchReplicaSpecs", ("Master",)),
+    "TFJob": ("tfReplicaSpecs", ("Chief", "Master", "Worker")),
+    "XGBoostJob": ("xgbReplicaSpecs", ("Master",)),
 }
 _REFUSED = {
     "MPIJob": "an MPIJob runs one program across several hosts through mpirun, with no single-process meaning",
@@ -164,20 +164,28 @@ def container_trial(
                 problems.add(f"{spec_at}.spec.{key}", "not supported for trials here")
         pod_template, pod_at = job_spec.get("template"), f"{spec_at}.spec.template"
     elif kind in _REPLICATED:
-        key, primary, others = _REPLICATED[kind]
+        key, candidates = _REPLICATED[kind]
         replicas = job_spec.get(key) or {}
-        for other in others:
-            if int((replicas.get(other) or {}).get("replicas", 1) or 0) > 0 and other in replicas:
-                problems.add(f"{spec_at}.spec.{key}.{other}",
-                             f"a {kind} with {other} replicas is distributed training; only a single {primary} replica runs here, as one process")
-        rep = replicas.get(primary) or (replicas.get("Worker") if kind == "TFJob" and "Chief" not in replicas else None)
-        if not isinstance(rep, Mapping):
-            raise SpecError(f"{spec_at}.spec.{key}.{primary}", f"a {kind} needs a {primary} replica to run")
+        if not isinstance(replicas, Mapping):
+            raise SpecError(f"{spec_at}.spec.{key}", "must be a mapping of replica types")
+        primary = next((c for c in candidates if c in replicas), None)
+        if primary is None:
+            raise SpecError(f"{spec_at}.spec.{key}", f"a {kind} needs a {' or '.join(candidates)} replica to run")
+        for other, rep_spec in replicas.items():
+            if other != primary and int((rep_spec or {}).get("replicas", 1) or 0) > 0:
+                problems.add(f"{spec_at}.spec.{key}.{other}", f"a {kind} with {other} replicas beside its {primary} is "
+                             f"distributed training; only a single {primary} replica runs here, as one process")
+        rep = replicas[primary] or {}
         if int(rep.get("replicas", 1)) != 1:
             problems.add(f"{spec_at}.spec.{key}.{primary}.replicas", "must be 1 (one process per trial)")
         for other_key in job_spec:
             if other_key != key:
-                notes.append(f"{spec_at}.spec.{other_key}: no effect here: {_JOB_NOTES.get('runPolicy')}")
+                notes.append(f"{spec_at}.spec.{other_key}: no effect here: {_JOB_NOTES['runPolicy']}")
+        for rep_key in rep:
+            if rep_key == "restartPolicy":
+                notes.append(f"{spec_at}.spec.{key}.{primary}.restartPolicy: no effect here: {_POD_NOTES['restartPolicy']}")
+            elif rep_key not in ("replicas", "template"):
+                problems.add(f"{spec_at}.spec.{key}.{primary}.{rep_key}", "not supported for trials here")
         pod_template, pod_at = rep.get("template"), f"{spec_at}.spec.{key}.{primary}.template"
     elif kind in _REFUSED:
         raise SpecError(f"{spec_at}.kind", f"{kind} is not supported here: {_REFUSED[kind]}")

@@ -181,11 +181,13 @@ class _Runner:
                     self.tail.append(line.rstrip()[:500])
                     print(line, end="", flush=True)
                     self.observe(self.collector.on_line(line))
-                self.observe(self.collector.poll())
+                for group in self.collector.poll():
+                    self.observe(group)
                 if self.trial.timeout_s is not None and time.monotonic() - started > self.trial.timeout_s:
                     raise TrialTimeout(f"Timeout: the trial ran longer than {self.trial.timeout_s:g} s")
             status = proc.wait()
-            self.observe(self.collector.flush())
+            for group in self.collector.flush():
+                self.observe(group)
         finally:
             _end_process_group(proc)
         self.warn_rejected()

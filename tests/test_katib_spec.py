@@ -1,0 +1,214 @@
+"""Katib v1beta1 Experiment manifests: read as Katib reads them, or refused with one line naming
+the field. No Ray is needed to check a spec."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from raytune_k8s.cli import main
+from raytune_k8s.spec import SpecError, load_document
+from raytune_k8s.trials import command_trial
+
+from .conftest import REPO
+
+KATIB_EXAMPLES = sorted((REPO / "examples" / "katib").glob("*.yaml"))
+RANDOM: dict[str, Any] = yaml.safe_load((REPO / "examples" / "katib" / "random.yaml").read_text())
+
+
+def _manifest(edit=None) -> dict[str, Any]:
+    doc = copy.deepcopy(RANDOM)
+    if edit:
+        edit(doc)
+    return doc
+
+
+def _container(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def _error(doc: Any) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        load_document(doc)
+    return info.value
+
+
+@pytest.mark.parametrize("path", KATIB_EXAMPLES, ids=[p.name for p in KATIB_EXAMPLES])
+def test_our_katib_examples_validate_without_ray(path):
+    code = subprocess.run(
+        [sys.executable, "-c", "import sys, raytune_k8s.spec as s; s.load_document(sys.argv[1]); "
+         "assert 'ray' not in sys.modules, 'validating a spec imported ray'", str(path)],
+        capture_output=True, text=True,
+    )
+    assert code.returncode == 0, code.stderr
+
+
+def test_manifest_becomes_the_spec_katib_means():
+    loaded = load_document(REPO / "examples" / "katib" / "random.yaml")
+    spec = loaded.spec
+    assert loaded.katib_manifest
+    assert (spec.name, spec.namespace) == ("katib-random", "user1")
+    assert [p.space.min for p in spec.parameters] == [0.01, 0.5]  # Katib's strings are numbers
+    assert spec.objective.strategy("loss") == "min"  # Katib's default for minimize
+    assert spec.max_failed_trials == 3 and spec.parallel_trials == 3
+    trial = command_trial(spec)
+    assert trial.argv[:2] == ("python3", "/opt/pytorch-mnist/mnist.py")
+    assert trial.references == {"learningRate": "lr", "momentum": "momentum"}
+    from raytune_k8s.experiment import trial_resources
+
+    assert trial_resources(spec) == {"cpu": 0.5, "gpu": 0.0, "memory": float(2**30)}  # limits, as no requests
+
+
+def test_katib_defaults_and_optional_fields():
+    def edit(doc):
+        for key in ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount"):
+            del doc["spec"][key]
+        doc["spec"]["objective"]["type"] = "maximize"
+        doc["spec"]["parameters"].append({"name": "batch", "parameterType": "discrete", "feasibleSpace": {"list": ["16", "32"]}})
+        doc["spec"]["parameters"].append({"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "1"}})
+    spec = load_document(_manifest(edit)).spec
+    assert spec.parallel_trials == 3 and spec.max_trials is None and spec.max_failed_trials is None
+    assert spec.objective.strategy("loss") == "max"
+    assert spec.parameters[2].space.values == [16, 32]
+    from raytune_k8s.space import SearchSpace
+
+    assert SearchSpace.from_spec(spec).dimensions[3].values == (1,)  # min == max is one value, as in Katib
+
+
+def test_leading_separator_is_fine_but_two_documents_are_not(tmp_path):
+    text = (REPO / "examples" / "katib" / "random.yaml").read_text()
+    assert text.lstrip().startswith("#") and "\n---\n" in text
+    two = tmp_path / "two.yaml"
+    two.write_text(text + "\n---\n" + text)
+    err = _error(str(two))
+    assert err.lines() == [f"{two}: the file holds 2 YAML documents; give one experiment per file"]
+
+
+@pytest.mark.parametrize("edit, field, words", [
+    (lambda d: d.update(apiVersion="kubeflow.org/v1alpha3"), "apiVersion", "expected 'kubeflow.org/v1beta1'"),
+    (lambda d: d.update(kind="Suggestion"), "kind", "expected 'Experiment'"),
+    (lambda d: d["metadata"].pop("name"), "metadata.name", "required field is missing"),
+    (lambda d: d["spec"].update(parallelTrials=2), "spec.parallelTrials", "unknown field"),
+    (lambda d: d["spec"]["objective"].update(metricStrategies=[{"name": "acc", "value": "max"}]),
+     "spec.objective.metricStrategies[0].name", "'acc' is not a metric"),
+    (lambda d: d["spec"]["objective"].update(metricStrategies=[{"name": "loss", "value": "mean"}]),
+     "spec.objective.metricStrategies[0].value", "Input should be"),
+    (lambda d: d["spec"]["trialTemplate"]["trialParameters"][0].update(reference="learning_rate"),
+     "spec.trialTemplate.trialParameters[0].reference", "neither a parameter"),
+    (lambda d: d["spec"]["trialTemplate"].update(primaryContainerName="main"),
+     "spec.trialTemplate.primaryContainerName", "no container is named 'main'"),
+    (lambda d: _container(d).update(command=["python3", "x.py", "--a=${trialParameters.batch}"]),
+     "spec.trialTemplate.trialSpec.spec.template.spec.containers[0]", "${trialParameters.batch} names no trialParameter"),
+    (lambda d: _container(d).update(env=[{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]),
+     "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].env[0].valueFrom", "not available"),
+    (lambda d: _container(d).update(volumeMounts=[{"name": "data", "mountPath": "/data"}]),
+     "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].volumeMounts", "not supported"),
+    (lambda d: d["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"].update(volumes=[{"name": "data"}]),
+     "spec.trialTemplate.trialSpec.spec.template.spec.volumes", "not supported"),
+    (lambda d: d["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "x"}),
+     "spec.trialTemplate.trialSpec.spec.template.spec.containers[1]", "only the primary container runs here"),
+    (lambda d: _container(d)["resources"]["limits"].update(cpu="nan"),
+     "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].resources.limits.cpu", "not a CPU quantity"),
+    (lambda d: _container(d)["resources"]["limits"].update({"google.com/tpu": 1}),
+     "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].resources.limits.google.com/tpu", "not supported"),
+    (lambda d: d["spec"]["trialTemplate"].update(successCondition='status.phase=="Done"'),
+     "spec.trialTemplate.successCondition", "only the trial object's own"),
+    (lambda d: d["spec"]["trialTemplate"].update(configMap={"configMapName": "tpl", "templatePath": "job.yaml"}, trialSpec=None),
+     "spec.trialTemplate.configMap", "only reachable when the run is inside a pod"),
+    (lambda d: d["spec"].update(metricsCollectorSpec={"collector": {"kind": "Custom", "customCollector": {"image": "x"}}}),
+     "spec.metricsCollectorSpec.collector.kind", "Custom collectors run a sidecar"),
+    (lambda d: d["spec"].update(metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"}}),
+     "spec.metricsCollectorSpec.collector.kind", "PrometheusMetric is not supported"),
+    (lambda d: d["spec"].update(metricsCollectorSpec={"collector": {"kind": "File"}}),
+     "spec.metricsCollectorSpec.source.fileSystemPath", "needs the path"),
+    (lambda d: d["spec"].update(metricsCollectorSpec={"source": {"fileSystemPath": {"path": "logs/m.log", "kind": "File"}}, "collector": {"kind": "File"}}),
+     "spec.metricsCollectorSpec.source.fileSystemPath.path", "absolute path"),
+    (lambda d: d["spec"].update(metricsCollectorSpec={"source": {"filter": {"metricsFormat": ["([a-z]+"]}}}),
+     "spec.metricsCollectorSpec.source.filter.metricsFormat[0]", "not a regular expression"),
+    (lambda d: d["spec"].update(metricsCollectorSpec={"source": {"filter": {"metricsFormat": ["loss=([0-9.]+)"]}}}),
+     "spec.metricsCollectorSpec.source.filter.metricsFormat[0]", "needs two groups"),
+    (lambda d: d["spec"].update(resumePolicy="Sometimes"), "spec.resumePolicy", "Input should be"),
+], ids=lambda v: v if isinstance(v, str) and "." in v else None)
+def test_what_cannot_be_honoured_is_one_line_naming_the_field(edit, field, words):
+    err = _error(_manifest(edit))
+    assert len(err.problems) == 1, err.problems
+    assert err.field == field
+    assert words in err.reason
+
+
+TRIAL_KINDS = {
+    "PyTorchJob": ("kubeflow.org/v1", {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": None}}}),
+    "TFJob": ("kubeflow.org/v1", {"tfReplicaSpecs": {"Worker": {"replicas": 1, "template": None}}}),
+    "XGBoostJob": ("kubeflow.org/v1", {"xgbReplicaSpecs": {"Master": {"replicas": 1, "template": None}}}),
+}
+
+
+@pytest.mark.parametrize("kind", list(TRIAL_KINDS))
+def test_single_process_job_kinds_run_their_primary_replica(kind):
+    api, body = TRIAL_KINDS[kind]
+    def edit(doc):
+        pod = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]
+        replica = next(iter(body.values()))
+        next(iter(replica.values()))["template"] = pod
+        doc["spec"]["trialTemplate"]["trialSpec"] = {"apiVersion": api, "kind": kind, "spec": copy.deepcopy(body)}
+        next(iter(doc["spec"]["trialTemplate"]["trialSpec"]["spec"].values())).update(copy.deepcopy(replica))
+    spec = load_document(_manifest(edit)).spec
+    assert command_trial(spec).argv[1] == "/opt/pytorch-mnist/mnist.py"
+    assert command_trial(spec).kind == kind
+
+
+@pytest.mark.parametrize("kind, spec_body, field, words", [
+    ("PyTorchJob", {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": {"spec": {"containers": [{"name": "trainer", "command": ["x"]}]}}},
+                                            "Worker": {"replicas": 2, "template": {}}}},
+     "spec.trialTemplate.trialSpec.spec.pytorchReplicaSpecs.Worker", "distributed training"),
+    ("MPIJob", {}, "spec.trialTemplate.trialSpec.kind", "MPIJob is not supported here"),
+    ("Workflow", {}, "spec.trialTemplate.trialSpec.kind", "Argo Workflow"),
+    ("PipelineRun", {}, "spec.trialTemplate.trialSpec.kind", "Tekton PipelineRun"),
+    ("Deployment", {}, "spec.trialTemplate.trialSpec.kind", "not a trial kind this project can run"),
+])
+def test_job_kinds_without_a_single_process_meaning_are_refused(kind, spec_body, field, words):
+    def edit(doc):
+        doc["spec"]["trialTemplate"]["trialSpec"] = {"apiVersion": "x/v1", "kind": kind, "spec": spec_body}
+    err = _error(_manifest(edit))
+    assert len(err.problems) == 1 and err.field == field and words in err.reason, err.problems
+
+
+def test_every_problem_in_the_file_is_reported(tmp_path, capsys):
+    def edit(doc):
+        doc["spec"]["parameters"][0]["feasibleSpace"] = {"min": "0.5", "max": "0.1"}
+        doc["spec"]["parameters"][1]["feasibleSpace"]["max"] = "inf"
+        doc["spec"]["parallelTrialCount"] = 20
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_manifest(edit)))
+    assert main(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"error: {path}: spec.parallelTrialCount: 20 is greater than maxTrialCount 12",
+        f"error: {path}: spec.parameters[0].feasibleSpace: min 0.5 is greater than max 0.1",
+        f"error: {path}: spec.parameters[1].feasibleSpace: min and max must be finite numbers",
+    ]
+
+
+def test_fields_without_effect_are_noted_not_ignored(tmp_path, capsys):
+    def edit(doc):
+        doc["metadata"]["labels"] = {"team": "vision"}
+        doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+        doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["backoffLimit"] = 2
+    path = tmp_path / "noted.yaml"
+    path.write_text(yaml.safe_dump(_manifest(edit)))
+    assert main(["validate", str(path)]) == 0
+    err = capsys.readouterr().err
+    for field in ("metadata.labels", "spec.template.spec.restartPolicy", "spec.trialTemplate.trialSpec.spec.backoffLimit"):
+        assert f"note: " in err and field in err, err
+
+
+def test_active_deadline_is_the_trial_timeout():
+    def edit(doc):
+        doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 600
+    assert command_trial(load_document(_manifest(edit)).spec).timeout_s == 600
