@@ -502,6 +502,8 @@ def test_no_pod_escapes_the_tenant_quota(tenant, rendered):
     _pods_escape_checks(docs, [TRIAL_CLASS, HEAD_CLASS])
     unscoped = [quota["spec"]["hard"] for quota in of_kind(docs, "ResourceQuota") if "scopeSelector" not in quota["spec"]]
     assert any(hard.get("count/rayclusters.ray.io") == "1" for hard in unscoped)
+    assert any(0 < int(hard.get("count/rayjobs.ray.io", 0)) <= 100 for hard in unscoped), \
+        "finished RayJobs are never deleted by the operator in clusterSelector mode: bound them"
 
 
 def test_gpu_component_has_its_own_quota(with_components):
@@ -898,7 +900,7 @@ def test_ray_version_matches_the_project_pin(rendered):
 
 def test_readme_claims_match_the_manifests(rendered, platform):
     readme = (CLUSTER / "README.md").read_text()
-    assert "--from-literal" not in readme, "a token on the command line lands in shell history"
+    assert "--from-literal=" not in readme, "a token on the command line lands in shell history"
     assert "--from-file=auth_token=" in readme
     assert "kubectl apply -k cluster/platform" in readme
     assert "backoffLimit: 2" not in readme
