@@ -406,9 +406,13 @@ def test_image_is_set_per_overlay(rendered, with_components):
             assert re.search(r"@sha256:[0-9a-f]{64}$", image) or re.search(r":[\w][\w.-]*$", rest), \
                 f"{source} {where}: {image} is neither tag- nor digest-pinned"
             assert not image.endswith(":latest"), f"{source} {where}: {image}"
+    # Every placeholder the base and the components use is mapped by every tenant overlay.
+    placeholders = {IMAGE_PLACEHOLDER} | set(re.findall(r"image: (\S+)", "".join(
+        p.read_text() for p in COMPONENTS_DIR.rglob("*.yaml"))))
+    assert placeholders == {IMAGE_PLACEHOLDER, f"{IMAGE_PLACEHOLDER}-gpu"}
     for tenant in TENANTS:
         kust = cs.load_docs(TENANTS_DIR / tenant / "kustomization.yaml")[0]
-        assert [i["name"] for i in kust["images"]] == [IMAGE_PLACEHOLDER], tenant
+        assert {i["name"] for i in kust["images"]} == placeholders, tenant
 
 
 # --------------------------------------------------------------------------- quota arithmetic
