@@ -105,8 +105,10 @@ def cluster_spec_errors(spec: Mapping[str, Any], annotations: Mapping[str, str],
     head_env = _env(ray_head)
     autoscaling = bool(spec.get("enableInTreeAutoscaling"))
     options = spec.get("autoscalerOptions") or {}
-    v2 = autoscaling and (options.get("version") == "v2"
-                          or head_env.get("RAY_enable_autoscaler_v2", {}).get("value") in ("1", "true"))
+    # Autoscaler v2 as the operator tells it: by autoscalerOptions.version for the restart rules,
+    # by that or the head's RAY_enable_autoscaler_v2 for the per-group fields.
+    v2_version = options.get("version") == "v2"
+    v2 = v2_version or head_env.get("RAY_enable_autoscaler_v2", {}).get("value") in ("1", "true")
 
     groups = [("Head", head)] + [(g.get("groupName", "?"), g) for g in spec.get("workerGroupSpecs") or []]
     for name, group in groups:
@@ -142,7 +144,7 @@ def cluster_spec_errors(spec: Mapping[str, Any], annotations: Mapping[str, str],
                 errors.append(f"worker group {name} can be suspended only with the RayJobDeletionPolicy gate")
             if autoscaling:
                 errors.append(f"worker group {name} cannot be suspended with the autoscaler enabled")
-        if v2 and pod.get("restartPolicy", "Never") != "Never":
+        if autoscaling and v2_version and pod.get("restartPolicy", "Never") != "Never":
             errors.append(f"restartPolicy of worker group {name} must be Never or unset with autoscaler v2")
 
     errors += _gcs_ft_errors(spec, head, ray_head, head_pod, annotations, gates)
@@ -151,7 +153,7 @@ def cluster_spec_errors(spec: Mapping[str, Any], annotations: Mapping[str, str],
         errors.append("RAY_enable_autoscaler_v2 is set on the head but enableInTreeAutoscaling is false")
     if autoscaling and options.get("version") and "RAY_enable_autoscaler_v2" in head_env:
         errors.append("both autoscalerOptions.version and the head's RAY_enable_autoscaler_v2 are set")
-    if v2 and head_pod.get("restartPolicy", "Never") != "Never":
+    if autoscaling and v2_version and head_pod.get("restartPolicy", "Never") != "Never":
         errors.append("restartPolicy of the head must be Never or unset with autoscaler v2")
     if (options.get("idleTimeoutSeconds") or 0) < 0:
         errors.append("autoscalerOptions.idleTimeoutSeconds must be non-negative")

@@ -598,6 +598,7 @@ def test_head_token_only_in_the_autoscaler_sidecar(source, rendered):
     head_pod, *worker_pods = ray_pods(cluster)
     for pod in (head_pod, *worker_pods):
         assert pod["automountServiceAccountToken"] is False
+        assert not pod.get("shareProcessNamespace"), "ray-head could read the sidecar's token via /proc"
     token_volumes = {v["name"] for v in head_pod["volumes"]
                      if any("serviceAccountToken" in s for s in v.get("projected", {}).get("sources", []))}
     assert len(token_volumes) == 1
