@@ -1,12 +1,12 @@
-"""Offline helpers for tests/test_cluster_manifests.py.
+"""Offline helpers for the tests of cluster/.
 
-* ``load_docs`` / ``render``: read cluster/ manifests and render a kustomize overlay in Python
-  (resources, ``namespace:`` and JSON6902 ``patches:`` on named targets, which is all that
-  cluster/ uses), so the tests need neither kubectl nor kustomize.
+* ``render``: a kustomization rendered by the real ``kubectl kustomize`` (kustomize 5.x built
+  into kubectl); a missing kubectl is an error, not a skip.
 * ``crd_validator``: a jsonschema validator for a KubeRay kind, built from the CRD's
   ``openAPIV3Schema`` and made as strict as the API server: unknown fields are errors
   (structural schemas prune them; a typo would silently vanish), and
   ``x-kubernetes-int-or-string`` is spelled out as ``anyOf`` integer/string.
+* ``edited``: a deep copy of a manifest with RFC 6902 operations applied (the jsonpatch library).
 * ``parse_quantity`` and ``containers``: for the quota and security checks.
 """
 
@@ -15,22 +15,19 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import jsonschema
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_DIR = REPO_ROOT / "cluster"
-
-# Kinds that kustomize's namespace transformer leaves alone.
-CLUSTER_SCOPED_KINDS = frozenset(
-    {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding",
-     "CustomResourceDefinition", "StorageClass", "PersistentVolume"}
-)
 
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 
@@ -53,81 +50,32 @@ def load_docs(path: Path) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- kustomize
 
-SUPPORTED_KUSTOMIZATION_KEYS = frozenset({"apiVersion", "kind", "namespace", "resources", "patches"})
-SUPPORTED_TARGET_KEYS = frozenset({"group", "version", "kind", "name"})
+
+def kubectl() -> str:
+    """Path of kubectl; an AssertionError saying what to install when there is none."""
+    path = shutil.which("kubectl")
+    assert path, ("kubectl not found: the cluster/ tests render the overlays with `kubectl kustomize` "
+                  "(kubectl >= 1.27 has kustomize 5 built in)")
+    return path
 
 
-class RenderError(ValueError):
-    """The overlay uses a kustomize feature this renderer does not implement, or a patch fails."""
+@functools.cache
+def _render_cached(kustomization_dir: str) -> str:
+    proc = subprocess.run([kubectl(), "kustomize", kustomization_dir],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"kubectl kustomize {kustomization_dir} failed:\n{proc.stderr}"
+    return proc.stdout
 
 
 def render(kustomization_dir: Path) -> list[dict[str, Any]]:
-    """Render a kustomization the way ``kubectl kustomize`` does, for the subset cluster/ uses."""
-    kdir = Path(kustomization_dir)
-    kust = load_docs(kdir / "kustomization.yaml")[0]
-    unsupported = set(kust) - SUPPORTED_KUSTOMIZATION_KEYS
-    if unsupported:
-        raise RenderError(f"{kdir}: kustomization keys the test renderer lacks: {sorted(unsupported)}")
-
-    docs: list[dict[str, Any]] = []
-    for entry in kust.get("resources", []):
-        path = kdir / entry
-        docs.extend(render(path) if path.is_dir() else load_docs(path))
-
-    for patch in kust.get("patches", []):
-        if set(patch) != {"path", "target"} or set(patch["target"]) - SUPPORTED_TARGET_KEYS:
-            raise RenderError(f"{kdir}: only JSON6902 patch files with a g/v/kind/name target: {patch}")
-        targets = [doc for doc in docs if _matches(doc, patch["target"])]
-        if len(targets) != 1:
-            raise RenderError(f"{kdir}: patch target {patch['target']} matches {len(targets)} objects")
-        ops = load_docs(kdir / patch["path"])[0]
-        try:
-            apply_json6902(targets[0], ops)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise RenderError(f"{kdir / patch['path']}: {exc}") from exc
-
-    if "namespace" in kust:
-        for doc in docs:
-            if doc["kind"] not in CLUSTER_SCOPED_KINDS:
-                doc["metadata"]["namespace"] = kust["namespace"]
-    return docs
+    """The objects ``kubectl kustomize DIR`` renders (a fresh copy on every call)."""
+    out = _render_cached(str(Path(kustomization_dir).resolve()))
+    return [doc for doc in yaml.load_all(out, Loader=_LOADER) if doc]
 
 
-def _matches(doc: dict[str, Any], target: dict[str, str]) -> bool:
-    group, _, version = doc["apiVersion"].rpartition("/")
-    actual = {"group": group, "version": version, "kind": doc["kind"], "name": doc["metadata"]["name"]}
-    return all(actual[key] == value for key, value in target.items())
-
-
-def apply_json6902(doc: Any, ops: list[dict[str, Any]]) -> None:
-    """Apply RFC 6902 ``test``, ``replace``, ``add`` and ``remove`` operations in place."""
-    for op in ops:
-        tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
-        if not tokens:
-            raise ValueError(f"whole-document paths are not supported: {op}")
-        parent = doc
-        for token in tokens[:-1]:
-            parent = parent[int(token)] if isinstance(parent, list) else parent[token]
-        last = tokens[-1]
-        index: Any = last
-        if isinstance(parent, list):
-            index = len(parent) if (last == "-" and op["op"] == "add") else int(last)
-        kind = op["op"]
-        if kind == "test":
-            if parent[index] != op["value"]:
-                raise ValueError(f"test failed at {op['path']}: {parent[index]!r} != {op['value']!r}")
-        elif kind == "replace":
-            parent[index]  # must exist: KeyError/IndexError otherwise
-            parent[index] = op["value"]
-        elif kind == "add":
-            if isinstance(parent, list):
-                parent.insert(index, op["value"])
-            else:
-                parent[index] = op["value"]
-        elif kind == "remove":
-            del parent[index]
-        else:
-            raise ValueError(f"unsupported JSON6902 op {kind!r}")
+def edited(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """A copy of ``doc`` with the RFC 6902 operations ``ops`` applied."""
+    return jsonpatch.apply_patch(doc, ops, in_place=False)
 
 
 # --------------------------------------------------------------------------- CRD schemas
