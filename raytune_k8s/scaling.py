@@ -24,6 +24,9 @@ from .spec import SpecError, parse_cpu, parse_memory
 
 NAMESPACE_ENV = "RAYTUNE_K8S_NAMESPACE"
 QUOTA_ENV = "RAYTUNE_K8S_RESOURCEQUOTA"
+#: The tenant's trial quota as the cluster's overlay writes it into the head's environment
+#: (Kubernetes quantities), so the driver needs no API access to read it.
+QUOTA_CPU_ENV, QUOTA_MEMORY_ENV, QUOTA_GPU_ENV = "RAYTUNE_K8S_QUOTA_CPU", "RAYTUNE_K8S_QUOTA_MEMORY", "RAYTUNE_K8S_QUOTA_GPU"
 DEFAULT_QUOTA_NAME = "raytune-trials"
 
 # ResourceQuota keys per resource; a pod must satisfy every one that is set, so the smallest wins.
@@ -152,10 +155,26 @@ def quota_from_resourcequota(resource_quota: Any) -> Quota:
     )
 
 
+def quota_from_env(environ: Mapping[str, str] = os.environ) -> Quota | None:
+    """The trial quota the head's environment states (``RAYTUNE_K8S_QUOTA_CPU``/``_MEMORY``/
+    ``_GPU``), or None when none is set; a malformed value is bad input naming the variable."""
+    values = {key: environ.get(env) for key, env in (("cpu", QUOTA_CPU_ENV), ("memory", QUOTA_MEMORY_ENV), ("gpu", QUOTA_GPU_ENV))}
+    if not any(values.values()):
+        return None
+    try:
+        return Quota.parse(**{k: v for k, v in values.items() if v})
+    except ValueError as exc:
+        raise SpecError("quota", f"{exc} (from ${QUOTA_CPU_ENV}/${QUOTA_MEMORY_ENV}/${QUOTA_GPU_ENV})") from None
+
+
 def read_namespace_quota(namespace: str | None = None, name: str | None = None) -> Quota | None:
-    """The tenant's trial quota, read through the Kubernetes API with the pod's service account
-    (Role ``raytune-head`` may get resourcequotas). None when not running in a pod, or when
-    ``RAYTUNE_K8S_NAMESPACE`` is not set; a quota that cannot be read is reported and ignored."""
+    """The tenant's trial quota: from the head's environment (:func:`quota_from_env`), else read
+    through the Kubernetes API with the pod's service account where one may. None when not
+    running in a pod, or when ``RAYTUNE_K8S_NAMESPACE`` is not set; a quota that cannot be read
+    is reported and ignored."""
+    from_env = quota_from_env()
+    if from_env is not None:
+        return from_env
     namespace = namespace or os.environ.get(NAMESPACE_ENV)
     name = name or os.environ.get(QUOTA_ENV) or DEFAULT_QUOTA_NAME
     if not namespace or not os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -203,10 +222,12 @@ def cluster_can_autoscale() -> bool:
     and which would otherwise still describe a cluster this process was connected to before.
     """
     from ray.autoscaler.v2.utils import is_autoscaler_v2
+    from ray.exceptions import RpcError
 
     try:
         return bool(is_autoscaler_v2(fetch_from_server=True))
-    except Exception:
+    except (RpcError, ConnectionError, TimeoutError) as exc:  # GCS unreachable: say so, scale per trial
+        _say(f"warning: could not ask the cluster whether it autoscales ({exc}); not requesting workers up front")
         return False
 
 

@@ -25,7 +25,8 @@ def print_table(summary: dict[str, Any]) -> None:
         table.add_row(row["trial_id"], row["status"], *cells, value, str(row["iterations"]))
     console.print(table)
     for failed in summary["failed_trials"]:
-        console.print(f"[red]trial {failed['trial_id']} {failed.get('status', 'Failed')}:[/red] {failed['error']}", highlight=False)
+        kind = "" if failed.get("status", "Failed") == "Failed" else f" ({failed['status']})"
+        console.print(f"[red]trial {failed['trial_id']} failed{kind}:[/red] {failed['error']}", highlight=False)
     best = summary["best"]
     best_text = f"best {objective}={best['metrics'].get(objective, float('nan')):.4g} with {best['params']}" if best else "no result"
     counts = ", ".join(f"{summary.get(k, 0)} {label}" for k, label in (

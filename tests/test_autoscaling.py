@@ -121,15 +121,20 @@ def test_tenant_manifests_quota_gives_the_readme_parallelism(tenant, trials_at_o
     trials = next(d for d in docs if d["metadata"]["name"] == scaling.DEFAULT_QUOTA_NAME)
     quota = quota_from_resourcequota(_resource_quota(trials["spec"]["hard"]))
     assert quota_parallelism(12, {"cpu": 2, "gpu": 0, "memory": 4 * GiB}, quota) == trials_at_once
-    head = yaml.safe_load((REPO / "cluster" / "base" / "raycluster.yaml").read_text())["spec"]["headGroupSpec"]
-    env = {e["name"]: e for e in head["template"]["spec"]["containers"][0]["env"]}
-    assert env[scaling.QUOTA_ENV]["value"] == scaling.DEFAULT_QUOTA_NAME
-    assert env[scaling.NAMESPACE_ENV]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    # The overlay hands the same quota to the head's environment, where the driver reads it.
+    from .cluster_schema import render
+
+    cluster = next(d for d in render(REPO / "cluster" / "tenants" / tenant) if d["kind"] == "RayCluster")
+    head = next(c for c in cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"] if c["name"] == "ray-head")
+    env = {e["name"]: e.get("value") for e in head["env"] if "value" in e}
+    assert scaling.quota_from_env(env) == quota
 
 
 def test_read_namespace_quota(monkeypatch):
     from kubernetes import config
 
+    for env in (scaling.QUOTA_CPU_ENV, scaling.QUOTA_MEMORY_ENV, scaling.QUOTA_GPU_ENV):
+        monkeypatch.delenv(env, raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv(scaling.NAMESPACE_ENV, "user2")
     assert scaling.read_namespace_quota() is None  # not in a pod
@@ -146,6 +151,13 @@ def test_read_namespace_quota(monkeypatch):
     monkeypatch.setattr(k8s.CoreV1Api, "read_namespaced_resource_quota", read)
     assert scaling.read_namespace_quota() == Quota(cpu=6.0, memory=12 * GiB)
     assert calls == [("raytune-trials", "user2")]
+    # The quota in the head's environment wins, and needs no API call.
+    monkeypatch.setenv(scaling.QUOTA_CPU_ENV, "18")
+    monkeypatch.setenv(scaling.QUOTA_MEMORY_ENV, "36Gi")
+    assert scaling.read_namespace_quota() == Quota(cpu=18.0, memory=36 * GiB) and len(calls) == 1
+    monkeypatch.setenv(scaling.QUOTA_CPU_ENV, "nan")
+    with pytest.raises(SpecError, match="quota: 'nan' is not a CPU quantity"):
+        scaling.read_namespace_quota()
 
 
 def test_quota_too_small_is_bad_input_and_starts_nothing(tmp_path, capsys):

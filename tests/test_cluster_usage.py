@@ -1,4 +1,4 @@
-"""Using a running Ray head as a user would: `ray job submit`, and interrupt + `raytune-k8s resume`."""
+"""Using a running Ray head as a user would: `ray job submit`, and a stop (SIGTERM) + `raytune-k8s resume`."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_interrupted_experiment_resumes_without_rerunning_finished_trials(ray_he
     deadline = time.monotonic() + 180
     while _fully_reported(experiment_dir) < 2 and time.monotonic() < deadline and driver.poll() is None:
         time.sleep(0.2)
-    driver.send_signal(signal.SIGINT)  # what Ctrl-C or a stopped job does
+    driver.send_signal(signal.SIGTERM)  # what `ray job stop` and Kubernetes send a driver
     out, _ = driver.communicate(timeout=120)
     interrupted = json.loads((experiment_dir / "summary.json").read_text())
     assert interrupted["status"] == "Interrupted", out[-3000:]
