@@ -206,9 +206,36 @@ def test_enas_needs_a_nas_config_and_reads_katib_settings():
 
 def test_enas_child_trains_from_a_suggestion():
     from raytune_k8s.nas import child
+    from raytune_k8s.nas.enas import EnasSearcher
 
     torch.set_num_threads(1)
-    config = _enas(EnasSettings(), layers=3).suggest("t0")
-    model, images = child.build({**config, "image_size": 8, "train_size": 256, "val_size": 256, "init_channels": 4})
-    accuracy = child.fit(model, images, epochs=2, lr=0.05, batch_size=32, seed=0)
-    assert accuracy > 0.2  # 10 classes: chance is 0.1
+    strided = NasConfig.model_validate({"graphConfig": {"numLayers": 3}, "operations": [
+        {"operationType": "convolution", "parameters": [
+            {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}},
+            {"name": "num_filter", "parameterType": "categorical", "feasibleSpace": {"list": ["8"]}},
+            {"name": "stride", "parameterType": "categorical", "feasibleSpace": {"list": ["2"]}}]}]})
+    config = EnasSearcher(strided, "Validation-accuracy", "max").suggest("t0")
+    model, images = child.build({**config, "image_size": 8, "train_size": 512, "val_size": 256, "init_channels": 8})
+    assert [type(layer).__name__ for layer in model.layers] == ["ConvBN"] * 3
+    accuracy = child.fit(model, images, epochs=3, lr=0.05, batch_size=32, seed=0)
+    assert accuracy > 0.3  # 10 classes: chance is 0.1
+
+
+def test_darts_suggestion_gives_katibs_trial_parameters_that_the_trainable_reads():
+    from raytune_k8s.nas import darts_suggestion
+    from raytune_k8s.nas.darts import parse_trial_config
+
+    objective = Objective(type="maximize", objectiveMetricName="Best-Genotype")
+    settings = Settings([Setting(name="num_epochs", value="1"), Setting(name="num_nodes", value="1")], "algorithm.algorithmSettings")
+    searcher = darts_suggestion.create(None, objective, settings, NasConfig.model_validate(DARTS_NAS_CONFIG))
+    settings.reject_unused()
+    suggestion = searcher.suggest("t0")
+    assert suggestion == searcher.suggest("t1") and suggestion["num-layers"] == "1"
+    assert suggestion["search-space"] == "['separable_convolution_3x3', 'separable_convolution_5x5', 'max_pooling_3x3', 'skip_connection']"
+    read, candidates, layers = parse_trial_config(suggestion)
+    assert read == DartsSettings(num_epochs=1, num_nodes=1) and layers == 1
+    assert candidates == NasConfig.model_validate(DARTS_NAS_CONFIG).candidates()
+    not_darts = NasConfig.model_validate(yaml.safe_load(ENAS_CPU_NAS_CONFIG))
+    with pytest.raises(SpecError) as err:
+        darts_suggestion.create(None, objective, Settings([], "algorithm.algorithmSettings"), not_darts)
+    assert err.value.field == "nasConfig.operations[0].parameters"

@@ -3,7 +3,8 @@
 Layer ``i`` applies its operation to layer ``i-1``'s output (the stem's for the first layer)
 and adds every earlier layer ``j`` whose skip bit is set, brought to its shape by a 1 x 1
 convolution and average pooling. An operation's ``num_filter`` sets its output channels (else
-``init_channels``) and ``stride`` its downsampling. Global average pooling and a linear layer
+its input's) and ``stride`` its downsampling (a ``reduction`` strides by its ``pool_size``, as
+Keras' pooling layers in Katib's ENAS trial do). Global average pooling and a linear layer
 classify.
 
 ``train(config)`` is the Ray Tune trainable for ENAS trials: config ``architecture`` and
@@ -51,7 +52,8 @@ class ChildNetwork(nn.Module):
         for layer in architecture:
             op = candidates[layer[0]]
             c_in, size = shapes[-1]
-            c_out, stride = int(op.get("num_filter", c_in)), int(op.get("stride", 1))
+            c_out = int(op.get("num_filter", c_in))
+            stride = int(op.get("stride", op.get("pool_size", 2) if op.type == "reduction" else 1))
             self.layers.append(build_operation(op, c_in, c_out, stride))
             out_size = -(-size // stride)
             sources = [j for j, bit in enumerate(layer[1:]) if bit]
