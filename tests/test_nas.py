@@ -103,33 +103,33 @@ def test_darts_moves_alpha_and_derives_a_genotype_from_nas_config():
 
 
 def test_killed_darts_trial_resumes_from_its_epoch_checkpoint(ray_connected, tmp_path):
-    """The trial's process is SIGKILLed after its first epoch; Tune restarts it, and it goes on
-    from the epoch-1 checkpoint (epochs 1, 2, 3 reported once each, by two processes)."""
+    """The trial's process is SIGKILLed once its first epoch's checkpoint is registered; Tune
+    restarts it, and it goes on from there (epochs 1, 2, 3 reported once each, by two processes)."""
     from ray import tune
 
     from raytune_k8s.nas import darts
 
-    class KillAfterFirstEpoch(tune.Callback):
-        killed: list[int] = []
+    killed: list[int] = []
 
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            if result["epoch"] == 1 and not self.killed:
-                self.killed.append(result["pid"])
-                os.kill(result["pid"], signal.SIGKILL)
+    class KillAfterFirstCheckpoint(tune.Callback):
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            if not killed:
+                killed.append(trial.last_result["pid"])
+                os.kill(trial.last_result["pid"], signal.SIGKILL)
 
     tuner = tune.Tuner(
         tune.with_resources(darts.train, {"cpu": 1}),
         param_space={**TINY_DARTS, "num_epochs": 3, "train_size": 512},
         tune_config=tune.TuneConfig(num_samples=1),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name="darts", callbacks=[KillAfterFirstEpoch()],
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="darts", callbacks=[KillAfterFirstCheckpoint()],
                                   failure_config=tune.FailureConfig(max_failures=1), verbose=0),
     )
     result = tuner.fit()[0]
     assert result.error is None
     history = result.metrics_dataframe
-    assert KillAfterFirstEpoch.killed, "the trial was never killed"
-    assert history["epoch"].tolist() == [1, 2, 3], "the restarted trial did not continue from epoch 1"
-    assert history["pid"].nunique() == 2 and history["pid"].iloc[0] == KillAfterFirstEpoch.killed[0]
+    assert killed, "the trial was never killed"
+    assert history["epoch"].tolist() == [1, 2, 3], "the restarted trial did not continue from its checkpoint"
+    assert history["pid"].nunique() == 2 and history["pid"].iloc[0] == killed[0]
     assert result.metrics["Best-Genotype"].startswith("Genotype(")
 
 
