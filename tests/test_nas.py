@@ -239,3 +239,51 @@ def test_darts_suggestion_gives_katibs_trial_parameters_that_the_trainable_reads
     with pytest.raises(SpecError) as err:
         darts_suggestion.create(None, objective, Settings([], "algorithm.algorithmSettings"), not_darts)
     assert err.value.field == "nasConfig.operations[0].parameters"
+
+
+def test_enas_searcher_learns_in_the_searcher_actor_across_its_restart(ray_connected, tmp_path):
+    """ENAS runs in the project's searcher actor; the actor is killed halfway, and the restored
+    controller keeps what it learnt (every reward folded in, the rewarded operation favoured)."""
+    import json
+    import pickle
+    import time
+
+    from raytune_k8s.search.actor import ActorSearcher
+
+    settings = EnasSettings(controller_learning_rate=0.02, controller_train_steps=5, controller_baseline_decay=0.9)
+    searcher = ActorSearcher(_enas(settings), prefetch=1)
+    searcher.set_search_properties("Validation-accuracy", "max", {})
+    target = 2
+
+    def trial(i: int) -> None:
+        deadline = time.monotonic() + 60
+        while (config := searcher.suggest(f"t{i}")) is None:
+            assert time.monotonic() < deadline, "no suggestion within 60 s"
+            time.sleep(0.02)
+        architecture = json.loads(config["architecture"])
+        searcher.on_trial_complete(f"t{i}", {"Validation-accuracy": 1.0 if architecture[0][0] == target else 0.0})
+
+    def folded(n: int) -> bool:
+        deadline = time.monotonic() + 60
+        while searcher.observations() != n:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    try:
+        for i in range(20):
+            trial(i)
+        assert folded(20)
+        searcher.kill_actor()
+        for i in range(20, 40):
+            trial(i)
+        assert folded(40) and searcher.restarts == 1
+        searcher.save(str(tmp_path / "actor.pkl"))
+    finally:
+        searcher.close()
+    snapshot = pickle.loads(pickle.load(open(tmp_path / "actor.pkl", "rb"))["snapshot"][1])
+    controller = _enas(settings, seed=7)
+    controller.set_state(pickle.loads(snapshot["searcher"]))
+    assert controller.train_steps == 40 * settings.controller_train_steps  # the first 20 survived the restart
+    assert controller.controller.operation_probabilities(0)[target] > 0.7
