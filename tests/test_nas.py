@@ -287,3 +287,15 @@ def test_enas_searcher_learns_in_the_searcher_actor_across_its_restart(ray_conne
     controller.set_state(pickle.loads(snapshot["searcher"]))
     assert controller.train_steps == 40 * settings.controller_train_steps  # the first 20 survived the restart
     assert controller.controller.operation_probabilities(0)[target] > 0.7
+
+
+def test_run_enas_trial_takes_katibs_flags():
+    """As Katib's enas-cpu.yaml runs its trial program, with a suggestion of our controller."""
+    config = _enas(EnasSettings(), layers=2).suggest("t0")
+    run = subprocess.run(
+        [sys.executable, "-m", "raytune_k8s.nas.run_enas_trial", "--num_epochs=1", f'--architecture="{config["architecture"]}"',
+         '--nn_config="' + config["nn_config"].replace('"', "'") + '"', "--image-size=8", "--train-size=128", "--init-channels=4"],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.search(r"^Validation-Accuracy=0\.\d+$", run.stdout, re.MULTILINE), run.stdout
