@@ -108,7 +108,7 @@ def run_darts(args, images) -> dict[str, Any]:
         "genotype": derived.katib_string(),
         "alpha_normal": search.model.alpha_normal.detach().softmax(-1).tolist(),
         "alpha_reduce": search.model.alpha_reduce.detach().softmax(-1).tolist(),
-        "operations": ["none" if n == "none" else n for n in search.model.names],
+        "operations": list(search.model.names),
         "accuracy": accuracy,
         "eval_train_s": train_s,
         "random": randoms,
@@ -186,6 +186,15 @@ def markdown(data: dict[str, Any]) -> str:
             ["search", "best accuracy", "mean accuracy", "mean of the last half", "wall s"],
             [[k, e[k]["best_accuracy"], e[k]["mean_accuracy"], e[k]["mean_last_half"], e[k]["wall_s"]] for k in ("enas", "random")],
         ),
+        "",
+        "## Reading",
+        "",
+        f"One seed, so the differences carry the run-to-run noise of single trainings (the random genotypes' std is "
+        f"{fmt(d['random_std_accuracy'])}). DARTS' derived genotype is {fmt(d['accuracy'] - d['random_mean_accuracy'])} above the random "
+        f"genotypes' mean and {fmt(d['accuracy'] - d['random_best_accuracy'])} above their best. ENAS' best child is "
+        f"{fmt(e['best_accuracy'] - e['random_best_accuracy'])} above random search's best; the mean of its last {e['trials'] - e['trials'] // 2} "
+        f"children against random's ({fmt(e['enas']['mean_last_half'])} vs {fmt(e['random']['mean_last_half'])}) shows how much the "
+        "controller itself learnt in so few trials.",
         "",
         f"Command: `{env['command']}`",
     ]

@@ -26,10 +26,8 @@ class _KatibSettings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             low, high = cls.BOUNDS.get(f.name, (None, None))
-            if f.type in ("int", int):
+            if f.type in ("int", int):  # no integer setting has an upper bound
                 values[f.name] = settings.integer(f.name, f.default, None if low is None else int(low))  # type: ignore[arg-type]
-                if high is not None and values[f.name] > high:
-                    settings.integer(f.name, f.default, int(high) + 1)  # raises with the field's path
             else:
                 values[f.name] = settings.number(f.name, f.default, low, high)  # type: ignore[arg-type]
         return cls(**values)
