@@ -153,7 +153,10 @@ class EnasSearcher(StatefulSearcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         architecture = self.pending.pop(trial_id, None)
-        if architecture is None or error or not result or result.get(self.metric) is None:
+        if architecture is None:
+            logger.warning("result for %s, which this controller did not suggest (or already learnt from): ignored", trial_id)
+            return
+        if error or not result or result.get(self.metric) is None:
             return
         reward = float(result[self.metric]) * (1.0 if self.mode == "max" else -1.0)
         self.learn(architecture, reward)
