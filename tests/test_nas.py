@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,8 +15,6 @@ from raytune_k8s.nas.config import NasConfig, darts_search_space, parse_operatio
 from raytune_k8s.nas.settings import DartsSettings, EnasSettings
 from raytune_k8s.settings import Settings
 from raytune_k8s.spec import Objective, Setting, SpecError
-
-from .conftest import REPO
 
 ENAS_CPU_NAS_CONFIG = """
 graphConfig: {numLayers: 1, inputSizes: [32, 32, 3], outputSizes: [10]}
@@ -137,19 +133,23 @@ def test_killed_darts_trial_resumes_from_its_epoch_checkpoint(ray_connected, tmp
     assert result.metrics["epoch"] == 3 and result.metrics["Best-Genotype"].startswith("Genotype(")
 
 
-def test_run_trial_takes_katibs_flags_and_prints_the_genotype():
-    """As Katib's darts-cpu.yaml runs its trial program: quoted, single-quoted JSON values."""
+def test_run_trial_takes_katibs_flags_and_prints_the_genotype(capsys):
+    """As Katib's darts-cpu.yaml runs its trial program (``python -m raytune_k8s.nas.run_trial``,
+    here its ``main`` in this process): quoted, single-quoted JSON values."""
+    from raytune_k8s.nas import run_trial
+
     settings = "{'num_epochs': '1', 'num_nodes': '1', 'init_channels': '1', 'stem_multiplier': '1', 'w_lr': 0.025}"
-    run = subprocess.run(
-        [sys.executable, "-m", "raytune_k8s.nas.run_trial", f'--algorithm-settings="{settings}"',
-         "--search-space=\"['max_pooling_3x3', 'skip_connection']\"", '--num-layers="1"', "--image-size=8", "--train-size=128"],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    found = dict(re.findall(r"^([\w-]+)=(Genotype.*)$", run.stdout, re.MULTILINE))  # Katib's metricsFormat
+    argv = [f'--algorithm-settings="{settings}"', "--search-space=\"['max_pooling_3x3', 'skip_connection']\"", '--num-layers="1"',
+            "--image-size=8", "--train-size=128"]
+    assert run_trial.main(argv) == 0
+    out = capsys.readouterr().out
+    found = dict(re.findall(r"^([\w-]+)=(Genotype.*)$", out, re.MULTILINE))  # Katib's metricsFormat
     assert set(found) == {"Best-Genotype"}
     assert "max_pooling_3x3" in found["Best-Genotype"] or "skip_connection" in found["Best-Genotype"]
-    assert re.search(r"^Validation-accuracy=0\.\d+$", run.stdout, re.MULTILINE)
+    assert re.search(r"^Validation-accuracy=0\.\d+$", out, re.MULTILINE)
+    with pytest.raises(SystemExit):
+        run_trial.main(["--search-space=['attention_3x3']", "--num-layers=1"])
+    assert "attention_3x3" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- ENAS
@@ -298,13 +298,12 @@ def test_enas_searcher_learns_in_the_searcher_actor_across_its_restart(ray_conne
     assert controller.controller.operation_probabilities(0)[target] > 0.7
 
 
-def test_run_enas_trial_takes_katibs_flags():
+def test_run_enas_trial_takes_katibs_flags(capsys):
     """As Katib's enas-cpu.yaml runs its trial program, with a suggestion of our controller."""
+    from raytune_k8s.nas import run_enas_trial
+
     config = _enas(EnasSettings(), layers=2).suggest("t0")
-    run = subprocess.run(
-        [sys.executable, "-m", "raytune_k8s.nas.run_enas_trial", "--num_epochs=1", f'--architecture="{config["architecture"]}"',
-         '--nn_config="' + config["nn_config"].replace('"', "'") + '"', "--image-size=8", "--train-size=128", "--init-channels=4"],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert re.search(r"^Validation-Accuracy=0\.\d+$", run.stdout, re.MULTILINE), run.stdout
+    argv = ["--num_epochs=1", f'--architecture="{config["architecture"]}"', '--nn_config="' + config["nn_config"].replace('"', "'") + '"',
+            "--image-size=8", "--train-size=128", "--init-channels=4"]
+    assert run_enas_trial.main(argv) == 0
+    assert re.search(r"^Validation-Accuracy=0\.\d+$", capsys.readouterr().out, re.MULTILINE)

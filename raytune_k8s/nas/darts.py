@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
@@ -30,8 +29,6 @@ from ._data import Images, accuracy, mnist_images
 from .config import NasConfig, Operation, darts_search_space, parse_operation
 from .ops import ConvBN, FactorizedReduce, Zero, build_operation
 from .settings import DartsSettings
-
-logger = logging.getLogger(__name__)
 
 NONE = "none"  # DARTS' extra candidate "no connection", never part of a genotype
 
