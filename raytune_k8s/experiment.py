@@ -66,7 +66,7 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
     spec = loaded.spec
     try:
         space = SearchSpace.from_spec(spec)
-        built_searcher = create_searcher(spec.algorithm, space, spec.objective)
+        built_searcher = create_searcher(spec.algorithm, space, spec.objective, spec.nas_config)
         scheduler = create_scheduler(spec.early_stopping)
         trainable = resolve_trainable(spec)
     except SpecError as exc:

@@ -9,7 +9,7 @@
 - :mod:`.child` - an ENAS child network and its trainable ``train``
 """
 
+# Only the models here: the spec layer imports them, and must not pull in torch or the settings.
 from .config import NasConfig, Operation, expand_operations
-from .settings import DartsSettings, EnasSettings
 
-__all__ = ["DartsSettings", "EnasSettings", "NasConfig", "Operation", "expand_operations"]
+__all__ = ["NasConfig", "Operation", "expand_operations"]

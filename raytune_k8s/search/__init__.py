@@ -7,6 +7,7 @@ module with a ``create(space, objective, settings)`` function and one line in ``
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from ray.tune.search import Searcher
 
@@ -20,11 +21,16 @@ ALGORITHMS: dict[str, str] = {
     "grid": "raytune_k8s.search.grid",
     "tpe": "raytune_k8s.search.tpe",
     "bayesianoptimization": "raytune_k8s.search.bayesopt",
+    # Neural architecture search over the spec's nasConfig.
+    "darts": "raytune_k8s.nas.darts_suggestion",
+    "enas": "raytune_k8s.nas.enas",
 }
+NAS_ALGORITHMS = ("darts", "enas")
 
 
-def create_searcher(algorithm: Algorithm, space: SearchSpace, objective: Objective) -> Searcher:
-    """Build the searcher an experiment asks for; unknown names and settings raise SpecError."""
+def create_searcher(algorithm: Algorithm, space: SearchSpace, objective: Objective, nas_config: Any = None) -> Searcher:
+    """Build the searcher an experiment asks for; unknown names and settings raise SpecError.
+    The NAS algorithms also take the spec's ``nasConfig``."""
     module_name = ALGORITHMS.get(algorithm.name)
     if module_name is None:
         raise SpecError(
@@ -32,7 +38,11 @@ def create_searcher(algorithm: Algorithm, space: SearchSpace, objective: Objecti
             f"unknown algorithm {algorithm.name!r}; choose one of {', '.join(ALGORITHMS)}",
         )
     settings = Settings(algorithm.settings, "algorithm.algorithmSettings")
-    searcher = importlib.import_module(module_name).create(space, objective, settings)
+    module = importlib.import_module(module_name)
+    if algorithm.name in NAS_ALGORITHMS:
+        searcher = module.create(space, objective, settings, nas_config=nas_config)
+    else:
+        searcher = module.create(space, objective, settings)
     settings.reject_unused()
     return searcher
 

@@ -8,6 +8,8 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..nas.config import NasConfig
+
 Scalar = Union[bool, int, float, str]
 
 
@@ -190,7 +192,7 @@ class ExperimentSpec(_Model):
     max_failed_trials: int | None = Field(default=None, ge=0, le=10_000_000, alias="maxFailedTrialCount")
     resume_policy: Literal["Never", "LongRunning", "FromVolume"] = Field(default="Never", alias="resumePolicy")
     metrics_collector: MetricsCollectorSpec = Field(default_factory=MetricsCollectorSpec, alias="metricsCollectorSpec")
-    nas_config: dict[str, Any] | None = Field(default=None, alias="nasConfig")
+    nas_config: NasConfig | None = Field(default=None, alias="nasConfig")
     trial: TrialTemplate | None = None
     trial_template: KatibTrialTemplate | None = Field(default=None, alias="trialTemplate")
 

@@ -23,6 +23,9 @@ BUILTINS: dict[str, str] = {
     "hartmann6": "raytune_k8s.trials.synthetic:hartmann6",
     # Replays given trial durations (the quota benchmark's Katib-paper trials).
     "replay": "raytune_k8s.trials.synthetic:replay",
+    # Neural architecture search: a DARTS supernet search, an ENAS child network.
+    "darts": "raytune_k8s.nas.darts:train",
+    "enas-child": "raytune_k8s.nas.child:train",
 }
 
 Trainable = Callable[[dict[str, Any]], Any]

@@ -13,21 +13,31 @@ from pathlib import Path
 STAND_INS: dict[str, str] = {
     "/opt/pytorch-mnist/mnist.py": "raytune_k8s.trials.katib_programs.pytorch_mnist",
     "/opt/pbt/pbt_test.py": "raytune_k8s.trials.katib_programs.simple_pbt",
+    # Katib's NAS images run their program from the image's working directory.
+    "run_trial.py": "raytune_k8s.nas.run_trial",
+    "RunTrial.py": "raytune_k8s.nas.run_enas_trial",
 }
+
+
+def _script_index(argv: list[str]) -> int | None:
+    """Where the program's path is: after ``python`` and its options, else first."""
+    if argv and Path(argv[0]).name.startswith("python"):
+        i = 1
+        while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-m", "-c"):
+            i += 1
+        return i if i < len(argv) and argv[i] not in ("-m", "-c") else None
+    return 0 if argv else None
 
 
 def stand_in(argv: list[str]) -> list[str] | None:
     """``argv`` running our program instead of a missing Katib one; None when nothing changes."""
-    for i, arg in enumerate(argv[:2]):
-        module = STAND_INS.get(arg)
-        if module is None or os.path.exists(arg):
-            continue
-        if i == 1 and not Path(argv[0]).name.startswith("python"):
-            continue
-        return [sys.executable, "-m", module, *argv[i + 1:]]
-    return None
+    i = _script_index(argv)
+    if i is None or argv[i] not in STAND_INS or os.path.exists(argv[i]):
+        return None
+    return [sys.executable, "-u", "-m", STAND_INS[argv[i]], *argv[i + 1:]]
 
 
 def stand_ins_used(argv: list[str]) -> list[str]:
     """The Katib programs that ``argv`` names and this machine lacks (for one note per run)."""
-    return [a for a in argv[:2] if a in STAND_INS and not os.path.exists(a)]
+    i = _script_index(argv)
+    return [argv[i]] if i is not None and argv[i] in STAND_INS and not os.path.exists(argv[i]) else []
