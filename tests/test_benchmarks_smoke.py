@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from raytune_k8s import localcluster
-
 from .conftest import REPO
 
 
@@ -75,14 +73,10 @@ def test_overhead_smoke(tmp_path):
     for key in ("raytune_k8s", "ray_tune_default", "optuna", "optuna_tpe"):
         assert data[key]["ms_per_trial"] > 0, key
         assert len(data[key]["ms_per_trial_runs"]) == (data["tune_repeats"] if key == "ray_tune_default" else data["repeats"])
-    # Every Ray path costs more per trial than an in-process loop.
-    assert min(data["raytune_k8s"]["ms_per_trial"], data["ray_tune_default"]["ms_per_trial"]) > data["optuna"]["ms_per_trial"]
-    if hasattr(localcluster, "AutoscalingLocalCluster"):
-        assert data["autoscaling"]["available"] is True
-        assert data["scale_up_s"] > 0 and data["scale_down_s"] > 0
-        assert data["autoscaling"]["most_workers"] == data["parallel"]
-    else:
-        assert data["scale_up_s"] is None and data["scale_down_s"] is None and data["autoscaling"]["note"]
+    # The simulated cluster scaled to the experiment's parallelism and back.
+    assert data["autoscaling"]["available"] is True
+    assert data["scale_up_s"] > 0 and data["scale_down_s"] > 0
+    assert data["autoscaling"]["most_workers"] == data["parallel"]
 
 
 def _run_module(name: str, out: Path, *extra: str) -> dict[str, Any]:
@@ -105,7 +99,8 @@ def test_quota_replay_smoke(tmp_path):
         assert 1 <= u["parallel"] <= slots  # never more at once than the quota allows
         for key in ("quota_vcpu", "wall_min", "ideal_min", "efficiency"):
             assert u[key] > 0, (user, key)
-    assert data["katib"]["user1"]["wall_min"] == 4.3 and data["katib"]["user2"]["wall_min"] == 10.6
+        # The ideal is the paper's trials packed into the slots with no overhead: never beaten.
+        assert u["efficiency"] <= 1 and u["ideal_min"] <= u["wall_min"], (user, u["ideal_min"], u["wall_min"])
 
 
 def test_searcher_latency_smoke(tmp_path):
