@@ -19,6 +19,7 @@ from ray.tune.search import Searcher
 from .control import ExperimentControl
 from .interruption import RunOutcome, watch_for_interrupt
 from .progress import ProgressLine
+from .report import after_run, live_callbacks
 from .runtime import ray_session
 from .scaling import Quota, effective_parallelism, parallelism_request, trial_bundles
 from .search import create_searcher
@@ -101,11 +102,15 @@ def run(
     quota: Quota | Mapping[str, Any] | None = None,
     searcher: Searcher | None = None,
     searcher_actor: bool = True,
+    report: bool = True,
+    optuna_storage: str | None = None,
 ) -> dict[str, Any]:
     """Run a tuning experiment and return its summary (also written to ``summary.json``).
 
     The search algorithm (the spec's, or ``searcher``: any Ray Tune Searcher) runs in its own
     Ray actor unless ``searcher_actor`` is False, in which case it runs in the driver.
+    ``report`` writes ``report.html`` at the end; ``optuna_storage`` (a JournalFileStorage path
+    or an RDB URL) mirrors the trials into an Optuna study while they run.
     """
     plan = prepare(spec, searcher, searcher_actor=searcher_actor)
     storage = Path(storage_path).expanduser().resolve() if storage_path else default_storage()
@@ -140,17 +145,21 @@ def run(
                 name=plan.spec.name,
                 storage_path=str(storage),
                 stop=control,
-                callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials)],
+                callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials),
+                           *live_callbacks(plan.spec, optuna_storage)],
                 failure_config=tune.FailureConfig(max_failures=plan.spec.trial.retries),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 verbose=1,
             ),
         )
         try:
-            return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel)
+            summary = _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel)
         finally:
             if isinstance(plan.searcher, ActorSearcher):
                 plan.searcher.close()
+    if report:
+        after_run(experiment_dir)
+    return summary
 
 
 def resume(

@@ -69,10 +69,19 @@ class OptunaMirror(Callback):
             self._put(self._result, trial.trial_id, dict(trial.config), step, float(value))
 
     def on_trial_complete(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
-        # A trial whose last result is not its final one ("done") was stopped early (Tune's
-        # scheduler, or the experiment stopping): Optuna's PRUNED.
-        done = bool((trial.last_result or {}).get("done"))
-        self._put(self._finish, trial.trial_id, dict(trial.config), "Succeeded" if done else "EarlyStopped")
+        iterations = int((trial.last_result or {}).get("training_iteration") or 0)
+        self._put(self._finish, trial.trial_id, dict(trial.config), self._finished_status(iterations))
+
+    def _finished_status(self, iterations: int) -> str:
+        """Succeeded, or EarlyStopped for a trial that ASHA/Hyperband stopped before ``max_t``.
+        (Tune marks every stopped trial "done", so a trial stopped by the median rule, which
+        has no ``max_t``, shows as Succeeded here; ``export`` after the run uses summary.json.)"""
+        es = self.spec.early_stopping if self.spec is not None else None
+        if es is not None and es.name in ("asha", "hyperband"):
+            max_t = es.settings_dict().get("max_t", 100)
+            if isinstance(max_t, (int, float)) and iterations < max_t:
+                return "EarlyStopped"
+        return "Succeeded"
 
     def on_trial_error(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         self._put(self._finish, trial.trial_id, dict(trial.config), "Failed")

@@ -67,9 +67,6 @@ def render(record: ExperimentRecord) -> str:
 
 def plot_sections(record: ExperimentRecord) -> list[Section]:
     """One section per plot; a plot that cannot be drawn says why instead."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     trials, mode = record.trials, record.mode
     complete = [t for t in trials if t.objective is not None and t.status == "Succeeded"]
     out: list[Section] = []

@@ -10,6 +10,7 @@ MetricsUnavailable -> FAIL, Running -> RUNNING, Pending and anything unknown -> 
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..spec import ExperimentSpec, Parameter
@@ -139,12 +140,19 @@ def to_study(
     dists = distributions_for(record)
     chosen: Iterable[TrialRecord] = record.trials if trials is None else trials
     order = sorted(chosen, key=lambda t: (t.start is None, t.start or 0.0))
-    study = optuna.create_study(
-        storage=storage,
-        study_name=study_name or record.name,
-        direction="maximize" if record.mode == "max" else "minimize",
-        load_if_exists=storage is not None,
-    )
-    study.set_metric_names([record.metric or "objective"])
-    study.add_trials([frozen_trial(t, i, dists) for i, t in enumerate(order)])
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" per plot
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name or record.name,
+            direction="maximize" if record.mode == "max" else "minimize",
+            load_if_exists=storage is not None,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([record.metric or "objective"])
+        study.add_trials([frozen_trial(t, i, dists) for i, t in enumerate(order)])
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return study
