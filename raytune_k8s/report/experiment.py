@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -116,7 +117,7 @@ def _tune_trials(path: Path) -> Iterator[dict[str, Any]]:
     seen: set[Path] = set()
     for item in (state or {}).get("trial_data") or []:
         try:
-            trial, meta = json.loads(item[0]), json.loads(item[1])
+            trial, meta = json.loads(item[0]), _run_metadata(item[1])
         except (TypeError, ValueError, IndexError):
             continue
         trial_dir = path / str(trial.get("relative_logdir") or "")
@@ -134,6 +135,21 @@ def _tune_trials(path: Path) -> Iterator[dict[str, Any]]:
         if result.parent not in seen:
             params = _read_json(result.parent / "params.json")
             yield {"trial_id": "", "config": params if isinstance(params, dict) else {}, "dir": result.parent}
+
+
+_META_FIELD = re.compile(r'"(start_time|last_result_time|error_filename)": ("[^"]*"|[-0-9.eE+]+|null)')
+
+
+def _run_metadata(text: str) -> dict[str, Any]:
+    """The three run-metadata fields the report needs. Parsing all of it (last result, metric
+    statistics, pickled checkpoint state) costs ten times more on a big experiment, so they are
+    picked out: the first match is the top-level field, except ``last_result_time``, which
+    Tune writes after ``last_result`` (whose metrics could reuse the name), hence the last."""
+    out: dict[str, Any] = {}
+    for name, value in _META_FIELD.findall(text):
+        if name not in out or name == "last_result_time":
+            out[name] = json.loads(value)
+    return out
 
 
 def _results(trial_dir: Path | None) -> list[dict[str, Any]]:

@@ -9,7 +9,9 @@ MetricsUnavailable -> FAIL, Running -> RUNNING, Pending and anything unknown -> 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 import warnings
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -135,11 +137,52 @@ def to_study(
 ) -> "optuna.Study":
     """The experiment (or ``trials``, a sample of it) as an Optuna study, in memory unless
     ``storage`` is given; trials keep the experiment's order (Optuna's trial number)."""
+    dists = distributions_for(record)
+    chosen = record.trials if trials is None else trials
+    return _study(record, [frozen_trial(t, i, dists) for i, t in enumerate(_in_order(chosen))], storage, study_name)
+
+
+class StudyMaker:
+    """In-memory studies of samples of one experiment, for plotting: each trial is converted
+    once, and Optuna's defensive deep copies become shallow ones (nothing here changes a
+    trial), which makes a 10,000-trial study several times faster to build and to plot."""
+
+    def __init__(self, record: ExperimentRecord):
+        self.record = record
+        self._dists = distributions_for(record)
+        self._frozen: dict[int, "optuna.trial.FrozenTrial"] = {}
+
+    def study(self, trials: Sequence[TrialRecord]) -> "optuna.Study":
+        read_only = _read_only_class()
+        frozen = []
+        for t in _in_order(trials):
+            ft = self._frozen.get(id(t))
+            if ft is None:
+                ft = frozen_trial(t, 0, self._dists)
+                ft.__class__ = read_only
+                self._frozen[id(t)] = ft
+            frozen.append(ft)
+        return _study(self.record, frozen, None, None)
+
+
+@functools.cache
+def _read_only_class() -> type:
+    from optuna.trial import FrozenTrial
+
+    class ReadOnlyTrial(FrozenTrial):
+        def __deepcopy__(self, memo: dict[int, Any]) -> "ReadOnlyTrial":
+            return copy.copy(self)
+
+    return ReadOnlyTrial
+
+
+def _in_order(trials: Iterable[TrialRecord]) -> list[TrialRecord]:
+    return sorted(trials, key=lambda t: (t.start is None, t.start or 0.0))
+
+
+def _study(record: ExperimentRecord, frozen: list["optuna.trial.FrozenTrial"], storage: Any, study_name: str | None) -> "optuna.Study":
     import optuna
 
-    dists = distributions_for(record)
-    chosen: Iterable[TrialRecord] = record.trials if trials is None else trials
-    order = sorted(chosen, key=lambda t: (t.start is None, t.start or 0.0))
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" per plot
     try:
@@ -152,7 +195,7 @@ def to_study(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([record.metric or "objective"])
-        study.add_trials([frozen_trial(t, i, dists) for i, t in enumerate(order)])
+        study.add_trials(frozen)
     finally:
         optuna.logging.set_verbosity(verbosity)
     return study
