@@ -88,8 +88,23 @@ def load_experiment(experiment_dir: str | Path) -> ExperimentRecord:
     trials += [_trial({"trial_id": tid}, row, metric, mode) for tid, row in rows.items()]  # listed, no files
     if not trials and not summary and spec is None:
         raise SpecError("", f"{path} holds no experiment (no {SUMMARY_FILE}, {SPEC_FILE} or trial results)")
+    if spec is not None and spec.early_stopping is not None:
+        _mark_early_stopped(trials)
     name = summary.get("name") or (spec.name if spec else path.name)
     return ExperimentRecord(path, str(name), metric, mode, spec, spec_text, summary, trials)
+
+
+def _mark_early_stopped(trials: list[TrialRecord]) -> None:
+    """For summaries that predate Katib's EarlyStopped status (Tune marks every stopped trial
+    finished): under an early-stopping rule, a Succeeded trial that ran fewer iterations than
+    the longest Succeeded trial was stopped early."""
+    if any(t.status == "EarlyStopped" for t in trials):
+        return
+    finished = [t for t in trials if t.status == "Succeeded"]
+    longest = max((t.iterations for t in finished), default=0)
+    for t in finished:
+        if t.iterations < longest:
+            t.status = "EarlyStopped"
 
 
 def _read_json(path: Path) -> Any:
