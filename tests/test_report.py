@@ -225,3 +225,12 @@ def test_the_report_package_needs_no_ray(experiment: dict[str, Any], tmp_path: P
 def test_open_storage_takes_a_journal_path_or_an_rdb_url(tmp_path: Path) -> None:
     assert type(open_storage(str(tmp_path / "j.log"))).__name__ == "JournalStorage"
     assert type(open_storage(f"sqlite:///{tmp_path / 'r.db'}")).__name__ == "RDBStorage"
+
+
+def test_run_takes_no_report_and_optuna_storage() -> None:
+    from raytune_k8s.cli import _parser
+
+    args = _parser().parse_args(["run", "x.yaml", "--no-report", "--optuna-storage", "sqlite:///x.db"])
+    assert (args.report, args.optuna_storage) == (False, "sqlite:///x.db")
+    args = _parser().parse_args(["run", "x.yaml"])
+    assert (args.report, args.optuna_storage) == (True, None)

@@ -96,7 +96,7 @@ def plot_sections(record: ExperimentRecord) -> list[Section]:
             return
         if note:
             text = fig.layout.title.text or title
-            fig.update_layout(title_text=f"{text}<br><sup>{html.escape(note)}</sup>")
+            fig.update_layout(title_text=f"{text}<br><sup>{html.escape(note)}</sup>", margin_t=120)
         fig.update_layout(template="plotly_white", autosize=True)
         body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot-{key}", default_width="100%",
                            config={"displaylogo": False})

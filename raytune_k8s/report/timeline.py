@@ -104,12 +104,16 @@ def timeline_figure(trials: Sequence[TrialRecord]) -> "go.Figure":
     fig.update_yaxes(title_text="running", row=1, col=1)
     fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], type="category", row=2, col=1)
     fig.update_layout(
-        title=f"Trials per worker node over time ({len(placed)} trials on {nodes} node(s), {len(labels)} lanes)",
+        title=f"Trials per worker node over time ({len(placed):,} trials on {_count(nodes, 'node')}, {_count(len(labels), 'lane')})",
         height=min(260 + 22 * len(labels), 1400),
         legend_title_text="status",
         margin={"l": 10, "r": 10},
     )
     return fig
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _lane_key(label: str) -> tuple[str, int]:
