@@ -75,6 +75,8 @@ def render(record: ExperimentRecord, start: float | None = None) -> str:
 
 def plot_sections(record: ExperimentRecord) -> list[Section]:
     """One section per plot; a plot that cannot be drawn says why instead."""
+    import optuna
+
     trials, mode = record.trials, record.mode
     complete = [t for t in trials if t.objective is not None and t.status == "Succeeded"]
     out: list[Section] = []
@@ -118,6 +120,8 @@ def plot_sections(record: ExperimentRecord) -> list[Section]:
         from optuna.importance import FanovaImportanceEvaluator
         from optuna.visualization import plot_param_importances
 
+        if len(complete) < 2:
+            raise ValueError("needs two or more completed trials")
         study, note = study_of("importance", complete)
         # Optuna's default forest (64 trees, depth 64) takes minutes on 1,000 trials in pure
         # Python; 16 trees of depth 6 rank the parameters the same in well under a second.
@@ -159,13 +163,18 @@ def plot_sections(record: ExperimentRecord) -> list[Section]:
         fig.update_layout(title_text=f"Intermediate values ({record.metric}): {len(pruned)} early-stopped trials dotted orange, the rest green")
         return fig, note
 
-    add("history", "Optimisation history", history)
-    add("parallel", "Parallel coordinates", parallel)
-    add("importance", "Parameter importances", importance)
-    add("slice", "Slice plots", slices)
-    add("contour", "Contour of the two most important parameters", contour)
-    add("intermediate", "Intermediate values", intermediate)
-    add("timeline", "Trials per worker node", lambda: (timeline_figure(trials), None))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no completed trials": the empty plot says so
+    try:
+        add("history", "Optimisation history", history)
+        add("parallel", "Parallel coordinates", parallel)
+        add("importance", "Parameter importances", importance)
+        add("slice", "Slice plots", slices)
+        add("contour", "Contour of the two most important parameters", contour)
+        add("intermediate", "Intermediate values", intermediate)
+        add("timeline", "Trials per worker node", lambda: (timeline_figure(trials), None))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return out
 
 
