@@ -29,7 +29,7 @@ REPORT_FILE = "report.html"
 
 #: The most trials each plot draws before it samples (points, lines, model fits).
 #: (Optuna's contour interpolates onto an n x n grid of the trials' own values: 200 trials, 40,000 cells.)
-LIMITS = {"history": 10_000, "parallel": 500, "importance": 1_000, "slice": 2_000, "contour": 200, "intermediate": 300}
+LIMITS = {"history": 10_000, "parallel": 300, "importance": 1_000, "slice": 1_000, "contour": 200, "intermediate": 200}
 
 
 @dataclass

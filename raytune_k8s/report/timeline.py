@@ -13,9 +13,10 @@ ceiling that parallelTrialCount or the tenant quota sets.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
 
 from .experiment import TrialRecord
 
@@ -76,7 +77,7 @@ def timeline_figure(trials: Sequence[TrialRecord]) -> "go.Figure":
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.25, 0.75], vertical_spacing=0.04)
     times, counts = running_counts(trials)
     fig.add_trace(
-        go.Scatter(x=[_when(t) for t in times], y=counts, mode="lines", line={"shape": "hv", "color": "#444"},
+        go.Scatter(x=np.asarray(times) * 1000, y=np.asarray(counts), mode="lines", line={"shape": "hv", "color": "#444"},
                    name="trials running", hovertemplate="%{y} running at %{x}<extra></extra>"),
         row=1, col=1,
     )
@@ -84,24 +85,26 @@ def timeline_figure(trials: Sequence[TrialRecord]) -> "go.Figure":
     for trial, lane in placed:
         by_status[trial.status].append((trial, lane))
     for status, items in sorted(by_status.items()):
-        # One trace per status: each trial a thick segment, segments split by None (one SVG path).
-        xs: list[dt.datetime | None] = []
-        ys: list[str | None] = []
-        text: list[str | None] = []
-        for trial, lane in items:
-            hover = (f"trial {trial.trial_id} ({status})<br>{trial.node}, pid {trial.pid}<br>"
-                     f"{(trial.end or 0) - (trial.start or 0):.1f} s, {trial.iterations} iterations")
-            xs += [_when(trial.start), _when(trial.end), None]
-            ys += [lane, lane, None]
-            text += [hover, hover, None]
+        # One trace per status: each trial a thick segment from start to end, then a NaN gap,
+        # all in numpy arrays (plotly sends those as typed arrays: fast for 10,000 trials).
+        xs = np.full(3 * len(items), np.nan)
+        xs[0::3] = [1000 * (t.start or 0.0) for t, _ in items]  # ms since the epoch: a date axis
+        xs[1::3] = [1000 * (t.end or 0.0) for t, _ in items]
+        ys = np.repeat(np.array([lane for _, lane in items], dtype=object), 3)
+        hover = np.repeat(np.array([
+            f"trial {t.trial_id} ({status})<br>{t.node}, pid {t.pid}<br>"
+            f"{(t.end or 0) - (t.start or 0):.1f} s, {t.iterations} iterations" for t, _ in items
+        ], dtype=object), 3)
         fig.add_trace(
-            go.Scatter(x=xs, y=ys, text=text, mode="lines", name=status, connectgaps=False,
+            go.Scatter(x=xs, y=ys, text=hover, mode="lines", name=status, connectgaps=False,
                        line={"width": 10 if len(labels) < 30 else 4, "color": STATUS_COLOURS.get(status, "#7f7f7f")},
                        hovertemplate="%{text}<extra></extra>"),
             row=2, col=1,
         )
     nodes = len({t.node for t, _ in placed})
     fig.update_yaxes(title_text="running", row=1, col=1)
+    fig.update_xaxes(type="date", row=1, col=1)
+    fig.update_xaxes(type="date", title_text="time (UTC)", row=2, col=1)
     fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], type="category", row=2, col=1)
     fig.update_layout(
         title=f"Trials per worker node over time ({len(placed):,} trials on {_count(nodes, 'node')}, {_count(len(labels), 'lane')})",
@@ -119,7 +122,3 @@ def _count(n: int, word: str) -> str:
 def _lane_key(label: str) -> tuple[str, int]:
     node, _, lane = label.rpartition(" · lane ")
     return node, int(lane)
-
-
-def _when(ts: float | None) -> dt.datetime | None:
-    return None if ts is None else dt.datetime.fromtimestamp(ts)
