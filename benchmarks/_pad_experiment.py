@@ -15,11 +15,12 @@ def pad(src: Path, dst: Path, n: int) -> int:
     shutil.copytree(src, dst)
     state_path = sorted(dst.glob("experiment_state-*.json"))[-1]
     state = json.loads(state_path.read_text())
-    summary = json.loads((dst / "summary.json").read_text())
+    summary_path = dst / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"trial_table": []}
     rows = {r["trial_id"]: r for r in summary["trial_table"]}
     originals = list(state["trial_data"])
     metas = [json.loads(m) for _, m in originals]
-    span = max(m["last_result_time"] or 0 for m in metas) - min(m["start_time"] or 0 for m in metas)
+    span = max(m.get("last_result_time") or 0 for m in metas) - min(m.get("start_time") or 0 for m in metas)
     added = 0
     for k, (trial_json, meta_json) in zip(itertools.count(), itertools.cycle(originals)):
         if len(state["trial_data"]) >= n:
@@ -28,6 +29,8 @@ def pad(src: Path, dst: Path, n: int) -> int:
         old_id, new_id = trial["trial_id"], f"pad{k:05d}"
         shift = span * (1 + k // len(originals))
         new_dir = f"pad_{new_id}"
+        if not (dst / trial["relative_logdir"] / "result.json").exists():
+            continue
         shutil.copytree(dst / trial["relative_logdir"], dst / new_dir)
         lines = (dst / new_dir / "result.json").read_text().splitlines()
         out = []
@@ -38,14 +41,15 @@ def pad(src: Path, dst: Path, n: int) -> int:
             out.append(json.dumps(row))
         (dst / new_dir / "result.json").write_text("\n".join(out) + "\n")
         trial.update(trial_id=new_id, relative_logdir=new_dir)
-        meta["start_time"] = (meta["start_time"] or 0) + shift
-        meta["last_result_time"] = (meta["last_result_time"] or 0) + shift
+        meta["start_time"] = (meta.get("start_time") or 0) + shift
+        meta["last_result_time"] = (meta.get("last_result_time") or 0) + shift
         state["trial_data"].append([json.dumps(trial), json.dumps(meta)])
         if old_id in rows:
             summary["trial_table"].append(dict(rows[old_id], trial_id=new_id))
         added += 1
     state_path.write_text(json.dumps(state))
-    (dst / "summary.json").write_text(json.dumps(summary))
+    if summary_path.exists():
+        summary_path.write_text(json.dumps(summary))
     return added
 
 
