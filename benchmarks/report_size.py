@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--storage", type=Path, default=Path("/tmp/raytune-k8s-report-size"))
     parser.add_argument("--reuse", type=Path, help="an experiment directory to report on instead of running one")
+    parser.add_argument("--note", default="", help="how the reused directory was made, kept with the figures")
     args = parser.parse_args()
     trials = 40 if args.smoke else args.trials
     if args.reuse:
@@ -74,6 +75,7 @@ def main() -> None:
         runs.append((round(time.monotonic() - start, 2), round(time.process_time() - cpu, 2)))
     result = {
         "experiment_dir": str(experiment_dir),
+        "note": args.note,
         "trials": len(json.loads((experiment_dir / "summary.json").read_text())["trial_table"]),
         "tune_s": tune_s,
         "report_wall_cpu_s": runs,
