@@ -12,7 +12,7 @@ import time
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import optuna
 import pytest
