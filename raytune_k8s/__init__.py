@@ -21,9 +21,12 @@ _LAZY = {
     "ExperimentExistsError": "raytune_k8s.experiment",
     "Quota": "raytune_k8s.scaling",
     "report_metrics": "raytune_k8s.collectors.push",
+    "report": "raytune_k8s.reporting",
+    "export": "raytune_k8s.reporting",
 }
 
-__all__ = ["ExperimentExistsError", "ExperimentSpec", "Quota", "SpecError", "load_spec", "report_metrics", "resume", "run"]
+__all__ = ["ExperimentExistsError", "ExperimentSpec", "Quota", "SpecError", "export", "load_spec", "report", "report_metrics",
+           "resume", "run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from .spec import SpecError, parse_cpu, parse_memory
 from .summary import SUCCEEDED, SUMMARY_FILE, katib_status
+from .reporting import REPORT_FILE
 from .summary_table import print_table
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
@@ -45,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: the namespace's ResourceQuota when running in a pod, else none)")
     p.add_argument("--quota-memory", type=_quantity(parse_memory), metavar="MEMORY",
                    help="the tenant's memory quota for trials (like 12Gi); caps parallelTrialCount")
+    p.add_argument("--no-report", dest="report", action="store_false", help=f"do not write {REPORT_FILE} at the end")
+    p.add_argument("--optuna-storage", metavar="URL",
+                   help="mirror the trials live into this Optuna storage (a journal file path or an RDB URL like "
+                        "sqlite:///x.db), for optuna-dashboard URL")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("validate", help="check an experiment file and exit")
@@ -61,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--katib", action="store_true", help="print the Experiment status block in Katib's shape (YAML)")
     p.set_defaults(func=_results)
+
+    p = sub.add_parser("report", help=f"write an experiment's {REPORT_FILE} (plots and trials; opens offline)")
+    p.add_argument("experiment_dir")
+    p.set_defaults(func=_report_html)
+
+    p = sub.add_parser("export", help="copy a finished experiment into an Optuna storage, for optuna-dashboard")
+    p.add_argument("experiment_dir")
+    p.add_argument("--optuna-storage", metavar="URL", required=True, help="a journal file path or an RDB URL like sqlite:///x.db")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("cluster", help="a local simulated autoscaling Ray cluster (development, tests, benchmarks)")
     cluster = p.add_subparsers(required=True, metavar="ACTION")
@@ -93,9 +107,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.quota_cpu is not None or args.quota_memory is not None:
         quota = Quota.parse(cpu=args.quota_cpu, memory=args.quota_memory)
     summary = run(
-        args.spec, address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists, quota=quota
+        args.spec, address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists, quota=quota,
+        report=args.report, optuna_storage=args.optuna_storage,
     )
-    return _report(summary)
+    code = _report(summary)
+    if args.report and (Path(summary["experiment_dir"]) / REPORT_FILE).exists():
+        print(f"report: {Path(summary['experiment_dir']) / REPORT_FILE}")
+    return code
 
 
 def _cluster_up(args: argparse.Namespace) -> int:
@@ -134,6 +152,21 @@ def _resume(args: argparse.Namespace) -> int:
     from .experiment import resume
 
     return _report(resume(args.experiment_dir, address=args.address))
+
+
+def _report_html(args: argparse.Namespace) -> int:
+    from .reporting import report
+
+    print(report(args.experiment_dir))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .reporting import export
+
+    name = export(args.experiment_dir, args.optuna_storage)
+    print(f"study {name!r} written to {args.optuna_storage}; see it with: optuna-dashboard {args.optuna_storage}")
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

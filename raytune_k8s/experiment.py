@@ -136,15 +136,21 @@ def run(
     quota: "Quota | Mapping[str, Any] | None" = None,
     searcher: "Searcher | None" = None,
     searcher_actor: bool = True,
+    report: bool = True,
+    optuna_storage: str | None = None,
 ) -> dict[str, Any]:
     """Run a tuning experiment and return its summary (also written to ``summary.json``).
 
     ``spec`` is a file (this project's format or a Katib v1beta1 Experiment manifest), a YAML
     string, a dict or an :class:`ExperimentSpec`. The search algorithm (the spec's, or
     ``searcher``: any Ray Tune Searcher) runs in its own Ray actor unless ``searcher_actor`` is
-    False, in which case it runs in the driver.
+    False, in which case it runs in the driver. ``report`` writes ``report.html`` at the end;
+    ``optuna_storage`` (a JournalFileStorage path or an RDB URL) mirrors the trials into an
+    Optuna study while they run.
     """
     from ray import tune
+
+    from .reporting import after_run, live_callbacks
 
     from .control import ExperimentControl
     from .progress import ProgressLine
@@ -199,16 +205,20 @@ def run(
                     name=plan.spec.name,
                     storage_path=str(storage),
                     stop=control,
-                    callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials)],
+                    callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials),
+                               *live_callbacks(plan.spec, optuna_storage)],
                     failure_config=tune.FailureConfig(max_failures=retries),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                     verbose=1,
                 ),
             )
-            return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control)
+            summary = _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control)
         finally:
             if plan.actor is not None:
                 plan.actor.close()
+    if report:
+        after_run(experiment_dir)
+    return summary
 
 
 def resume(
