@@ -70,6 +70,10 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
         scheduler = create_scheduler(spec.early_stopping)
         trainable = resolve_trainable(spec)
     except SpecError as exc:
+        if loaded.katib_manifest:
+            from .spec.loading import manifest_path
+
+            exc = SpecError.of([(manifest_path(f), r) for f, r in exc.problems])
         raise exc.at(loaded.origin) from None
     notes = list(loaded.notes)
     from .trials import command_trial

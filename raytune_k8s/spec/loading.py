@@ -50,10 +50,10 @@ def load_document(source: SpecSource) -> LoadedSpec:
         check_semantics(spec, notes)
     except SpecError as exc:
         if katib:
-            exc = SpecError.of([(_manifest_path(f), r) for f, r in exc.problems])
+            exc = SpecError.of([(manifest_path(f), r) for f, r in exc.problems])
         raise exc.at(origin) from None
     if katib:
-        notes = [_manifest_path(n.split(": ", 1)[0]) + ": " + n.split(": ", 1)[1] if n.startswith("trialTemplate") else n for n in notes]
+        notes = [manifest_path(n.split(": ", 1)[0]) + ": " + n.split(": ", 1)[1] if n.startswith("trialTemplate") else n for n in notes]
     return LoadedSpec(spec, origin, katib, notes)
 
 
@@ -89,7 +89,7 @@ def _one_document(text: str, origin: str | None) -> Any:
     return documents[0] if documents else None
 
 
-def _manifest_path(field: str) -> str:
+def manifest_path(field: str) -> str:
     """A spec field's path in a Katib manifest (``name`` is ``metadata.name``)."""
     if field in ("name", "namespace"):
         return f"metadata.{field}"
