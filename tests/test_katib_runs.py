@@ -93,6 +93,9 @@ def test_katib_mnist_manifest_with_json_file_collector(ray_connected, tmp_path, 
     metadata references, as a Katib user's manifest writes them."""
     doc = yaml.safe_load((REPO / "examples" / "katib" / "file-json-collector.yaml").read_text())
     doc["spec"].update(parallelTrialCount=2, maxTrialCount=2)
+    # A range where 40 SGD steps already learn (the example's own range needs a few epochs).
+    doc["spec"]["parameters"] = [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.06", "max": "0.1"}},
+                                 {"name": "momentum", "parameterType": "double", "feasibleSpace": {"min": "0.8", "max": "0.9"}}]
     container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     container["command"] += ["--batch-size=100", "--log-interval=10"]
     container["env"] = [{"name": "TRIAL_NAME", "value": "${trialParameters.trialName}"}]
@@ -107,7 +110,7 @@ def test_katib_mnist_manifest_with_json_file_collector(ray_connected, tmp_path, 
     summary = json.loads((experiment / "summary.json").read_text())
     assert summary["status"] == "Succeeded" and summary["succeeded"] == 2
     for row in summary["trial_table"]:
-        assert 0.3 < row["metrics"]["accuracy"] <= 1 and row["metrics"]["loss"] > 0  # chance is 0.1
+        assert 0.5 < row["metrics"]["accuracy"] <= 1 and row["metrics"]["loss"] > 0  # chance is 0.1
     logs = sorted(experiment.glob("*/collector/katib/mnist.json"))
     assert len(logs) == 2, "each trial wrote its own copy of Katib's path"
     assert (experiment / "katib-experiment.yaml").read_text() == path.read_text()
