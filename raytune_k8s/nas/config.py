@@ -71,7 +71,7 @@ class NasParameter(_Model):
         """Every value this parameter takes, in order (numbers as numbers)."""
         s = self.space
         if self.type in ("categorical", "discrete"):
-            return [_number(v) for v in s.values or ()]
+            return [katib_number(v) for v in s.values or ()]
         assert s.min is not None and s.max is not None
         if self.type == "int":
             return list(range(int(s.min), int(s.max) + 1, int(s.step or 1)))
@@ -165,7 +165,7 @@ def darts_search_space(config: NasConfig) -> list[str]:
     return [op.name for op in config.candidates()]
 
 
-def _number(value: Scalar) -> Scalar:
+def katib_number(value: Scalar) -> Scalar:
     """Katib writes categorical numbers as strings: "3" -> 3, "0.5" -> 0.5, "max_pooling" stays."""
     if isinstance(value, str):
         for cast in (int, float):

@@ -8,7 +8,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..nas.config import NasConfig
+from ..nas.config import NasConfig, katib_number
 
 Scalar = Union[bool, int, float, str]
 
@@ -207,20 +207,10 @@ class ExperimentSpec(_Model):
             if isinstance(item, dict) and item.get("parameterType") == "discrete":
                 space = item.get("feasibleSpace")
                 if isinstance(space, dict) and isinstance(space.get("list"), list):
-                    item = {**item, "feasibleSpace": {**space, "list": [_number(v) for v in space["list"]]}}
+                    item = {**item, "feasibleSpace": {**space, "list": [katib_number(v) for v in space["list"]]}}
             out.append(item)
         return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(by_alias=True, exclude_none=True), sort_keys=False)
 
-
-def _number(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
