@@ -41,11 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--storage-path", help="where experiments are stored (default: $RAYTUNE_K8S_STORAGE or ~/ray_results)")
     p.add_argument("--resume-if-exists", action="store_true", help="continue the experiment if its directory already exists")
-    p.add_argument("--quota-cpu", type=_quantity(parse_cpu), metavar="CPU",
-                   help="the tenant's vCPU quota for trials (like 6 or 1500m); caps parallelTrialCount "
-                        "(default: the namespace's ResourceQuota when running in a pod, else none)")
-    p.add_argument("--quota-memory", type=_quantity(parse_memory), metavar="MEMORY",
-                   help="the tenant's memory quota for trials (like 12Gi); caps parallelTrialCount")
+    _quota_options(p)
     p.add_argument("--no-report", dest="report", action="store_false", help=f"do not write {REPORT_FILE} at the end")
     p.add_argument("--optuna-storage", metavar="URL",
                    help="mirror the trials live into this Optuna storage (a journal file path or an RDB URL like "
@@ -58,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resume", help="continue an interrupted experiment")
     p.add_argument("experiment_dir")
-    p.add_argument("--address")
+    p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
+    _quota_options(p)
     p.set_defaults(func=_resume)
 
     p = sub.add_parser("results", help="show an experiment's trials, best first")
@@ -88,6 +85,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quota_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quota-cpu", type=_quantity(parse_cpu), metavar="CPU",
+                   help="the tenant's vCPU quota for trials (like 6 or 1500m); caps parallelTrialCount "
+                        "(default: the quota in the head's environment on our RayCluster, else none)")
+    p.add_argument("--quota-memory", type=_quantity(parse_memory), metavar="MEMORY",
+                   help="the tenant's memory quota for trials (like 12Gi); caps parallelTrialCount")
+
+
+def _quota(args: argparse.Namespace) -> Any:
+    from .scaling import Quota
+
+    if args.quota_cpu is None and args.quota_memory is None:
+        return None
+    return Quota.parse(cpu=args.quota_cpu, memory=args.quota_memory)
+
+
 def _quantity(parse: Any) -> Any:
     def check(text: str) -> str:
         try:
@@ -101,13 +114,9 @@ def _quantity(parse: Any) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from .experiment import run
-    from .scaling import Quota
 
-    quota = None
-    if args.quota_cpu is not None or args.quota_memory is not None:
-        quota = Quota.parse(cpu=args.quota_cpu, memory=args.quota_memory)
     summary = run(
-        args.spec, address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists, quota=quota,
+        args.spec, address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists, quota=_quota(args),
         report=args.report, optuna_storage=args.optuna_storage,
     )
     code = _report(summary)
@@ -151,7 +160,7 @@ def _cluster_down(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from .experiment import resume
 
-    return _report(resume(args.experiment_dir, address=args.address))
+    return _report(resume(args.experiment_dir, address=args.address, quota=_quota(args)))
 
 
 def _report_html(args: argparse.Namespace) -> int:
