@@ -112,11 +112,13 @@ class CmaEsSearcher(StatefulSearcher):
     _STATE = ("_rng", "_large_popsize", "_evals", "_regime", "restarts", "_cma", "_pending", "_run", "_told")
 
     def get_state(self) -> dict:
-        return {name: getattr(self, name) for name in self._STATE}
+        # A pickled CMA comes back with a fresh, unseeded generator: keep its state ourselves.
+        return {**{name: getattr(self, name) for name in self._STATE}, "cma_rng": self._cma._rng.get_state()}
 
     def set_state(self, state: dict) -> None:
         for name in self._STATE:
             setattr(self, name, state[name])
+        self._cma._rng.set_state(state["cma_rng"])
 
 
 def create(space: SearchSpace, objective: Objective, settings: Settings) -> CmaEsSearcher:

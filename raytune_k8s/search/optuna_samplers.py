@@ -10,6 +10,7 @@ trials) and the whole state is the study, which pickles.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import optuna
@@ -106,6 +107,12 @@ create_multivariate_tpe = _creator(multivariate_tpe_sampler)
 #: ``sobol``: a scrambled Sobol sequence (Optuna's QMCSampler on scipy's Sobol engine). Optuna
 #: draws the first trial at random (it learns the space from it); trials 2, 3, ... are the points
 #: of ``scipy.stats.qmc.Sobol(d, scramble=True, seed=random_state)``.
-create_sobol = _creator(
-    lambda s: optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=s.optional_integer("random_state"), warn_independent_sampling=False)
-)
+def sobol_sampler(settings: Settings) -> optuna.samplers.QMCSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.QMCSampler(
+            qmc_type="sobol", scramble=True, seed=settings.optional_integer("random_state"), warn_independent_sampling=False
+        )
+
+
+create_sobol = _creator(sobol_sampler)
