@@ -21,7 +21,7 @@ from .interruption import RunOutcome, watch_for_interrupt
 from .progress import ProgressLine
 from .runtime import ray_session
 from .scaling import Quota, effective_parallelism, parallelism_request, trial_bundles
-from .search import create_searcher
+from .search import create_search
 from .search.actor import ActorSearcher
 from .space import SearchSpace
 from .spec import ExperimentSpec, SpecError, parse_cpu, parse_memory, parse_spec
@@ -59,8 +59,12 @@ def load_spec(source: SpecSource) -> ExperimentSpec:
 def prepare(source: SpecSource, searcher: Searcher | None = None, *, searcher_actor: bool = True) -> Plan:
     spec = parse_spec(source if not isinstance(source, os.PathLike) else Path(source))
     space = SearchSpace.from_spec(spec)
-    built_searcher = create_searcher(spec.algorithm, space, spec.objective)
-    scheduler = create_scheduler(spec.early_stopping)
+    search = create_search(spec.algorithm, space, spec.objective)
+    built_searcher, scheduler = search.searcher, create_scheduler(spec.early_stopping)
+    if search.scheduler is not None:  # pbt steers the running trials itself
+        if scheduler is not None:
+            raise SpecError("earlyStopping", f"algorithm {spec.algorithm.name!r} schedules the trials itself; remove earlyStopping")
+        scheduler = search.scheduler
     metrics = [spec.objective.metric, *spec.objective.additional_metrics]
     trainable = resolve_trainable(spec.trial, space.names, metrics)
     if searcher is not None:  # a Python user's own Ray Tune searcher
@@ -142,7 +146,8 @@ def run(
                 stop=control,
                 callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials)],
                 failure_config=tune.FailureConfig(max_failures=plan.spec.trial.retries),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                # PBT copies other trials' checkpoints: keep more than the last two (Ray's advice)
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2 if plan.spec.algorithm.name != "pbt" else 4),
                 verbose=1,
             ),
         )

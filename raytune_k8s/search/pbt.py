@@ -93,6 +93,24 @@ class PopulationScheduler(PopulationBasedTraining):
         self.suggestion_trial_dir = suggestion_trial_dir
         self.population = population
 
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        # Ray's PBT refuses every Searcher: one that learns from results would be misled by the
+        # configurations PBT changes under it. Ours only draws the population at random, like
+        # Tune's own generator, and the searcher actor host needs a Searcher.
+        super().on_trial_add(_WithoutSearcher(tune_controller), trial)
+
+
+class _WithoutSearcher:
+    """The controller as PBT's check sees it: no search algorithm."""
+
+    search_alg = None
+
+    def __init__(self, controller: Any):
+        self._controller = controller
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._controller, name)
+
 
 def create(space: SearchSpace, objective: Objective, settings: Settings) -> Search:
     for required in ("n_population", "truncation_threshold"):
@@ -110,9 +128,7 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Sear
     scheduler = PopulationScheduler(
         suggestion_trial_dir=trial_dir,
         population=population,
-        time_attr="training_iteration",
-        metric=objective.metric,
-        mode=objective.mode,
+        time_attr="training_iteration",  # metric and mode come from the TuneConfig, as for every scheduler
         perturbation_interval=interval,
         hyperparam_mutations=mutations,
         quantile_fraction=truncation,
