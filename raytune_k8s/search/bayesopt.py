@@ -186,7 +186,9 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Baye
     """Katib's settings (scikit-optimize's names and defaults) mapped onto bayes_opt.
 
     ``base_estimator`` must be GP (bayes_opt has no forest/boosting surrogates); ``acq_func``
-    gp_hedge|LCB|EI|PI (or ucb|ei|poi); ``acq_optimizer`` auto|lbfgs (random points then L-BFGS-B
+    gp_hedge|LCB|EI|PI (or ucb|ei|poi; default ucb, not Katib's gp_hedge: with a categorical
+    parameter bayes_opt optimises EI and PI by differential evolution, minutes per suggestion
+    here); ``acq_optimizer`` auto|lbfgs (random points then L-BFGS-B
     restarts) or sampling (random points only); ``n_initial_points`` (default 10);
     ``random_state``. Ours: ``kappa``, ``xi``, ``acq_random_points``, ``acq_restarts``,
     ``pending_strategy``.
@@ -200,7 +202,7 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Baye
         objective.mode,
         seed=settings.optional_integer("random_state"),
         init_points=settings.integer("n_initial_points", 10, minimum=1),
-        acq=ACQUISITIONS[settings.choice("acq_func", "gp_hedge", list(ACQUISITIONS))],
+        acq=ACQUISITIONS[settings.choice("acq_func", "ucb", list(ACQUISITIONS))],
         kappa=settings.number("kappa", 2.576, low=0.0),
         xi=settings.number("xi", 0.01, low=0.0),
         acq_random_points=settings.integer("acq_random_points", 10_000, minimum=1),
