@@ -545,6 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             curves[method] = curve_bands(arr)
             results[method] = {
                 **summarize(arr, problem.threshold, checkpoints),
+                # the headline figure: median simple regret after 100 evaluations
+                "regret_at_100": float(np.median(arr[:, 99])) if args.budget >= 100 else None,
                 "runtime_s": sum(wall),
                 "seconds_per_run": float(np.mean(wall)),
                 "ms_per_evaluation": 1000 * sum(wall) / (len(wall) * args.budget),
