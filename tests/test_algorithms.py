@@ -239,3 +239,27 @@ def test_pbt_trial_resumes_from_a_copied_checkpoint_with_perturbed_params(ray_co
     # round holds before its checkpoint does, so require it of most exploits, not all.
     perturbed = [e for e in copied if any(math.isclose(e[3], min(max(e[2] * f, 0.01), 10)) for f in (0.8, 1.2))]
     assert len(perturbed) >= max(1, len(copied) // 2), copied
+
+
+def test_hyperband_experiment_runs_every_rung_through_tune(ray_connected, tmp_path):
+    """End to end: the searcher actor says "not now" while a rung runs, Tune asks again, and the
+    whole schedule (23 trials for r_l 9, eta 3) runs with the budget parameter set per rung."""
+    import raytune_k8s
+
+    spec = {
+        "name": "branin-hyperband",
+        "objective": {"type": "minimize", "objectiveMetricName": "value"},
+        "algorithm": {"algorithmName": "hyperband", "algorithmSettings": [
+            {"name": "resource_name", "value": "y"}, {"name": "r_l", "value": 9}, {"name": "random_state", "value": 0}]},
+        "parameters": [
+            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": -5, "max": 10}},
+            {"name": "y", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 15}},
+        ],
+        "parallelTrialCount": 3,
+        "maxTrialCount": 30,
+        "trial": {"trainable": "branin"},
+    }
+    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    budgets = sorted(row["params"]["y"] for row in summary["trial_table"])
+    assert summary["status"] == "Succeeded" and summary["trials"] == 23
+    assert budgets == sorted([1.0] * 9 + [3.0] * 3 + [9.0] + [3.0] * 5 + [9.0] * 2 + [9.0] * 3)
