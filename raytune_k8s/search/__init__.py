@@ -1,26 +1,37 @@
-"""Search algorithms: one module per algorithm, every one a Ray Tune ``Searcher``.
+"""Search algorithms: one module per algorithm behind one registry of Katib names.
 
-``create_searcher`` looks an algorithm up by its Katib name. Adding an algorithm is one new
-module with a ``create(space, objective, settings)`` function and one line in ``ALGORITHMS``.
+An algorithm's ``create(space, objective, settings)`` returns a Ray Tune ``Searcher``, or a
+:class:`Search` when the algorithm also drives the trials it started (``pbt``: a
+``TrialScheduler`` that exploits and explores running trials). ``create_search`` gives every
+algorithm as a :class:`Search`; ``create_searcher`` just its searcher. Adding an algorithm is one
+new module and one line in ``ALGORITHMS`` ("module" for its ``create``, "module:function" for
+another factory).
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from ..space import SearchSpace
 from ..spec import Algorithm, Objective, SpecError
 from ..settings import Settings
 
-#: Katib algorithm name -> module holding its ``create`` function.
+#: Katib algorithm name -> factory ("module" means its ``create``).
 ALGORITHMS: dict[str, str] = {
     "random": "raytune_k8s.search.random",
     "grid": "raytune_k8s.search.grid",
     "tpe": "raytune_k8s.search.tpe",
+    "multivariate-tpe": "raytune_k8s.search.optuna_samplers:create_multivariate_tpe",
+    "cmaes": "raytune_k8s.search.cmaes",
+    "sobol": "raytune_k8s.search.optuna_samplers:create_sobol",
     "bayesianoptimization": "raytune_k8s.search.bayesopt",
+    "hyperband": "raytune_k8s.search.hyperband",
+    "pbt": "raytune_k8s.search.pbt",
     # Neural architecture search over the spec's nasConfig.
     "darts": "raytune_k8s.nas.darts_suggestion",
     "enas": "raytune_k8s.nas.enas",
@@ -28,23 +39,38 @@ ALGORITHMS: dict[str, str] = {
 NAS_ALGORITHMS = ("darts", "enas")
 
 
-def create_searcher(algorithm: Algorithm, space: SearchSpace, objective: Objective, nas_config: Any = None) -> Searcher:
-    """Build the searcher an experiment asks for; unknown names and settings raise SpecError.
+@dataclass(frozen=True)
+class Search:
+    """What an algorithm contributes to a Tuner: the searcher (``search_alg``) and, for
+    algorithms that steer running trials, the scheduler (``scheduler``; None otherwise)."""
+
+    searcher: Searcher
+    scheduler: TrialScheduler | None = None
+
+
+def create_search(algorithm: Algorithm, space: SearchSpace, objective: Objective, nas_config: Any = None) -> Search:
+    """Build the search an experiment asks for; unknown names and settings raise SpecError.
     The NAS algorithms also take the spec's ``nasConfig``."""
-    module_name = ALGORITHMS.get(algorithm.name)
-    if module_name is None:
+    target = ALGORITHMS.get(algorithm.name)
+    if target is None:
         raise SpecError(
             "algorithm.algorithmName",
             f"unknown algorithm {algorithm.name!r}; choose one of {', '.join(ALGORITHMS)}",
         )
+    module_name, _, function = target.partition(":")
     settings = Settings(algorithm.settings, "algorithm.algorithmSettings")
-    module = importlib.import_module(module_name)
+    factory = getattr(importlib.import_module(module_name), function or "create")
     if algorithm.name in NAS_ALGORITHMS:
-        searcher = module.create(space, objective, settings, nas_config=nas_config)
+        built = factory(space, objective, settings, nas_config=nas_config)
     else:
-        searcher = module.create(space, objective, settings)
+        built = factory(space, objective, settings)
     settings.reject_unused()
-    return searcher
+    return built if isinstance(built, Search) else Search(built)
 
 
-__all__ = ["ALGORITHMS", "Settings", "create_searcher"]
+def create_searcher(algorithm: Algorithm, space: SearchSpace, objective: Objective, nas_config: Any = None) -> Searcher:
+    """Just the searcher of :func:`create_search` (for algorithms without a scheduler)."""
+    return create_search(algorithm, space, objective, nas_config).searcher
+
+
+__all__ = ["ALGORITHMS", "Search", "Settings", "create_search", "create_searcher"]

@@ -1,15 +1,18 @@
 """Gaussian-process Bayesian optimisation on bayes_opt's public suggest/register API.
 
 Ray 2.60's ``BayesOptSearch`` breaks on bayes_opt >= 2 (ray issue 49845), so this adapter talks
-to ``bayes_opt.BayesianOptimization`` directly. Every parameter is searched as a coordinate in
-[0, 1] (log-warped where the distribution is log, rounded onto steps, ints and choices), which
-keeps the GP on plain floats. Trials still running are pending points: by default the GP
+to ``bayes_opt.BayesianOptimization`` directly. Every numeric parameter is searched as a
+coordinate in [0, 1] (log-warped where the distribution is log, rounded onto steps and ints; a
+``discrete`` list, ordered numbers, takes the coordinate's quantile); a ``categorical`` one is
+bayes_opt 3's typed categorical parameter, one-hot in the GP, so no order between categories is
+invented. Trials still running are pending points: by default the GP
 believes its own prediction there (Kriging believer; for UCB this is GP-BUCB, Desautels et al.
 2014), or a constant lie as in ``bayes_opt.acquisition.ConstantLiar``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from typing import Any
@@ -37,10 +40,18 @@ class _PendingAware(acquisition.ConstantLiar):
     "max"/"mean"/"min" are bayes_opt's constant liar (a lie of the best/mean/worst result so far).
     """
 
+    # bayes_opt only puts the point it suggested into ``dummies``; ours holds exactly the pending
+    # points, as arrays in the target space's encoding (one-hot for categoricals).
+
     def __init__(self, base: acquisition.AcquisitionFunction, n_random: int, n_smart: int, strategy: str):
         super().__init__(base, strategy="max" if strategy == "believer" else strategy)
         self.believer = strategy == "believer"
         self.n_random, self.n_smart = n_random, n_smart
+
+    def _copy_target_space(self, target_space: Any) -> Any:
+        # bayes_opt's copy rebuilds the space from its array bounds, which turns a categorical
+        # parameter's one-hot columns into floats (and breaks the acquisition search).
+        return copy.deepcopy(target_space)
 
     def suggest(self, gp: Any, target_space: Any, n_random: int = 0, n_smart: int = 0, fit_gp: bool = True, random_state: Any = None) -> Any:
         if not (self.believer and self.dummies):
@@ -79,6 +90,8 @@ class BayesOptSearcher(StatefulSearcher):
     ):
         super().__init__(metric=metric, mode=mode)
         self._space = space
+        #: categorical dimensions are bayes_opt categorical parameters over their value indices
+        self._categorical = {d.name for d in space if d.kind == "categorical"}
         self._init_points = init_points
         self._acq_args = (acq, kappa, xi, seed)
         self._acq_budget = (acq_random_points, acq_restarts)
@@ -89,21 +102,29 @@ class BayesOptSearcher(StatefulSearcher):
 
     def _new_optimizer(self) -> BayesianOptimization:
         acq, kappa, xi, seed = self._acq_args
+        kinds = {
+            "ucb": lambda: acquisition.UpperConfidenceBound(kappa=kappa),
+            "ei": lambda: acquisition.ExpectedImprovement(xi=xi),
+            "poi": lambda: acquisition.ProbabilityOfImprovement(xi=xi),
+        }
         base: acquisition.AcquisitionFunction
-        if acq == "ei":
-            base = acquisition.ExpectedImprovement(xi=xi)
-        elif acq == "poi":
-            base = acquisition.ProbabilityOfImprovement(xi=xi)
+        if acq == "gp_hedge":  # Hoffman et al. 2011: a bandit over UCB, PI and EI
+            base = acquisition.GPHedge([kinds[k]() for k in ("ucb", "poi", "ei")], random_state=seed)
         else:
-            base = acquisition.UpperConfidenceBound(kappa=kappa)
-        return BayesianOptimization(
-            f=None,
-            pbounds={name: (0.0, 1.0) for name in self._space.names},
-            acquisition_function=_PendingAware(base, *self._acq_budget, strategy=self._pending_strategy),
-            random_state=seed,
-            verbose=0,
-            allow_duplicate_points=True,
-        )
+            base = kinds[acq]()
+        pbounds: dict[str, Any] = {
+            d.name: tuple(range(len(d.values))) if d.name in self._categorical else (0.0, 1.0) for d in self._space
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "non-float parameters are experimental"
+            return BayesianOptimization(
+                f=None,
+                pbounds=pbounds,
+                acquisition_function=_PendingAware(base, *self._acq_budget, strategy=self._pending_strategy),
+                random_state=seed,
+                verbose=0,
+                allow_duplicate_points=True,
+            )
 
     # ---- Searcher API
 
@@ -113,8 +134,8 @@ class BayesOptSearcher(StatefulSearcher):
         else:
             # The dummies are exactly the points still pending: bayes_opt's own list would keep
             # the point of a trial that failed (or reported nothing) for ever.
-            keys = self._optimizer.space.keys
-            self._optimizer.acquisition_function.dummies = [np.array([u[k] for k in keys]) for u in self._pending.values()]
+            space = self._optimizer.space
+            self._optimizer.acquisition_function.dummies = [space.params_to_array(u) for u in self._pending.values()]
             # One BLAS thread: the GP's matrices are small, and more threads only contend
             # (measured about 2x faster per suggestion on 2 cores). The acquisition search calls
             # the GP's predict about 1,500 times on points it made itself: skip sklearn's input
@@ -124,10 +145,10 @@ class BayesOptSearcher(StatefulSearcher):
             ):
                 warnings.simplefilter("ignore")  # sklearn convergence chatter
                 unit = self._optimizer.suggest()
-        unit = {k: float(v) for k, v in unit.items()}
+        unit = {k: int(v) if k in self._categorical else float(v) for k, v in unit.items()}
         self._pending[trial_id] = unit
         self._suggested += 1
-        return {d.name: d.from_unit(unit[d.name]) for d in self._space}
+        return {d.name: d.values[unit[d.name]] if d.name in self._categorical else d.from_unit(unit[d.name]) for d in self._space}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         unit = self._pending.pop(trial_id, None)
@@ -157,17 +178,34 @@ class BayesOptSearcher(StatefulSearcher):
         self._suggested = state["suggested"]
 
 
+#: Katib's ``acq_func`` names (scikit-optimize's) and ours -> bayes_opt acquisition.
+ACQUISITIONS = {"gp_hedge": "gp_hedge", "LCB": "ucb", "EI": "ei", "PI": "poi", "ucb": "ucb", "ei": "ei", "poi": "poi"}
+
+
 def create(space: SearchSpace, objective: Objective, settings: Settings) -> BayesOptSearcher:
+    """Katib's settings (scikit-optimize's names and defaults) mapped onto bayes_opt.
+
+    ``base_estimator`` must be GP (bayes_opt has no forest/boosting surrogates); ``acq_func``
+    gp_hedge|LCB|EI|PI (or ucb|ei|poi; default ucb, not Katib's gp_hedge: with a categorical
+    parameter bayes_opt optimises EI and PI by differential evolution, minutes per suggestion
+    here); ``acq_optimizer`` auto|lbfgs (random points then L-BFGS-B
+    restarts) or sampling (random points only); ``n_initial_points`` (default 10);
+    ``random_state``. Ours: ``kappa``, ``xi``, ``acq_random_points``, ``acq_restarts``,
+    ``pending_strategy``.
+    """
+    settings.choice("base_estimator", "GP", ["GP"])
+    sampling_only = settings.choice("acq_optimizer", "auto", ["auto", "lbfgs", "sampling"]) == "sampling"
+    restarts = settings.integer("acq_restarts", 10, minimum=0)
     return BayesOptSearcher(
         space,
         objective.metric,
         objective.mode,
         seed=settings.optional_integer("random_state"),
-        init_points=settings.integer("n_initial_points", 5, minimum=1),
-        acq=settings.choice("acq_func", "ucb", ["ucb", "ei", "poi"]),
+        init_points=settings.integer("n_initial_points", 10, minimum=1),
+        acq=ACQUISITIONS[settings.choice("acq_func", "ucb", list(ACQUISITIONS))],
         kappa=settings.number("kappa", 2.576, low=0.0),
         xi=settings.number("xi", 0.01, low=0.0),
         acq_random_points=settings.integer("acq_random_points", 10_000, minimum=1),
-        acq_restarts=settings.integer("acq_restarts", 10, minimum=0),
+        acq_restarts=0 if sampling_only else restarts,
         pending=settings.choice("pending_strategy", "believer", ["believer", "max", "mean", "min"]),
     )

@@ -2,7 +2,8 @@
 
 A trial writes its state into a fresh directory and reports it with the epoch's metrics; Tune
 persists it to the experiment's storage (shared storage on a cluster), so a trial restarted on
-another node, or by ``Tuner.restore``, continues from its last finished epoch.
+another node, or by ``Tuner.restore``, continues from its last finished epoch; under PBT a trial
+also starts from a copy of a better trial's checkpoint.
 """
 
 from __future__ import annotations
@@ -38,3 +39,12 @@ def report_with_checkpoint(metrics: dict[str, Any], state: dict[str, Any], save:
         save(path)
         (path / STATE_FILE).write_text(json.dumps(state))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def check_same_shape(saved: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """A checkpoint (under PBT possibly another trial's) fits only a network of its own shape."""
+    if saved != wanted:
+        raise ValueError(
+            f"the checkpoint holds a network of shape {saved}, this trial asks for {wanted}: "
+            "under pbt, make the parameters that shape the network fixedParameters"
+        )

@@ -3,7 +3,9 @@
 Parameters (Katib's names): ``lr``, ``num-layers`` (hidden layers, really used), ``optimizer``
 (sgd|adam|ftrl|...), ``batch-size``, ``num-epochs``; also ``num-hidden`` (units per layer),
 ``seed`` and ``data-dir``. Reports ``Train-accuracy`` and ``Validation-accuracy`` every epoch,
-with a checkpoint, and resumes from the last one.
+with a checkpoint, and resumes from the last one - also one PBT copied from another trial, with
+this trial's (perturbed) ``lr``, ``optimizer`` and ``batch-size``; ``num-layers`` and
+``num-hidden`` must match the checkpoint's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._mxnet import import_mxnet
-from .checkpoints import latest_checkpoint, report_with_checkpoint
+from .checkpoints import check_same_shape, latest_checkpoint, report_with_checkpoint
 from .data import load_mnist
 
 
@@ -42,11 +44,15 @@ def train(config: dict[str, Any]) -> None:
     trainer = gluon.Trainer(net.collect_params(), optimizer, {"learning_rate": lr})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
+    shape = {"num-layers": num_layers, "num-hidden": num_hidden}
     first_epoch = 0
     with latest_checkpoint() as (directory, state):
         if directory is not None:
+            check_same_shape(state.get("shape", shape), shape)
             net.load_parameters(str(directory / "net.params"))
-            trainer.load_states(str(directory / "trainer.states"))
+            if state.get("optimizer", optimizer) == optimizer:  # PBT may have switched it
+                trainer.load_states(str(directory / "trainer.states"))
+                trainer.set_learning_rate(lr)  # the saved states hold the old lr
             first_epoch = state["epoch"]
 
     train_x, train_y = mx.nd.array(data.train_x), mx.nd.array(data.train_y)
@@ -68,4 +74,4 @@ def train(config: dict[str, Any]) -> None:
             trainer.save_states(os.path.join(path, "trainer.states"))
 
         metrics = {"epoch": epoch + 1, "Train-accuracy": train_acc.get()[1], "Validation-accuracy": val_acc.get()[1]}
-        report_with_checkpoint(metrics, {"epoch": epoch + 1}, save)
+        report_with_checkpoint(metrics, {"epoch": epoch + 1, "optimizer": optimizer, "shape": shape}, save)

@@ -3,7 +3,9 @@
 Same parameters and metrics as the MXNet trial: ``lr``, ``num-layers``, ``num-hidden``,
 ``optimizer`` (sgd|adam|adagrad|rmsprop), ``batch-size``, ``num-epochs``, ``seed``,
 ``data-dir``; reports ``Train-accuracy`` and ``Validation-accuracy`` every epoch, with a
-checkpoint, and resumes from the last one.
+checkpoint, and resumes from the last one - also one PBT copied from another trial, with this
+trial's (perturbed) ``lr``, ``optimizer`` and ``batch-size``; the network's shape (``model``,
+``num-layers``, ``num-hidden``) must match the checkpoint's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import latest_checkpoint, report_with_checkpoint
+from .checkpoints import check_same_shape, latest_checkpoint, report_with_checkpoint
 from .data import load_mnist
 
 OPTIMIZERS = {
@@ -62,12 +64,17 @@ def train(config: dict[str, Any]) -> None:
     optimizer = OPTIMIZERS[optimizer_name](model.parameters(), lr=float(config.get("lr", 0.01)))
     loss_fn = nn.CrossEntropyLoss()
 
+    shape = {k: config.get(k) for k in ("model", "num-layers", "num-hidden")}
     first_epoch = 0
     with latest_checkpoint() as (directory, state):
         if directory is not None:
+            check_same_shape(state.get("shape", shape), shape)
             saved = torch.load(directory / "model.pt", weights_only=True)
             model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
+            if state.get("optimizer", optimizer_name) == optimizer_name:  # PBT may have switched it
+                optimizer.load_state_dict(saved["optimizer"])
+                for group in optimizer.param_groups:  # the optimizer state holds the old lr
+                    group["lr"] = float(config.get("lr", 0.01))
             first_epoch = state["epoch"]
 
     train_x, train_y = torch.from_numpy(data.train_x), torch.from_numpy(data.train_y)
@@ -88,4 +95,4 @@ def train(config: dict[str, Any]) -> None:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path / "model.pt")
 
         metrics = {"epoch": epoch + 1, "Train-accuracy": correct / len(train_y), "Validation-accuracy": _accuracy(model, val_x, val_y)}
-        report_with_checkpoint(metrics, {"epoch": epoch + 1}, save)
+        report_with_checkpoint(metrics, {"epoch": epoch + 1, "optimizer": optimizer_name, "shape": shape}, save)

@@ -1,0 +1,265 @@
+"""Katib's newer algorithms do what their names promise: Sobol points are Sobol's, CMA-ES learns
+and restarts, Hyperband gives each rung its budget, PBT resumes from copied checkpoints with
+perturbed parameters, and every algorithm refuses a setting it does not know, by name."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import qmc
+
+from raytune_k8s.search import ALGORITHMS, Search, create_search, create_searcher
+from raytune_k8s.search.hyperband import schedule
+from raytune_k8s.space import SearchSpace
+from raytune_k8s.spec import SpecError, parse_spec
+
+from .test_search import _branin_spec, _run_sequential, _searcher
+
+
+def _spec(algorithm: str, settings: list[dict], parameters: list[dict], objective_type: str = "minimize"):
+    return parse_spec(
+        {
+            "name": "t",
+            "objective": {"type": objective_type, "objectiveMetricName": "value"},
+            "algorithm": {"algorithmName": algorithm, "algorithmSettings": settings},
+            "parameters": parameters,
+            "maxTrialCount": 10,
+            "trial": {"trainable": "branin"},
+        }
+    )
+
+
+UNIT_SQUARE = [{"name": n, "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}} for n in ("a", "b", "c")]
+
+
+def test_sobol_points_are_the_scrambled_sobol_sequence():
+    """After Optuna's first (random) trial, trial k is point k-1 of scipy's scrambled Sobol
+    sequence for that seed; the first 16 of them hit each of 16 equal slices of every axis once."""
+    searcher = _searcher(_spec("sobol", [{"name": "random_state", "value": 7}], UNIT_SQUARE))
+    points = []
+    for i in range(17):
+        config = searcher.suggest(str(i))
+        searcher.on_trial_complete(str(i), {"value": sum(config.values())})
+        points.append([config[n] for n in "abc"])
+    sobol = qmc.Sobol(3, scramble=True, seed=7).random(16)
+    np.testing.assert_allclose(points[1:], sobol)
+    for axis in range(3):
+        assert sorted((np.array(points[1:])[:, axis] * 16).astype(int)) == list(range(16))
+
+
+def test_cmaes_learns_on_branin():
+    seeds = range(3)
+    late = [statistics.mean(_run_sequential(_searcher(_branin_spec("cmaes", s)), 60)[40:]) for s in seeds]
+    rand = [statistics.mean(_run_sequential(_searcher(_branin_spec("random", s)), 60)[40:]) for s in seeds]
+    print(f"cmaes: mean Branin value of evaluations 41-60 per seed {late} vs random {rand}")
+    assert statistics.median(late) < 0.25 * statistics.median(rand)
+
+
+@pytest.mark.parametrize("strategy", ["ipop", "bipop"])
+def test_cmaes_restarts_with_a_larger_population_once_converged(strategy):
+    """A flat objective makes CMA-ES stop (no progress); IPOP/BIPOP start again, the first
+    restart with twice the population."""
+    searcher = _searcher(_branin_spec("cmaes", 0, [{"name": "restart_strategy", "value": strategy}]))
+    first = searcher.population_size
+    for i in range(300):
+        searcher.suggest(str(i))
+        searcher.on_trial_complete(str(i), {"value": 1.0})
+        if searcher.restarts:
+            break
+    assert searcher.restarts == 1 and searcher.population_size == 2 * first
+
+
+def test_hyperband_gives_each_rung_its_budget_and_promotes_the_best():
+    spec = _spec(
+        "hyperband",
+        [{"name": "resource_name", "value": "epochs"}, {"name": "r_l", "value": 9}, {"name": "random_state", "value": 0}],
+        [
+            {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}},
+            {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": 1, "max": 9}},
+        ],
+    )
+    searcher = _searcher(spec)
+    expected = [[(r.trials, r.budget) for r in bracket] for bracket in schedule(9, 3)]
+    assert expected == [[(9, 1), (3, 3), (1, 9)], [(5, 3), (2, 9)], [(3, 9)]]  # Li et al.'s table, Katib's rounding
+    value = lambda c: (c["lr"] - 0.3) ** 2 + 1 / c["epochs"]  # noqa: E731
+    seen, n = [], 0
+    for bracket in expected:
+        survivors = None
+        for trials, budget in bracket:
+            configs = []
+            for _ in range(trials):
+                config = searcher.suggest(str(n))
+                assert isinstance(config, dict) and config["epochs"] == budget and isinstance(config["epochs"], int)
+                configs.append((str(n), config))
+                n += 1
+            assert searcher.suggest("early") is None, "the next rung waits for this one's results"
+            if survivors is not None:
+                assert sorted(c["lr"] for _, c in configs) == sorted(survivors)
+            for trial_id, config in configs:
+                searcher.on_trial_complete(trial_id, {"value": value(config)})
+            keep = math.ceil(trials / 3)
+            survivors = sorted((c["lr"] for _, c in configs), key=lambda lr: abs(lr - 0.3))[:keep]
+            seen.append((trials, budget))
+    assert searcher.suggest("end") == "FINISHED"
+    assert seen == [rung for bracket in expected for rung in bracket] and n == searcher.total_trials == 23
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "settings", "field", "named"),
+    [
+        ("multivariate-tpe", [{"name": "n_startup_trial", "value": 3}], "algorithm.algorithmSettings[0].name", "n_startup_trial"),
+        ("cmaes", [{"name": "sigma", "value": 0.3}, {"name": "restart", "value": "ipop"}], "algorithm.algorithmSettings[1].name", "restart"),
+        ("cmaes", [{"name": "restart_strategy", "value": "lpop"}], "algorithm.algorithmSettings[0].value", "restart_strategy"),
+        ("sobol", [{"name": "scramble", "value": "true"}], "algorithm.algorithmSettings[0].name", "scramble"),
+        ("tpe", [{"name": "engine", "value": "skopt"}], "algorithm.algorithmSettings[0].value", "engine"),
+        ("bayesianoptimization", [{"name": "base_estimator", "value": "RF"}], "algorithm.algorithmSettings[0].value", "base_estimator"),
+        ("bayesianoptimization", [{"name": "acq_func", "value": "EIps"}], "algorithm.algorithmSettings[0].value", "acq_func"),
+        ("hyperband", [{"name": "resource_name", "value": "x"}, {"name": "r_l", "value": 9}, {"name": "etaa", "value": 3}],
+         "algorithm.algorithmSettings[2].name", "etaa"),
+        ("hyperband", [{"name": "resource_name", "value": "nope"}, {"name": "r_l", "value": 9}], "algorithm.algorithmSettings", "resource_name"),
+        ("pbt", [{"name": "n_population", "value": 4}, {"name": "truncation_threshold", "value": 0.2}],
+         "algorithm.algorithmSettings[0].value", "n_population"),
+        ("pbt", [{"name": "n_population", "value": 8}], "algorithm.algorithmSettings", "truncation_threshold"),
+    ],
+)
+def test_bad_settings_are_one_spec_error_naming_the_setting(algorithm, settings, field, named):
+    spec = _spec(algorithm, settings, [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}}])
+    with pytest.raises(SpecError) as err:
+        create_search(spec.algorithm, SearchSpace.from_spec(spec), spec.objective)
+    assert err.value.field == field and named in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "multivariate-tpe", "cmaes", "sobol", "hyperband"])
+def test_new_searchers_save_and_restore_the_same_sequence(tmp_path, algorithm):
+    extra = [{"name": "resource_name", "value": "y"}, {"name": "r_l", "value": 9}] if algorithm == "hyperband" else []
+    spec = _branin_spec(algorithm, 5, extra)
+    original = _searcher(spec)
+    _run_sequential(original, 8)
+    original.save(str(tmp_path / "state"))
+    restored = _searcher(spec)
+    restored.restore(str(tmp_path / "state"))
+    assert restored.suggest("next") == original.suggest("next")
+
+
+def test_bayesopt_searches_categoricals_one_hot():
+    """Each category is its own GP coordinate: suggestions are values of the list, and the GP sees
+    as many coordinates as there are categories plus the numbers."""
+    spec = _spec(
+        "bayesianoptimization",
+        [{"name": "random_state", "value": 0}, {"name": "n_initial_points", "value": 3}, {"name": "acq_func", "value": "LCB"}],
+        [
+            {"name": "op", "parameterType": "categorical", "feasibleSpace": {"list": ["none", "conv", "pool", "skip"]}},
+            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}},
+        ],
+    )
+    searcher = _searcher(spec)
+    score = {"none": 3.0, "conv": 0.0, "pool": 2.0, "skip": 1.0}
+    chosen = []
+    for i in range(12):
+        config = searcher.suggest(str(i))
+        chosen.append(config["op"])
+        searcher.on_trial_complete(str(i), {"value": score[config["op"]] + (config["x"] - 0.5) ** 2})
+    assert set(chosen) <= set(score) and searcher._optimizer.space.dim == 5
+    assert chosen[3:].count("conv") >= 5, chosen
+
+
+def test_every_registered_algorithm_builds():
+    for name in ALGORITHMS:
+        settings = {
+            "hyperband": [{"name": "resource_name", "value": "y"}, {"name": "r_l", "value": 9}],
+            "pbt": [{"name": "n_population", "value": 5}, {"name": "truncation_threshold", "value": 0.2}],
+        }.get(name, [])
+        spec = _branin_spec(name, 0, settings) if name != "grid" else None
+        if spec is None:
+            continue
+        search = create_search(spec.algorithm, SearchSpace.from_spec(spec), spec.objective)
+        assert isinstance(search, Search) and (search.scheduler is not None) == (name == "pbt"), name
+
+
+# ---------------------------------------------------------------- PBT, a small real Tune run
+
+
+def _pbt_trainable(config: dict) -> None:
+    """Score grows by ``lr`` per step; each checkpoint records who wrote it and with which lr."""
+    from ray import tune
+
+    me = tune.get_context().get_trial_id()
+    step, score, resumed = 0, 0.0, {}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = json.loads((Path(d) / "state.json").read_text())
+        step, score = state["step"], state["score"]
+        resumed = {"resumed_from": state["owner"], "donor_lr": state["lr"]}
+    while step < 6:
+        step += 1
+        score += config["lr"]
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "state.json").write_text(json.dumps({"step": step, "score": score, "owner": me, "lr": config["lr"]}))
+            tune.report({"value": score, "step": step, "lr": config["lr"], **resumed}, checkpoint=tune.Checkpoint.from_directory(d))
+        resumed = {}
+
+
+def test_pbt_trial_resumes_from_a_copied_checkpoint_with_perturbed_params(ray_connected, tmp_path):
+    from ray import tune
+
+    spec = _spec(
+        "pbt",
+        [{"name": "n_population", "value": 5}, {"name": "truncation_threshold", "value": 0.4},
+         {"name": "perturbation_interval", "value": 2}, {"name": "random_state", "value": 1}],
+        [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": 0.01, "max": 10}}],
+        objective_type="maximize",
+    )
+    search = create_search(spec.algorithm, SearchSpace.from_spec(spec), spec.objective)
+    tuner = tune.Tuner(
+        tune.with_resources(_pbt_trainable, {"cpu": 0.1}),
+        tune_config=tune.TuneConfig(metric="value", mode="max", search_alg=search.searcher, scheduler=search.scheduler,
+                                    num_samples=10, max_concurrent_trials=5),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results) == 5  # the population, not num_samples
+    exploits = []
+    for result in results:
+        history = result.metrics_dataframe
+        for _, row in history[history["resumed_from"].notna()].iterrows() if "resumed_from" in history else []:
+            exploits.append((result.metrics["trial_id"], row["resumed_from"], row["donor_lr"], row["lr"], row["step"]))
+    print("exploits (trial, donor, donor lr, new lr, step):", exploits)
+    copied = [e for e in exploits if e[0] != e[1]]
+    assert copied, "some trial restarted from another trial's checkpoint"
+    assert all(step > 2 for *_, step in copied)  # it went on from the donor's step, not from scratch
+    # No resample_probability: Katib's perturbation only, the donor's lr x0.8 or x1.2 (kept inside
+    # [0.01, 10]). Ray perturbs the donor's current config, which a donor exploited in the same
+    # round holds before its checkpoint does, so require it of most exploits, not all.
+    perturbed = [e for e in copied if any(math.isclose(e[3], min(max(e[2] * f, 0.01), 10)) for f in (0.8, 1.2))]
+    assert len(perturbed) >= max(1, len(copied) // 2), copied
+
+
+def test_hyperband_experiment_runs_every_rung_through_tune(ray_connected, tmp_path):
+    """End to end: the searcher actor says "not now" while a rung runs, Tune asks again, and the
+    whole schedule (23 trials for r_l 9, eta 3) runs with the budget parameter set per rung."""
+    import raytune_k8s
+
+    spec = {
+        "name": "branin-hyperband",
+        "objective": {"type": "minimize", "objectiveMetricName": "value"},
+        "algorithm": {"algorithmName": "hyperband", "algorithmSettings": [
+            {"name": "resource_name", "value": "y"}, {"name": "r_l", "value": 9}, {"name": "random_state", "value": 0}]},
+        "parameters": [
+            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": -5, "max": 10}},
+            {"name": "y", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 15}},
+        ],
+        "parallelTrialCount": 3,
+        "maxTrialCount": 30,
+        "trial": {"trainable": "branin"},
+    }
+    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    budgets = sorted(row["params"]["y"] for row in summary["trial_table"])
+    assert summary["status"] == "Succeeded" and summary["trials"] == 23
+    assert budgets == sorted([1.0] * 9 + [3.0] * 3 + [9.0] + [3.0] * 5 + [9.0] * 2 + [9.0] * 3)
