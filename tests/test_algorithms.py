@@ -178,7 +178,15 @@ def test_every_registered_algorithm_builds():
         spec = _branin_spec(name, 0, settings) if name != "grid" else None
         if spec is None:
             continue
-        search = create_search(spec.algorithm, SearchSpace.from_spec(spec), spec.objective)
+        nas = None
+        if name in ("darts", "enas"):  # architecture search: over a nasConfig, not the parameters
+            from raytune_k8s.nas.config import NasConfig
+
+            nas = NasConfig.model_validate({"graphConfig": {"numLayers": 1}, "operations": [
+                {"operationType": "max_pooling", "parameters": [
+                    {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]}]})
+        algorithm = spec.algorithm if name != "darts" else spec.algorithm.model_copy(update={"settings": []})  # darts takes no seed
+        search = create_search(algorithm, SearchSpace.from_spec(spec), spec.objective, nas)
         assert isinstance(search, Search) and (search.scheduler is not None) == (name == "pbt"), name
 
 
