@@ -38,8 +38,8 @@ class ExperimentControl(Callback, Stopper):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         value = result.get(self.objective.metric)
-        if not self.reason and value is not None and self.objective.reached(float(value)):
-            self.reason = GOAL_REACHED
+        if not self.reason and isinstance(value, (int, float)) and self.objective.reached(float(value)):
+            self.reason = GOAL_REACHED  # a text objective (DARTS' genotype) has no goal to reach
 
     # ---- Stopper
 

@@ -218,7 +218,8 @@ def run(
                     failure_config=tune.FailureConfig(max_failures=retries),
                     # PBT copies other trials' checkpoints: keep more than the last two (Ray's advice)
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2 if plan.spec.algorithm.name != "pbt" else 4),
-                    verbose=1,
+                    # Tune's progress table ranks trials by the objective; DARTS' is a text (its genotype).
+                    verbose=0 if plan.spec.algorithm.name == "darts" else 1,
                 ),
             )
             summary = _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control)

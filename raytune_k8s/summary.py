@@ -41,8 +41,10 @@ def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | No
         df = analysis.trial_dataframes.get(trial.trial_id)
         observation = _observation(df, objective.metrics, objective)
         value = observation.get(objective.metric, {}).get(objective.strategy(objective.metric))
+        text = _latest_text(df, objective.metrics)
         error = _error_line(trial) if trial.status == Trial.ERROR else None
-        status, reason = _condition(trial, error, value, stop_reason, trial.trial_id in stopped)
+        status, reason = _condition(trial, error, value if value is not None else text.get(objective.metric), stop_reason,
+                                    trial.trial_id in stopped)
         rows.append(
             {
                 "trial_id": trial.trial_id,
@@ -51,7 +53,7 @@ def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | No
                 "reason": reason,
                 "params": {k: _plain(v) for k, v in trial.config.items()},
                 "objective": value,
-                "metrics": {m: obs[objective.strategy(m)] for m, obs in observation.items()},
+                "metrics": {**text, **{m: obs[objective.strategy(m)] for m, obs in observation.items()}},
                 "observation": observation,
                 "iterations": int(trial.last_result.get("training_iteration", 0) or 0),
                 "error": error,
@@ -76,7 +78,20 @@ def _observation(df: Any, metrics: list[str], objective: Any) -> dict[str, dict[
     return out
 
 
-def _condition(trial: Any, error: str | None, objective: float | None, stop_reason: str | None,
+def _latest_text(df: Any, metrics: list[str]) -> dict[str, str]:
+    """The last text value of each metric reported as text (Katib keeps such metrics as strings)."""
+    out: dict[str, str] = {}
+    if df is None:
+        return out
+    for name in metrics:
+        if name in df:
+            texts = [v for v in df[name].dropna() if isinstance(v, str)]
+            if texts:
+                out[name] = texts[-1]
+    return out
+
+
+def _condition(trial: Any, error: str | None, objective: float | str | None, stop_reason: str | None,
                early_stopped: bool) -> tuple[str, str | None]:
     from ray.tune.experiment import Trial
 
@@ -117,12 +132,14 @@ def build_summary(
     failed = [r for r in rows if r["status"] in FAILED_CONDITIONS]
     unfinished = [r for r in rows if r["status"] not in FINISHED_CONDITIONS]
     scored = [r for r in rows if r["objective"] is not None]
-    best = scored[0] if scored else None
+    # A text objective (DARTS' genotype) has no order: the best is a trial that reported one.
+    texted = [r for r in rows if r["status"] == "Succeeded" and isinstance(r["metrics"].get(spec.objective.metric), str)]
+    best = scored[0] if scored else (texted[0] if texted else None)
     max_trials = spec.max_trials
     # The reasons are read off the trials, so they hold for resumed experiments too.
     if spec.max_failed_trials is not None and len(failed) > spec.max_failed_trials:
         status, reason = FAILED, MAX_FAILED
-    elif best is not None and spec.objective.reached(best["objective"]):
+    elif best is not None and best["objective"] is not None and spec.objective.reached(best["objective"]):
         status, reason = SUCCEEDED, GOAL_REACHED
     elif unfinished or (interrupted and (max_trials is None or len(rows) < max_trials)):
         status, reason = INTERRUPTED, INTERRUPTED
@@ -155,10 +172,12 @@ def build_summary(
 
 
 def _optimal_trial(row: dict[str, Any]) -> dict[str, Any]:
+    metrics = [{"name": m, **{k: str(v) for k, v in obs.items()}} for m, obs in row["observation"].items()]
+    metrics += [{"name": m, "latest": v} for m, v in row["metrics"].items() if isinstance(v, str)]
     return {
         "bestTrialName": row["name"],
         "parameterAssignments": [{"name": k, "value": str(v)} for k, v in row["params"].items()],
-        "observation": {"metrics": [{"name": m, **{k: str(v) for k, v in obs.items()}} for m, obs in row["observation"].items()]},
+        "observation": {"metrics": metrics},
     }
 
 

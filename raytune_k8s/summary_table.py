@@ -28,7 +28,8 @@ def print_table(summary: dict[str, Any]) -> None:
         kind = "" if failed.get("status", "Failed") == "Failed" else f" ({failed['status']})"
         console.print(f"[red]trial {failed['trial_id']} failed{kind}:[/red] {failed['error']}", highlight=False)
     best = summary["best"]
-    best_text = f"best {objective}={best['metrics'].get(objective, float('nan')):.4g} with {best['params']}" if best else "no result"
+    best_value = best["metrics"].get(objective, float("nan")) if best else None
+    best_text = f"best {objective}={_fmt(best_value)} with {best['params']}" if best else "no result"
     counts = ", ".join(f"{summary.get(k, 0)} {label}" for k, label in (
         ("succeeded", "succeeded"), ("early_stopped", "early stopped"), ("failed", "failed")))
     console.print(
@@ -39,4 +40,4 @@ def print_table(summary: dict[str, Any]) -> None:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)  # text metrics (a genotype) as they are

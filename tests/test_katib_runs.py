@@ -4,6 +4,7 @@ collector kind, in a real experiment; Katib's words in the results."""
 from __future__ import annotations
 
 import copy
+import re
 import json
 import sys
 from pathlib import Path
@@ -115,3 +116,17 @@ def test_katib_mnist_manifest_with_json_file_collector(ray_connected, tmp_path, 
     logs = sorted(experiment.glob("*/collector/katib/mnist.json"))
     assert len(logs) == 2, "each trial wrote its own copy of Katib's path"
     assert (experiment / "katib-experiment.yaml").read_text() == path.read_text()
+
+
+def test_katib_darts_manifest_reports_its_genotype(ray_connected, tmp_path, capsys):
+    """DARTS as Katib runs it: one trial whose objective is the derived genotype, a text."""
+    storage = tmp_path / "runs"
+    assert main(["run", str(REPO / "examples" / "katib" / "darts.yaml"), "--storage-path", str(storage)]) == 0
+    summary = json.loads((storage / "katib-darts" / "summary.json").read_text())
+    assert (summary["status"], summary["reason"]) == ("Succeeded", "ExperimentMaxTrialsReached")
+    genotype = summary["best"]["metrics"]["Best-Genotype"]
+    assert genotype.startswith("Genotype(normal=")
+    ops = set(re.findall(r"'([a-z_0-9x]+)',\d", genotype))
+    assert ops and ops <= {"max_pooling_3x3", "skip_connection"}, genotype  # only nasConfig's operations
+    observed = summary["currentOptimalTrial"]["observation"]["metrics"]
+    assert {"name": "Best-Genotype", "latest": genotype} in observed

@@ -9,7 +9,7 @@ from typing import Iterable, NamedTuple
 
 class Observation(NamedTuple):
     name: str
-    value: float
+    value: float | str  # text, as Katib keeps it, when a filter captured a value that is no number
 
 
 class Collector:
@@ -53,15 +53,19 @@ class Collector:
         return text
 
     def accept(self, name: str, raw: str) -> Observation | None:
-        """An observation if ``name`` is wanted and ``raw`` is a finite number; else None, and
-        non-numbers are remembered (the runner warns once per trial)."""
+        """An observation if ``name`` is wanted: a finite number, or text that is no number at all
+        (DARTS' ``Best-Genotype=Genotype(...)``); NaN and infinities are remembered instead (the
+        runner warns once per trial)."""
         if name not in self.metric_names:
             return None
         try:
             value = float(raw)
         except (TypeError, ValueError):
-            self.rejected.append(f"{name}={raw!r}")
-            return None
+            text = str(raw).strip() if raw is not None else ""
+            if not text:
+                self.rejected.append(f"{name}={raw!r}")
+                return None
+            return Observation(name, text)
         if not math.isfinite(value):
             self.rejected.append(f"{name}={raw}")
             return None
