@@ -193,10 +193,9 @@ def run(
             scheduler = plan.scheduler
             if plan.scheduler is not None and plan.spec.early_stopping is not None:
                 from .stop_record import RecordingScheduler
+                from .stopping import rule_budget
 
-                rule = plan.spec.early_stopping
-                budget = rule.settings_dict().get("max_t", 100) if rule is not None and rule.name in ("asha", "hyperband") else None
-                scheduler = RecordingScheduler(plan.scheduler, experiment_dir, int(budget) if budget is not None else None)
+                scheduler = RecordingScheduler(plan.scheduler, experiment_dir, rule_budget(plan.spec.early_stopping))
             retries = plan.spec.trial.retries if plan.spec.trial is not None else 0
             tuner = tune.Tuner(
                 tune.with_resources(plan.trainable, trial_resources(plan.spec)),

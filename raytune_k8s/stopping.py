@@ -10,6 +10,7 @@ from .settings import Settings
 from .spec import EarlyStopping, SpecError
 
 _FIELD = "earlyStopping.algorithmSettings"
+DEFAULT_MAX_T = 100
 
 
 def _median_stop(settings: Settings) -> TrialScheduler:
@@ -25,7 +26,7 @@ def _median_stop(settings: Settings) -> TrialScheduler:
 def _asha(settings: Settings, brackets: int = 1) -> TrialScheduler:
     return AsyncHyperBandScheduler(
         time_attr="training_iteration",
-        max_t=settings.integer("max_t", 100, minimum=1),
+        max_t=settings.integer("max_t", DEFAULT_MAX_T, minimum=1),
         grace_period=settings.integer("grace_period", 1, minimum=1),
         reduction_factor=settings.number("reduction_factor", 3, low=1.01),
         brackets=settings.integer("brackets", brackets, minimum=1),
@@ -59,3 +60,11 @@ def create_scheduler(early_stopping: EarlyStopping | None) -> TrialScheduler | N
     scheduler = factory(settings)
     settings.reject_unused()
     return scheduler
+
+
+def rule_budget(early_stopping: EarlyStopping | None) -> int | None:
+    """The iterations a trial may run under an ASHA/Hyperband rule (its ``max_t``): a stop there
+    is the end of the budget, not an early stop. None for rules without one."""
+    if early_stopping is None or early_stopping.name not in ("asha", "hyperband"):
+        return None
+    return int(float(early_stopping.settings_dict().get("max_t", DEFAULT_MAX_T)))

@@ -39,7 +39,7 @@ def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | No
     rows = []
     for trial in analysis.trials:
         df = analysis.trial_dataframes.get(trial.trial_id)
-        observation = _observation(df, objective.metrics, objective)
+        observation = _observation(df, objective.metrics)
         value = observation.get(objective.metric, {}).get(objective.strategy(objective.metric))
         text = _latest_text(df, objective.metrics)
         error = _error_line(trial) if trial.status == Trial.ERROR else None
@@ -62,7 +62,7 @@ def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | No
     return sort_best_first(rows, objective.mode)
 
 
-def _observation(df: Any, metrics: list[str], objective: Any) -> dict[str, dict[str, float]]:
+def _observation(df: Any, metrics: list[str]) -> dict[str, dict[str, float]]:
     """min, max and latest of each metric a trial reported (Katib's observation)."""
     out: dict[str, dict[str, float]] = {}
     if df is None:

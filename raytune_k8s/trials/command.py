@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import os
 import queue
-import re
 import shlex
 import signal
 import subprocess
@@ -24,10 +23,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..spec import MetricsCollectorSpec
+from ..spec.katib import METADATA_REFERENCE as _METADATA
+from ..spec.katib import PLACEHOLDER as _PLACEHOLDER
 from .katib_programs import stand_in
 
-_PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
-_METADATA = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels\[(.+)\]|Annotations\[(.+)\])\}$")
 TAIL_LINES = 20
 _KILL_GRACE_S = 3.0
 
