@@ -200,6 +200,8 @@ def _validate(args: argparse.Namespace) -> int:
     spec = loaded.spec
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     fmt = "Katib v1beta1 Experiment" if loaded.katib_manifest else "experiment"
     print(f"{args.spec}: ok ({fmt} {spec.name}: {spec.algorithm.name}, {len(spec.parameters)} parameters, "
           f"{spec.max_trials or 'unlimited'} trials, {spec.parallel_trials} in parallel)")

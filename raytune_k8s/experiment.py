@@ -59,7 +59,7 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
     from .search import create_search
     from .space import SearchSpace
     from .stopping import create_scheduler
-    from .trials import resolve_trainable
+    from .trials import check_builtin_parameters, resolve_trainable
     from .trials.katib_programs import stand_ins_used
 
     loaded = load_document(Path(source) if isinstance(source, os.PathLike) else source)
@@ -72,6 +72,7 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
             if scheduler is not None:
                 raise SpecError("earlyStopping", f"algorithm {spec.algorithm.name!r} schedules the trials itself; remove earlyStopping")
             scheduler = search.scheduler
+        loaded.warnings.extend(check_builtin_parameters(spec))
         trainable = resolve_trainable(spec)
     except SpecError as exc:
         if loaded.katib_manifest:
@@ -79,7 +80,7 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
 
             exc = SpecError.of([(manifest_path(f), r) for f, r in exc.problems])
         raise exc.at(loaded.origin) from None
-    notes = list(loaded.notes)
+    notes = list(loaded.notes) + [f"warning: {w}" for w in loaded.warnings]
     from .trials import command_trial
 
     command = command_trial(spec)
@@ -132,7 +133,7 @@ def trial_resources(spec: ExperimentSpec) -> dict[str, float]:
 
 def _print_notes(notes: list[str]) -> None:
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
 
 
 def run(

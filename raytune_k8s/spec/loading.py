@@ -24,6 +24,8 @@ class LoadedSpec:
     origin: str | None = None
     katib_manifest: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Likely mistakes that do not stop a run (e.g. a parameter the trainable never reads).
+    warnings: list[str] = field(default_factory=list)
 
 
 SpecSource = str | os.PathLike[str] | Mapping[str, Any] | ExperimentSpec
