@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     from .experiment import run
 
     summary = run(
-        args.spec, address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists, quota=_quota(args),
+        Path(args.spec), address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists, quota=_quota(args),
         report=args.report, optuna_storage=args.optuna_storage,
     )
     code = _report(summary)
@@ -152,7 +152,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
         f"local autoscaling Ray cluster up: 0..{state['max_workers']} workers x {state['worker_cpus']:g} CPU, "
         f"idle timeout {state['idle_timeout_s']:g} s (head pid {state['pid']}, state in {state['state_file']})\n"
         f"dashboard and Jobs API: {state['dashboard_url']}\n\n"
-        f"export RAY_ADDRESS={state['address']} RAY_AUTH_MODE=token\n\n"
+        f"export RAY_ADDRESS={state['address']} RAY_AUTH_MODE=token RAYTUNE_K8S_WORKER_CPU={state['worker_cpus']:g}\n\n"
         f"then:  raytune-k8s run examples/<experiment>.yaml\n"
         f"or:    ray job submit --address {state['dashboard_url']} --working-dir . -- "
         f"raytune-k8s run examples/<experiment>.yaml\n"
@@ -196,7 +196,7 @@ def _export(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from .experiment import check
 
-    loaded = check(args.spec)
+    loaded = check(Path(args.spec))  # a file, whatever its name ends with
     spec = loaded.spec
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -40,6 +40,7 @@ class Plan:
     actor: Any = None  # the ActorSearcher inside ``searcher``, if any
     notes: list[str] = field(default_factory=list)
     source_text: str | None = None
+    katib_manifest: bool = False
 
 
 def default_storage() -> Path:
@@ -100,7 +101,7 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
 
     built_searcher = ObjectiveStrategy(built_searcher, spec.objective.metric, spec.objective.strategy(spec.objective.metric))
     source_text = Path(loaded.origin).read_text() if loaded.origin and loaded.katib_manifest else None
-    return loaded, Plan(spec, built_searcher, scheduler, trainable, actor, notes, source_text)
+    return loaded, Plan(spec, built_searcher, scheduler, trainable, actor, notes, source_text, loaded.katib_manifest)
 
 
 def searcher_resources(spec: ExperimentSpec) -> dict[str, float]:
@@ -129,6 +130,25 @@ def trial_resources(spec: ExperimentSpec) -> dict[str, float]:
     if res.memory is not None:
         out["memory"] = float(parse_memory(res.memory))
     return out
+
+
+def trial_resources_field(spec: ExperimentSpec, katib_manifest: bool = False) -> str:
+    """Where a trial's resources are set in the file, for errors about them."""
+    if spec.trial_template is None:
+        return "trial.resources"
+    from .spec import container_trial
+    from .spec.loading import manifest_path
+
+    at = container_trial(spec.trial_template, None, []).resources_at
+    return manifest_path(at) if katib_manifest else at
+
+
+def _check_fits_a_worker(plan: Plan, address: str | None) -> None:
+    """Bad input (SpecError) when one trial asks for more than one worker offers."""
+    from .scaling import check_fits_worker, known_worker_size
+
+    field = trial_resources_field(plan.spec, plan.katib_manifest)
+    check_fits_worker(trial_resources(plan.spec), known_worker_size(address), field)
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -168,6 +188,12 @@ def run(
     from .summary import SPEC_FILE
 
     plan = prepare(spec, searcher, searcher_actor=searcher_actor)
+    try:
+        _check_fits_a_worker(plan, address)
+    except SpecError:
+        if plan.actor is not None:
+            plan.actor.close()
+        raise
     _print_notes(plan.notes)
     storage = Path(storage_path).expanduser().resolve() if storage_path else default_storage()
     experiment_dir = storage / plan.spec.name

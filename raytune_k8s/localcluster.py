@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .scaling import WORKER_CPU_ENV
+
 TOKEN_FILE = Path("~/.ray/auth_token").expanduser()
 
 
@@ -262,6 +264,9 @@ class AutoscalingLocalCluster(LocalRayHead):
                 "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID,
                 "RAY_NODE_TYPE_NAME": HEAD_NODE_TYPE,
                 "AUTOSCALER_UPDATE_INTERVAL_S": str(int(update_interval_s)),
+                # What one worker offers, for drivers on the head (`ray job submit`), as our
+                # RayCluster's head has it: a trial asking for more is bad input.
+                WORKER_CPU_ENV: f"{worker_cpus:g}",
                 **_source_tree_path(),
             },
         )
@@ -271,6 +276,10 @@ class AutoscalingLocalCluster(LocalRayHead):
         self.object_store_mb = object_store_mb
         self.config_path = self.temp_dir / "autoscaler.yaml"
         self.extra_args.append(f"--autoscaling-config={self.config_path}")
+
+    def client_env(self) -> dict[str, str]:
+        """A client's environment: token authentication, and the worker size (for drivers)."""
+        return {**super().client_env(), WORKER_CPU_ENV: f"{self.worker_cpus:g}"}
 
     def autoscaler_config(self) -> dict[str, Any]:
         """The autoscaler's cluster config: the head type and one worker type."""
