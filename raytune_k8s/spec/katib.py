@@ -308,7 +308,7 @@ def _primary_container(containers: Any, name: str | None, at: str, problems: Pro
     return index
 
 
-_CONTAINER_FIELDS = ("name", "command", "args", "env", "workingDir", "resources")
+_CONTAINER_FIELDS = ("name", "command", "args", "env", "envFrom", "workingDir", "resources")  # envFrom: its own error
 
 
 def _read_container(container: Mapping[str, Any], at: str, problems: Problems, notes: list[str]
