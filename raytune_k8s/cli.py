@@ -152,7 +152,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
         f"local autoscaling Ray cluster up: 0..{state['max_workers']} workers x {state['worker_cpus']:g} CPU, "
         f"idle timeout {state['idle_timeout_s']:g} s (head pid {state['pid']}, state in {state['state_file']})\n"
         f"dashboard and Jobs API: {state['dashboard_url']}\n\n"
-        f"export RAY_ADDRESS={state['address']} RAY_AUTH_MODE=token RAYTUNE_K8S_WORKER_CPU={state['worker_cpus']:g}\n\n"
+        f"export RAY_ADDRESS={state['address']} RAY_AUTH_MODE=token RAYTUNE_K8S_WORKER_CPU={state['worker_cpus']:g} RAYTUNE_K8S_WORKER_MEMORY=0\n\n"
         f"then:  raytune-k8s run examples/<experiment>.yaml\n"
         f"or:    ray job submit --address {state['dashboard_url']} --working-dir . -- "
         f"raytune-k8s run examples/<experiment>.yaml\n"

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .scaling import WORKER_CPU_ENV
+from .scaling import WORKER_CPU_ENV, WORKER_MEMORY_ENV
 
 TOKEN_FILE = Path("~/.ray/auth_token").expanduser()
 
@@ -266,7 +266,8 @@ class AutoscalingLocalCluster(LocalRayHead):
                 "AUTOSCALER_UPDATE_INTERVAL_S": str(int(update_interval_s)),
                 # What one worker offers, for drivers on the head (`ray job submit`), as our
                 # RayCluster's head has it: a trial asking for more is bad input.
-                WORKER_CPU_ENV: f"{worker_cpus:g}",
+                # The simulated workers advertise no memory: a trial asking for any never fits.
+                WORKER_CPU_ENV: f"{worker_cpus:g}", WORKER_MEMORY_ENV: "0",
                 **_source_tree_path(),
             },
         )
@@ -279,7 +280,7 @@ class AutoscalingLocalCluster(LocalRayHead):
 
     def client_env(self) -> dict[str, str]:
         """A client's environment: token authentication, and the worker size (for drivers)."""
-        return {**super().client_env(), WORKER_CPU_ENV: f"{self.worker_cpus:g}"}
+        return {**super().client_env(), WORKER_CPU_ENV: f"{self.worker_cpus:g}", WORKER_MEMORY_ENV: "0"}
 
     def autoscaler_config(self) -> dict[str, Any]:
         """The autoscaler's cluster config: the head type and one worker type."""
