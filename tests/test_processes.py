@@ -143,7 +143,7 @@ def _started_ray_there(ray_tmp: Path) -> bool:
 
 
 def test_run_that_succeeds_leaves_nothing(tmp_path, ray_tmp):
-    cmd, kw = _embedded_run(tmp_path, ray_tmp, {"trainable": "branin"})
+    cmd, kw = _embedded_run(tmp_path, ray_tmp, {"trainable": "branin"}, maxTrialCount=1)
     done = subprocess.run(cmd, capture_output=True, timeout=300, **kw)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _started_ray_there(ray_tmp)

@@ -114,9 +114,10 @@ def test_bad_spec_from_the_real_command_line(tmp_path):
     assert list(ray_tmp.iterdir()) == [] and not (tmp_path / "s").exists()
 
 
-def test_every_example_is_valid():
+def test_every_example_is_valid(capsys):
     for path in sorted((REPO / "examples").glob("*.yaml")):
         assert main(["validate", str(path)]) == 0, path
+        assert "warning:" not in capsys.readouterr().err, f"{path}: a parameter its trainable does not read"
 
 
 # ---------------------------------------------------------------- the wider corpus, through the Python API

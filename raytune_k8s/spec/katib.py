@@ -372,7 +372,9 @@ def _read_container(container: Mapping[str, Any], at: str, problems: Problems, n
     for key in res:
         if key not in ("requests", "limits"):
             problems.add(f"{at}.resources.{key}", "unknown field")
-    resources = Resources(cpu=values.get("cpu") or 1, memory=values.get("memory"), gpu=values.get("gpu") or 0)
+    # A refused value is None here (reported above): its default stands in.
+    resources = Resources(cpu=1 if values.get("cpu") is None else values["cpu"], memory=values.get("memory"),
+                          gpu=0 if values.get("gpu") is None else values["gpu"])
     return [str(a) for a in argv], env, container.get("workingDir"), resources
 
 
