@@ -145,7 +145,7 @@ def _started_ray_there(ray_tmp: Path) -> bool:
 def test_run_that_succeeds_leaves_nothing(tmp_path, ray_tmp):
     cmd, kw = _embedded_run(tmp_path, ray_tmp, {"trainable": "branin"}, maxTrialCount=1)
     done = subprocess.run(cmd, capture_output=True, timeout=300, **kw)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert _started_ray_there(ray_tmp)
     assert _none_left(ray_tmp) == []
 
@@ -153,7 +153,7 @@ def test_run_that_succeeds_leaves_nothing(tmp_path, ray_tmp):
 def test_run_that_fails_leaves_nothing(tmp_path, ray_tmp):
     cmd, kw = _embedded_run(tmp_path, ray_tmp, {"command": "python3 -c 'import sys; sys.exit(3)'"})
     done = subprocess.run(cmd, capture_output=True, timeout=300, **kw)
-    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
     assert "Failed" in done.stdout and _started_ray_there(ray_tmp)
     assert _none_left(ray_tmp) == []
 
