@@ -93,9 +93,10 @@ def _start_up_until_gcs_runs(state_file: Path) -> tuple[subprocess.Popen[str], P
     return proc, temp_dir, gcs
 
 
-def test_cluster_up_interrupted_while_starting_stops_everything(state_file):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cluster_up_interrupted_while_starting_stops_everything(state_file, signum):
     proc, temp_dir, _ = _start_up_until_gcs_runs(state_file)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted: every process it started is stopped" in err, err
     assert "Traceback" not in err
