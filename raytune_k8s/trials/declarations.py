@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Mapping
 
 from ..nas.settings import DartsSettings
-from ..spec import ExperimentSpec, Parameter, SpecError
+from ..spec import ExperimentSpec, Parameter
 from ..spec.checks import NAS_ASSIGNMENTS
 from ..spec.errors import Problems
 
