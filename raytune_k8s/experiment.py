@@ -313,12 +313,8 @@ as its callbacks come back from the saved Tuner). A value the user set is kept."
 
 def _warm_actors(slots: int) -> Any:
     """Idle trial actors stay warm while the searcher actor computes (a private Tune class:
-    loaded only here, and skipped with one warning if this Ray lacks it)."""
-    from contextlib import nullcontext
+    loaded only here, for this thread's ``fit()``; Tune's own cache, with one warning, if this
+    Ray lacks it)."""
+    from .warm_actors import warm_trial_actors
 
-    try:
-        from .warm_actors import warm_trial_actors
-    except ImportError as exc:
-        print(f"warning: trial actors are not kept warm on this Ray ({exc})", file=sys.stderr)
-        return nullcontext()
     return warm_trial_actors(slots)
