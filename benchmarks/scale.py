@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ._report import arg_parser, fmt, markdown_table, publish, pyplot, text_table
+from ._report import arg_parser, fmt, markdown_table, publish, pyplot, text_table, write_outputs
 
 NAME = "scale"
 REPO = Path(__file__).resolve().parents[1]
@@ -138,10 +138,17 @@ def slope_kb(samples: list[dict[str, float]], key: str) -> float | None:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else None
 
 
-def _timed(argv: list[str]) -> float:
+def _timed(argv: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of a command run to its end (CPU: its user + system time, children
+    included, which a loaded machine inflates much less than the wall time)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     subprocess.run(argv, env=_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.monotonic() - start
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 SUMMARY_CODE = """
@@ -151,9 +158,9 @@ from raytune_k8s.spec import load_document
 from raytune_k8s.summary import build_summary, trial_rows, write_summary
 d = Path(sys.argv[1])
 spec = load_document(d / "experiment.yaml").spec
-t = time.monotonic()
+t, c = time.monotonic(), time.process_time()
 write_summary(d, build_summary(spec, trial_rows(d, spec), wall_s=0.0, experiment_dir=d))
-print(time.monotonic() - t)
+print(time.monotonic() - t, time.process_time() - c)
 """
 
 
@@ -169,13 +176,43 @@ def directory_size(path: Path) -> tuple[int, int]:
     return size, files
 
 
+def time_commands(experiment_dir: Path, trials: int) -> dict[str, Any]:
+    """The directory's size, and the wall and CPU seconds of ``results``, the summary and ``report`` on it."""
+    size, files = directory_size(experiment_dir)
+    results_s, results_cpu_s = _timed(_cli("results", str(experiment_dir)))
+    summary_out = subprocess.run([sys.executable, "-c", SUMMARY_CODE, str(experiment_dir)], env=_env(), check=True,
+                                 capture_output=True, text=True).stdout
+    summary_s, summary_cpu_s = map(float, summary_out.strip().splitlines()[-1].split())
+    report_s, report_cpu_s = _timed(_cli("report", str(experiment_dir)))
+    return {
+        "dir_mb": size / 1e6, "dir_files": files, "dir_kb_per_trial": size / 1024 / trials,
+        "results_s": results_s, "results_cpu_s": results_cpu_s, "summary_s": summary_s, "summary_cpu_s": summary_cpu_s,
+        "report_s": report_s, "report_cpu_s": report_cpu_s,
+        "report_mb": (experiment_dir / "report.html").stat().st_size / 1e6,
+        "loadavg_at_timings": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--block", type=int, default=1000, help="trials per block (default 1000)")
     parser.add_argument("--keep", type=Path, help="run in this storage folder and keep the experiment")
+    parser.add_argument("--retime", type=Path, metavar="JSON",
+                        help="time the commands again on the experiment kept with --keep (its folder) and rewrite "
+                             "that run's JSON, md and png into --out")
     args = parser.parse_args(argv)
+    if args.retime:
+        data = json.loads(args.retime.read_text())
+        if args.keep is None:
+            parser.error("--retime needs --keep (the storage folder of that run)")
+        data.update(time_commands(args.keep / "scale", data["trials"]))
+        data["retimed"] = True
+        paths = write_outputs(args.out, NAME, data, markdown(data), figure(data))
+        print(text_table(["figure", "value"], figure_rows(data)))
+        print(f"wrote {', '.join(map(str, paths))}")
+        return 0
     if args.smoke:
         args.trials, args.block = 60, 20
     start = time.monotonic()
@@ -189,13 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if summary["trials"] != args.trials:
             raise RuntimeError(f"the experiment ended with {summary['trials']} of {args.trials} trials (exit {code})")
         load_run = [round(x, 2) for x in os.getloadavg()]
-        size, files = directory_size(experiment_dir)
-        results_s = _timed(_cli("results", str(experiment_dir)))
-        summary_out = subprocess.run([sys.executable, "-c", SUMMARY_CODE, str(experiment_dir)], env=_env(), check=True,
-                                     capture_output=True, text=True).stdout
-        summary_s = float(summary_out.strip().splitlines()[-1])
-        report_s = _timed(_cli("report", str(experiment_dir)))
-        report_mb = (experiment_dir / "report.html").stat().st_size / 1e6
+        timings = time_commands(experiment_dir, args.trials)
     blocks = block_costs(samples, args.trials, args.block)
     data: dict[str, Any] = {
         "benchmark": NAME, "smoke": args.smoke, "trials": args.trials, "parallel": args.parallel, "block": args.block,
@@ -208,8 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "head_kb_per_trial": slope_kb(samples, "head_mb"),
         "driver_peak_mb": max(s["driver_mb"] for s in samples),
         "head_peak_mb": max(s["head_mb"] for s in samples),
-        "dir_mb": size / 1e6, "dir_files": files, "dir_kb_per_trial": size / 1024 / args.trials,
-        "results_s": results_s, "summary_s": summary_s, "report_s": report_s, "report_mb": report_mb,
+        **timings,
         "loadavg_before": load_before, "loadavg_after_run": load_run,
         "samples": samples,
     }
@@ -230,9 +260,12 @@ def figure_rows(data: dict[str, Any]) -> list[list[Any]]:
         ["experiment directory, MB", data["dir_mb"]],
         ["experiment directory, files", data["dir_files"]],
         ["experiment directory, KB per trial", data["dir_kb_per_trial"]],
-        ["`raytune-k8s results DIR`, s (goal <= 5)", data["results_s"]],
-        ["summary.json rebuilt from the directory, s", data["summary_s"]],
-        ["`raytune-k8s report DIR`, s (goal <= 10)", data["report_s"]],
+        ["`raytune-k8s results DIR`, wall s (goal <= 5)", data["results_s"]],
+        ["`raytune-k8s results DIR`, CPU s", data["results_cpu_s"]],
+        ["summary.json rebuilt from the directory, wall s", data["summary_s"]],
+        ["summary.json rebuilt from the directory, CPU s", data["summary_cpu_s"]],
+        ["`raytune-k8s report DIR`, wall s (goal <= 10)", data["report_s"]],
+        ["`raytune-k8s report DIR`, CPU s", data["report_cpu_s"]],
         ["report.html, MB", data["report_mb"]],
         ["first trial done, s after the run's Tuner started", data["first_trial_done_s"]],
         ["`raytune-k8s run` wall time, s (cold start, embedded Ray)", data["run_wall_s"]],
@@ -257,7 +290,8 @@ def markdown(data: dict[str, Any]) -> str:
         markdown_table(["figure", "value"], figure_rows(data)),
         "",
         f"Load average (1/5/15 min) before the run {'/'.join(map(str, data['loadavg_before']))}, after it "
-        f"{'/'.join(map(str, data['loadavg_after_run']))}, at the end {'/'.join(map(str, env['loadavg_1_5_15m']))}: "
+        f"{'/'.join(map(str, data['loadavg_after_run']))}, while the commands were timed "
+        f"{'/'.join(map(str, data['loadavg_at_timings']))}: "
         f"a {env['cpus']}-CPU machine shared with other work, so every time here is inflated by it. "
         f"{env['date_utc']}; `{env['command']}`. Chart: `{NAME}.png`; samples: `{NAME}.json`.",
     ])
