@@ -31,16 +31,13 @@ FINISHED_CONDITIONS = ("Succeeded", "EarlyStopped", "Killed", *FAILED_CONDITIONS
 
 def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | None = None) -> list[dict[str, Any]]:
     """One row per trial: id, condition, params, the objective and each metric by its strategy."""
-    from .reporting.experiment import _results, _tune_trials
     from .stop_record import early_stopped_ids
 
     stopped = early_stopped_ids(experiment_dir)
     objective = spec.objective
     rows = []
     for trial in _tune_trials(Path(experiment_dir)):
-        if "tune_status" not in trial:  # a trial directory Tune's state does not list
-            continue
-        reports = [_flat(r) for r in _results(trial["dir"])]
+        reports = [_flat(r) for r in _reports(trial["dir"])]
         observation = _observation(reports, objective.metrics)
         value = observation.get(objective.metric, {}).get(objective.strategy(objective.metric))
         text = _latest_text(reports, objective.metrics)
@@ -67,6 +64,50 @@ def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | No
 
 #: Tune's trial states, as its experiment state writes them.
 TERMINATED, ERROR = "TERMINATED", "ERROR"
+
+
+def _tune_trials(experiment_dir: Path) -> list[dict[str, Any]]:
+    """Each trial in Tune's newest experiment state: id, state, config, directory, error file."""
+    states = sorted(experiment_dir.glob("experiment_state-*.json"))
+    if not states:
+        return []
+    trials = []
+    for trial_json, metadata_json in json.loads(states[-1].read_text()).get("trial_data", []):
+        trial, metadata = json.loads(trial_json), json.loads(metadata_json)
+        trials.append({
+            "trial_id": str(trial["trial_id"]),
+            "tune_status": str(trial["status"]),
+            "config": _decoded(trial.get("config") or {}),
+            "dir": experiment_dir / str(trial.get("relative_logdir") or ""),
+            "error": metadata.get("error_filename"),
+        })
+    return trials
+
+
+def _decoded(config: dict[str, Any]) -> dict[str, Any]:
+    """The config, with any value Tune had to pickle into its state (not JSON) unpickled."""
+    if not any(isinstance(v, dict) and "_type" in v for v in config.values()):
+        return config
+    from ray.tune.utils.serialization import TuneFunctionDecoder
+
+    return json.loads(json.dumps(config), cls=TuneFunctionDecoder, allow_cloudpickle=True)  # our own experiment
+
+
+def _reports(trial_dir: Path) -> list[dict[str, Any]]:
+    """A trial's reports, one JSON line each in its ``result.json`` (a line cut short is skipped)."""
+    try:
+        lines = (trial_dir / "result.json").read_text().splitlines()
+    except OSError:
+        return []
+    reports = []
+    for line in lines:
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(report, dict):
+            reports.append(report)
+    return reports
 
 
 def _flat(report: dict[str, Any], prefix: str = "") -> dict[str, Any]:
