@@ -281,6 +281,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"`raytune-k8s run` of {data['trials']} trivial Branin trials (random search, P={data['parallel']}, 1 CPU each) "
         "in a child process with its embedded local Ray, run to the end. Memory is sampled at each progress line.",
         "",
+        *([data["note"], ""] if data.get("note") else []),
         "## Cost per trial, by block",
         "",
         markdown_table(["trials", "ms/trial"], blocks),
