@@ -158,7 +158,7 @@ def measure_optuna(trials: int, seed: int, sampler: str) -> tuple[float, float]:
     return elapsed, first[0] - start
 
 
-def measure_cli_cold(trials: int, parallel: int, storage: Path) -> float:
+def measure_cli_cold(trials: int, parallel: int, storage: Path) -> tuple[float | None, str | None]:
     """Wall seconds of ``raytune-k8s run`` (a fresh process, embedded local Ray, no report) of N
     trivial trials of the built-in ``branin``: what a new user waits for."""
     import yaml
@@ -169,9 +169,12 @@ def measure_cli_cold(trials: int, parallel: int, storage: Path) -> float:
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "raytune_k8s", "run", str(spec_file), "--storage-path", str(storage),
-                    "--no-report"], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    proc = subprocess.run([sys.executable, "-m", "raytune_k8s", "run", str(spec_file), "--storage-path", str(storage),
+                           "--no-report"], env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:  # (a start-up that timed out on a loaded machine, say): recorded, not fatal
+        return None, f"exit {proc.returncode}: " + (proc.stdout + proc.stderr)[-1500:]
+    return elapsed, None
 
 
 def measure_autoscaling(
@@ -419,8 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: dict[str, dict[int, list[tuple[float, float]]]] = {key: {} for key in PATHS}
     with tempfile.TemporaryDirectory(prefix="rtk8s-overhead-") as tmp:
         storage = Path(tmp)
-        data["cli_cold_s"] = measure_cli_cold(args.cli_trials, args.parallel, storage)
-        print(f"  raytune-k8s run, cold: {data['cli_cold_s']:.1f} s", file=sys.stderr, flush=True)
+        data["cli_cold_s"], data["cli_cold_error"] = measure_cli_cold(args.cli_trials, args.parallel, storage)
+        print(f"  raytune-k8s run, cold: {data['cli_cold_s']} s {data['cli_cold_error'] or ''}", file=sys.stderr, flush=True)
         with LocalRayHead(num_cpus=NUM_CPUS) as head:
             os.environ.pop("RAY_ADDRESS", None)
             ray.init(address=head.address, log_to_driver=False)
@@ -461,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     headers, rows = tables(data)
     ah, ar = autoscaling_rows(data)
     text = (f"\nPer-trial overhead, P={args.parallel}\n{text_table(headers, rows)}\n"
-            f"raytune-k8s run of {args.cli_trials} trials, cold: {data['cli_cold_s']:.1f} s\n\n{text_table(ah, ar)}")
+            f"raytune-k8s run of {args.cli_trials} trials, cold: {fmt(data['cli_cold_s'])} s\n\n{text_table(ah, ar)}")
     publish(args.out, NAME, data, start, argv, ["raytune_k8s", "ray", "optuna"], text, markdown, figure)
     return 0
 

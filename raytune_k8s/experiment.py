@@ -300,7 +300,9 @@ def _json_logger_only(enabled: bool) -> Iterator[None]:
     report read) and not also as CSV and TensorBoard files (a third of the driver's time per
     trivial trial). Tune reads its documented switch ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS`` once,
     when ``fit`` sets up; ``run`` passes the JSON logger itself (``resume`` keeps Tune's defaults,
-as its callbacks come back from the saved Tuner). A value the user set is kept."""
+    as its callbacks come back from the saved Tuner). A value the user set is kept. It is an
+    environment variable: a plain Tune experiment that another thread sets up meanwhile gets no
+    CSV or TensorBoard files either."""
     if not enabled or AUTO_LOGGERS_ENV in os.environ:
         yield
         return
