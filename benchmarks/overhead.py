@@ -431,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 if not args.smoke:
                     measure_ray_tune(args.parallel, args.parallel, storage, seed=-1)  # warm-up, untimed
-                    measure_raytune_k8s(args.parallel, args.parallel, storage, seed=-1)
+                    measure_raytune_k8s(args.parallel, args.parallel, storage, seed=99)
                 measures = {
                     "raytune_k8s": lambda n, r: measure_raytune_k8s(n, args.parallel, storage, seed=r),
                     "ray_tune_reuse": lambda n, r: measure_ray_tune(n, args.parallel, storage, seed=r, reuse=True),
