@@ -1,16 +1,21 @@
 """Overhead: what the machinery costs per trial, next to plain Ray Tune and an Optuna loop.
 
-N trivial trials (Branin evaluated once, reported at once) at parallelism P, through
-``raytune_k8s.run`` (random search, as an experiment runs it), through plain Ray Tune with its
-defaults (``tune.Tuner`` + ``TuneConfig(num_samples=N, max_concurrent_trials=P)``) and through an
-in-process Optuna loop. Figure: wall time / N. Both Ray paths run on ONE local Ray head
-(``LocalRayHead(num_cpus=2)``, token auth on) that this benchmark starts and stops.
+Trivial trials (Branin evaluated once, reported at once, with the wall-clock time the trial
+started) at parallelism P, through ``raytune_k8s.run`` (random search, as an experiment runs
+it), through plain Ray Tune with ``reuse_actors=True`` (the fair peer) and with its defaults
+(``tune.Tuner`` + ``TuneConfig(num_samples=N, max_concurrent_trials=P)``), and through an
+in-process Optuna loop. Two figures per path: ``first_trial_s``, seconds from the call
+(``run()``, ``Tuner(...)``, ``create_study``) to the first trial running, and
+``marginal_ms_per_trial``, the slope of wall time between N=100 and N=1000 trials. The Ray paths
+run on ONE local Ray head (``LocalRayHead(num_cpus=2)``, token auth on, already warm) that this
+benchmark starts and stops. ``cli_cold_s``: ``raytune-k8s run`` of 100 trials end to end in a
+fresh process with its embedded Ray.
 
 Autoscaling reaction (seconds from experiment start to P workers, from experiment end to 0
 workers) is measured on ``raytune_k8s.localcluster.AutoscalingLocalCluster`` when it exists; see
 :func:`measure_autoscaling`.
 
-    python -m benchmarks.overhead                 # full: N=100, P=2, 3 runs (plain Tune 1)
+    python -m benchmarks.overhead                 # full: N=100 and 1000, P=2 (plain Tune defaults: 10 and 40)
     python -m benchmarks.overhead --smoke --out /tmp/oh
 """
 
@@ -25,6 +30,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -43,6 +49,7 @@ BRANIN_PARAMS = [
 #: The paths measured, in table order: key -> label.
 PATHS = {
     "raytune_k8s": "raytune_k8s.run (random, reuse_actors=True)",
+    "ray_tune_reuse": "plain Ray Tune, reuse_actors=True (random): the fair peer",
     "ray_tune_default": "plain Ray Tune, defaults (random, reuse_actors=False)",
     "optuna": "Optuna in-process loop (RandomSampler)",
     "optuna_tpe": "Optuna in-process loop (TPESampler)",
@@ -64,69 +71,110 @@ def trial_cpu(parallel: int) -> float:
     return min(1.0, NUM_CPUS / parallel)
 
 
-def experiment_spec(name: str, trials: int, parallel: int, seed: int) -> dict[str, Any]:
+def stamped_branin(config: dict[str, Any]) -> dict[str, float]:
+    """The trivial trial: Branin at (x, y), and the wall-clock time it started (``started_at``)."""
+    from raytune_k8s.trials.synthetic import branin_value
+
+    started = time.time()
+    return {"value": branin_value(config["x"], config["y"]), "started_at": started}
+
+
+def experiment_spec(name: str, trials: int, parallel: int, seed: int, stamped: bool = False) -> dict[str, Any]:
+    """The experiment of N trivial trials (``stamped``: :func:`stamped_branin`, else the built-in
+    ``branin``)."""
+    trial = {"function": "benchmarks.overhead:stamped_branin"} if stamped else {"trainable": "branin"}
     return {
         "name": name,
-        "objective": {"type": "minimize", "objectiveMetricName": "value"},
+        "objective": {"type": "minimize", "objectiveMetricName": "value",
+                      **({"additionalMetricNames": ["started_at"]} if stamped else {})},
         "algorithm": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": seed}]},
         "parameters": BRANIN_PARAMS,
         "parallelTrialCount": parallel,
         "maxTrialCount": trials,
         "maxFailedTrialCount": 0,
-        "trial": {"trainable": "branin", "resources": {"cpu": trial_cpu(parallel)}},
+        "trial": {**trial, "resources": {"cpu": trial_cpu(parallel)}},
     }
 
 
-def measure_raytune_k8s(trials: int, parallel: int, storage: Path, seed: int) -> float:
-    """Wall seconds of one whole ``raytune_k8s.run`` (checks, Tuner, summary) of N trivial trials."""
+def measure_raytune_k8s(trials: int, parallel: int, storage: Path, seed: int) -> tuple[float, float]:
+    """(wall seconds, seconds to the first trial running) of one whole ``raytune_k8s.run``
+    (checks, Tuner, summary; no report) of N trivial trials."""
     import raytune_k8s
 
-    spec = experiment_spec(f"overhead-{seed}", trials, parallel, seed)
-    start = time.perf_counter()
-    summary = raytune_k8s.run(spec, storage_path=storage)
+    spec = experiment_spec(f"overhead-{seed}-{trials}", trials, parallel, seed, stamped=True)
+    called, start = time.time(), time.perf_counter()
+    summary = raytune_k8s.run(spec, storage_path=storage, report=False)
     elapsed = time.perf_counter() - start
     if summary["trials"] != trials or summary["failed"]:
         raise RuntimeError(f"raytune_k8s run incomplete: {summary['trials']} trials, {summary['failed']} failed")
-    return elapsed
+    first = min(row["observation"]["started_at"]["latest"] for row in summary["trial_table"])
+    return elapsed, first - called
 
 
-def measure_ray_tune(trials: int, parallel: int, storage: Path, seed: int) -> float:
-    """Wall seconds of plain ``tune.Tuner(...).fit()`` with Tune's defaults on the same trivial trial."""
+def measure_ray_tune(trials: int, parallel: int, storage: Path, seed: int, reuse: bool = False) -> tuple[float, float]:
+    """(wall seconds, seconds to the first trial running) of plain ``tune.Tuner(...).fit()`` on
+    the same trivial trial: Tune's defaults, or with ``reuse_actors=True``."""
     from ray import tune
 
-    from raytune_k8s.trials.synthetic import branin
-
-    trainable: Any = branin  # returns {"value": ...}; Tune reports a returned dict
+    trainable: Any = stamped_branin  # Tune reports a returned dict
     if parallel > NUM_CPUS:  # Tune's default is 1 CPU per trial: give P trials room as raytune_k8s does
-        trainable = tune.with_resources(branin, {"cpu": trial_cpu(parallel)})
-    start = time.perf_counter()
+        trainable = tune.with_resources(stamped_branin, {"cpu": trial_cpu(parallel)})
+    called, start = time.time(), time.perf_counter()
     tuner = tune.Tuner(
         trainable,
         param_space={"x": tune.uniform(-5, 10), "y": tune.uniform(0, 15)},
-        tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=parallel, metric="value", mode="min"),
-        run_config=tune.RunConfig(name=f"tune-{seed}", storage_path=str(storage)),
+        tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=parallel, metric="value", mode="min",
+                                    **({"reuse_actors": True} if reuse else {})),
+        run_config=tune.RunConfig(name=f"tune-{'reuse' if reuse else 'default'}-{seed}-{trials}", storage_path=str(storage)),
     )
     grid = tuner.fit()
     elapsed = time.perf_counter() - start
     if len(grid) != trials or grid.num_errors:
         raise RuntimeError(f"Ray Tune run incomplete: {len(grid)} trials, {grid.num_errors} errors")
-    return elapsed
+    return elapsed, min(r.metrics["started_at"] for r in grid) - called
 
 
-def measure_optuna(trials: int, seed: int, sampler: str) -> float:
-    """Wall seconds of an in-process Optuna study (in-memory storage) of N trivial trials."""
+def measure_optuna(trials: int, seed: int, sampler: str) -> tuple[float, float]:
+    """(wall seconds, seconds to the first trial running) of an in-process Optuna study
+    (in-memory storage) of N trivial trials."""
     import optuna
 
     from raytune_k8s.trials.synthetic import branin_value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    first: list[float] = []
+
+    def objective(trial: Any) -> float:
+        if not first:
+            first.append(time.perf_counter())
+        return branin_value(trial.suggest_float("x", -5, 10), trial.suggest_float("y", 0, 15))
+
     start = time.perf_counter()
     make = optuna.samplers.RandomSampler if sampler == "random" else optuna.samplers.TPESampler
     study = optuna.create_study(direction="minimize", sampler=make(seed=seed))
-    study.optimize(lambda t: branin_value(t.suggest_float("x", -5, 10), t.suggest_float("y", 0, 15)), n_trials=trials)
+    study.optimize(objective, n_trials=trials)
     elapsed = time.perf_counter() - start
     assert len(study.trials) == trials
-    return elapsed
+    return elapsed, first[0] - start
+
+
+def measure_cli_cold(trials: int, parallel: int, storage: Path) -> tuple[float | None, str | None]:
+    """Wall seconds of ``raytune-k8s run`` (a fresh process, embedded local Ray, no report) of N
+    trivial trials of the built-in ``branin``: what a new user waits for."""
+    import yaml
+
+    spec_file = storage / "cli-cold.yaml"
+    spec_file.write_text(yaml.safe_dump(experiment_spec("cli-cold", trials, parallel, seed=0)))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "raytune_k8s", "run", str(spec_file), "--storage-path", str(storage),
+                           "--no-report"], env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:  # (a start-up that timed out on a loaded machine, say): recorded, not fatal
+        return None, f"exit {proc.returncode}: " + (proc.stdout + proc.stderr)[-1500:]
+    return elapsed, None
 
 
 def measure_autoscaling(
@@ -209,25 +257,37 @@ def measure_autoscaling(
     }
 
 
-def _summary(seconds: list[float], trials: int, label: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    per_trial = [1000 * s / trials for s in seconds]
+def _summary(runs: dict[int, list[tuple[float, float]]], label: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A path's figures from its runs (N -> [(wall s, first-trial s)]): the median wall time at
+    each N, the slope between the smallest and largest N, the first trial at the smallest N."""
+    sizes = sorted(runs)
+    wall = {n: statistics.median(w for w, _ in runs[n]) for n in sizes}
+    low, high = sizes[0], sizes[-1]
+    per_trial = [1000 * w / low for w, _ in runs[low]]
     return {
         "label": label,
+        "first_trial_s": statistics.median(f for _, f in runs[low]),
+        "marginal_ms_per_trial": 1000 * (wall[high] - wall[low]) / (high - low) if high > low else None,
+        "marginal_between": [low, high],
+        "wall_s": {str(n): wall[n] for n in sizes},
+        "runs": {str(n): [{"wall_s": w, "first_trial_s": f} for w, f in runs[n]] for n in sizes},
+        # wall / N at the smallest N (this table's figure before the marginal cost)
         "ms_per_trial": statistics.median(per_trial),
         "ms_per_trial_runs": per_trial,
-        "wall_s_runs": seconds,
         **(extra or {}),
     }
 
 
 def tables(data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    headers = ["path", "ms/trial (median)", "min", "max", "runs", "x raytune_k8s"]
-    base = data["raytune_k8s"]["ms_per_trial"]
+    headers = ["path", "first trial running, s", "marginal ms/trial", "between N", "wall s at each N", "x raytune_k8s (marginal)"]
+    base = data["raytune_k8s"]["marginal_ms_per_trial"]
     rows = []
     for key in PATHS:
         r = data[key]
-        runs = r["ms_per_trial_runs"]
-        rows.append([f"{key}: {r['label']}", r["ms_per_trial"], min(runs), max(runs), len(runs), r["ms_per_trial"] / base])
+        marginal = r["marginal_ms_per_trial"]
+        walls = ", ".join(f"{n}: {fmt(w)}" for n, w in r["wall_s"].items())
+        rows.append([f"{key}: {r['label']}", r["first_trial_s"], marginal, "-".join(map(str, r["marginal_between"])), walls,
+                     marginal / base if marginal and base else None])
     return headers, rows
 
 
@@ -252,18 +312,30 @@ def markdown(data: dict[str, Any]) -> str:
     headers, rows = tables(data)
     ah, ar = autoscaling_rows(data)
     env = data["environment"]
+    k8s = data["raytune_k8s"]
+    goals = [
+        ["raytune_k8s marginal ms/trial (goal <= 15)", k8s["marginal_ms_per_trial"]],
+        ["plain Ray Tune reuse_actors=True marginal ms/trial (the peer)", data["ray_tune_reuse"]["marginal_ms_per_trial"]],
+        ["raytune_k8s first trial running, s after run() on a warm Ray (goal <= 3)", k8s["first_trial_s"]],
+        [f"`raytune-k8s run` of {data['cli_trials']} trials, cold start with embedded Ray, s (goal <= 10)", data["cli_cold_s"]],
+    ]
     return "\n".join([
         "# Overhead",
         "",
-        f"Per-trial cost of the machinery: N={data['trials']} trivial trials (Branin evaluated and reported at once) at "
-        f"parallelism P={data['parallel']}, wall time / N, median of {data['repeats']} runs per path ({data['tune_repeats']} of plain Ray Tune, which takes "
-        "seconds per trial: with reuse_actors=False every trial creates a new trainable actor). Both Ray paths run on "
-        f"one local Ray head with {NUM_CPUS} CPUs (token auth), trials {fmt(trial_cpu(data['parallel']))} CPU each; an untimed "
-        f"plain-Tune warm-up of {data['parallel']} trials ran first (not in --smoke). The raytune_k8s wall time is the whole "
-        "`raytune_k8s.run` (spec checks, Tuner, summary.json); plain Ray Tune's is `Tuner(...)` + `fit()`. Optuna runs in "
-        "this process with in-memory storage, no Ray: a floor, not a peer in capability.",
+        f"Per-trial cost of the machinery: trivial trials (Branin evaluated and reported at once) at parallelism "
+        f"P={data['parallel']}. Per path: seconds from the call to the first trial running (the trial stamps the wall "
+        "clock when it starts) and the marginal cost per trial, the slope of the median wall time between the two sizes "
+        f"({data['sizes']} trials; plain Ray Tune's defaults, which start a new trial actor per trial, {data['default_sizes']}); "
+        f"{data['repeats']} run(s) per size. The Ray paths share one warm local Ray head with {NUM_CPUS} CPUs (token auth), "
+        f"trials {fmt(trial_cpu(data['parallel']))} CPU each; an untimed plain-Tune warm-up ran first (not in --smoke) and the "
+        "paths alternate, so drifting load hits all alike. raytune_k8s is the whole `raytune_k8s.run` (spec checks, "
+        "searcher actor, Tuner, summary.json; no report); plain Ray Tune is `Tuner(...)` + `fit()` with Tune's default "
+        "loggers and progress output. Optuna runs in this process with in-memory storage, no Ray: a floor, not a peer in "
+        "capability.",
         "",
         markdown_table(headers, rows),
+        "",
+        markdown_table(["goal (issue 13)", "measured"], goals),
         "",
         "## Autoscaling reaction",
         "",
@@ -284,18 +356,17 @@ def figure(data: dict[str, Any]) -> Any:
     plt = pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 1.4]})
     keys = list(PATHS)
-    medians = [data[k]["ms_per_trial"] for k in keys]
-    lows = [m - min(data[k]["ms_per_trial_runs"]) for k, m in zip(keys, medians)]
-    highs = [max(data[k]["ms_per_trial_runs"]) - m for k, m in zip(keys, medians)]
-    bars = ax.bar(range(len(keys)), medians, yerr=[lows, highs], capsize=4,
-                  color=["tab:blue", "tab:gray", "tab:orange", "tab:olive"])
-    for bar, m in zip(bars, medians):
-        ax.annotate(fmt(m), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8,
-                    xytext=(0, 2), textcoords="offset points")
-    ax.set_xticks(range(len(keys)), keys, fontsize=8)
+    marginal = [max(1e-3, data[k]["marginal_ms_per_trial"] or 0.0) for k in keys]
+    bars = ax.bar(range(len(keys)), marginal, color=["tab:blue", "tab:cyan", "tab:gray", "tab:orange", "tab:olive"])
+    for bar, m, k in zip(bars, marginal, keys):
+        ax.annotate(f"{fmt(m)} ms\nfirst {fmt(data[k]['first_trial_s'])} s", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.axhline(15, color="tab:red", ls="--", lw=1, label="goal: 15 ms")
+    ax.legend(fontsize=7)
+    ax.set_xticks(range(len(keys)), keys, fontsize=7)
     ax.set_yscale("log")
-    ax.set_ylabel("ms per trial (wall / N), log scale")
-    ax.set_title(f"N={data['trials']} trivial trials, P={data['parallel']}; median, bars min-max of the runs", fontsize=9)
+    ax.set_ylabel("marginal ms per trial, log scale")
+    ax.set_title(f"trivial trials, P={data['parallel']}: marginal cost (slope between sizes), first trial running", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     if data["scale_up_s"] is not None and data["scale_down_s"] is not None:
         idle = data["autoscaling"].get("idle_timeout_s") or 0.0
@@ -318,12 +389,13 @@ def figure(data: dict[str, Any]) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=100, help="N trials per run (default 100)")
+    parser.add_argument("--sizes", type=int, nargs=2, default=[100, 1000], metavar=("N1", "N2"),
+                        help="trials per run: the marginal cost is the slope between them (default 100 1000)")
+    parser.add_argument("--default-sizes", type=int, nargs=2, default=[10, 40], metavar=("N1", "N2"),
+                        help="the same for plain Ray Tune's defaults, ~2 s a trial (default 10 40)")
     parser.add_argument("--parallel", type=int, default=2, help="P concurrent trials (default 2)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="runs of raytune_k8s and of the Optuna loops; the median is reported (default 3)")
-    parser.add_argument("--tune-repeats", type=int, default=1,
-                        help="runs of plain Ray Tune, the slow one: ~2 s a trial (default 1)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per path and size; the median is used (default 1)")
+    parser.add_argument("--cli-trials", type=int, default=100, help="trials of the cold-start CLI run (default 100)")
     parser.add_argument("--autoscaling", action=argparse.BooleanOptionalAction, default=True,
                         help="measure the autoscaling reaction on a fake multi-node cluster (default on)")
     parser.add_argument("--replot", type=Path, metavar="JSON",
@@ -336,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {', '.join(map(str, paths))}")
         return 0
     if args.smoke:
-        args.trials, args.repeats, args.tune_repeats = 6, 1, 1
+        args.sizes, args.default_sizes, args.repeats, args.cli_trials = [4, 8], [2, 4], 1, 4
     warnings.filterwarnings("ignore")
 
     import ray
@@ -344,12 +416,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from raytune_k8s.localcluster import LocalRayHead
 
     start = time.monotonic()
-    data: dict[str, Any] = {"benchmark": NAME, "smoke": args.smoke, "trials": args.trials,
-                            "parallel": args.parallel, "repeats": args.repeats, "tune_repeats": args.tune_repeats}
-    k8s_s: list[float] = []
-    tune_s: list[float] = []
+    data: dict[str, Any] = {"benchmark": NAME, "smoke": args.smoke, "sizes": args.sizes, "default_sizes": args.default_sizes,
+                            "trials": args.sizes[0], "parallel": args.parallel, "repeats": args.repeats,
+                            "cli_trials": args.cli_trials}
+    runs: dict[str, dict[int, list[tuple[float, float]]]] = {key: {} for key in PATHS}
     with tempfile.TemporaryDirectory(prefix="rtk8s-overhead-") as tmp:
         storage = Path(tmp)
+        data["cli_cold_s"], data["cli_cold_error"] = measure_cli_cold(args.cli_trials, args.parallel, storage)
+        print(f"  raytune-k8s run, cold: {data['cli_cold_s']} s {data['cli_cold_error'] or ''}", file=sys.stderr, flush=True)
         with LocalRayHead(num_cpus=NUM_CPUS) as head:
             os.environ.pop("RAY_ADDRESS", None)
             ray.init(address=head.address, log_to_driver=False)
@@ -357,17 +431,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 if not args.smoke:
                     measure_ray_tune(args.parallel, args.parallel, storage, seed=-1)  # warm-up, untimed
-                for r in range(max(args.repeats, args.tune_repeats)):  # interleaved: drifting load hits both alike
-                    if r < args.repeats:
-                        k8s_s.append(measure_raytune_k8s(args.trials, args.parallel, storage, seed=r))
-                        print(f"  raytune_k8s run {r}: {k8s_s[-1]:.1f} s", file=sys.stderr, flush=True)
-                    if r < args.tune_repeats:
-                        tune_s.append(measure_ray_tune(args.trials, args.parallel, storage, seed=r))
-                        print(f"  plain Ray Tune run {r}: {tune_s[-1]:.1f} s", file=sys.stderr, flush=True)
+                    measure_raytune_k8s(args.parallel, args.parallel, storage, seed=99)
+                measures = {
+                    "raytune_k8s": lambda n, r: measure_raytune_k8s(n, args.parallel, storage, seed=r),
+                    "ray_tune_reuse": lambda n, r: measure_ray_tune(n, args.parallel, storage, seed=r, reuse=True),
+                    "ray_tune_default": lambda n, r: measure_ray_tune(n, args.parallel, storage, seed=r),
+                }
+                for r in range(args.repeats):  # interleaved: drifting load hits every path alike
+                    for i in range(2):
+                        for key, measure in measures.items():
+                            n = (args.default_sizes if key == "ray_tune_default" else args.sizes)[i]
+                            runs[key].setdefault(n, []).append(measure(n, r))
+                            print(f"  {key} N={n} run {r}: {runs[key][n][-1][0]:.1f} s", file=sys.stderr, flush=True)
             finally:
                 ray.shutdown()
-        optuna_s = [measure_optuna(args.trials, r, "random") for r in range(args.repeats)]
-        optuna_tpe_s = [measure_optuna(args.trials, r, "tpe") for r in range(args.repeats)]
+        for key, sampler in (("optuna", "random"), ("optuna_tpe", "tpe")):
+            for n in args.sizes:
+                runs[key][n] = [measure_optuna(n, r, sampler) for r in range(max(3, args.repeats))]
         if args.autoscaling:
             sizes = {"trial_s": 1.0, "idle_timeout_s": 3.0} if args.smoke else {}
             autoscaling = measure_autoscaling(args.parallel, storage, **sizes)
@@ -376,16 +456,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "note": "not measured: --no-autoscaling"}
 
     PATHS["raytune_k8s"] = _raytune_k8s_label()
-    data["raytune_k8s"] = _summary(k8s_s, args.trials, PATHS["raytune_k8s"], {"trial_cpu": trial_cpu(args.parallel)})
-    data["ray_tune_default"] = _summary(tune_s, args.trials, PATHS["ray_tune_default"])
-    data["optuna"] = _summary(optuna_s, args.trials, PATHS["optuna"])
-    data["optuna_tpe"] = _summary(optuna_tpe_s, args.trials, PATHS["optuna_tpe"])
+    for key in PATHS:
+        data[key] = _summary(runs[key], PATHS[key], {"trial_cpu": trial_cpu(args.parallel)} if key == "raytune_k8s" else None)
     data["scale_up_s"] = autoscaling["scale_up_s"]
     data["scale_down_s"] = autoscaling["scale_down_s"]
     data["autoscaling"] = autoscaling
     headers, rows = tables(data)
     ah, ar = autoscaling_rows(data)
-    text = f"\nPer-trial overhead, N={args.trials}, P={args.parallel}\n{text_table(headers, rows)}\n\n{text_table(ah, ar)}"
+    text = (f"\nPer-trial overhead, P={args.parallel}\n{text_table(headers, rows)}\n"
+            f"raytune-k8s run of {args.cli_trials} trials, cold: {fmt(data['cli_cold_s'])} s\n\n{text_table(ah, ar)}")
     publish(args.out, NAME, data, start, argv, ["raytune_k8s", "ray", "optuna"], text, markdown, figure)
     return 0
 

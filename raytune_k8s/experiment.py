@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from .spec import ExperimentSpec, LoadedSpec, SpecError, load_document, parse_count, parse_cpu, parse_memory
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 SpecSource = str | os.PathLike[str] | Mapping[str, Any] | ExperimentSpec
 KATIB_MANIFEST_FILE = "katib-experiment.yaml"
+AUTO_LOGGERS_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 
 class ExperimentExistsError(RuntimeError):
@@ -178,6 +180,7 @@ def run(
     Optuna study while they run.
     """
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     from .reporting import after_run, live_callbacks
 
@@ -239,16 +242,16 @@ def run(
                     name=plan.spec.name,
                     storage_path=str(storage),
                     stop=control,
-                    callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials),
+                    callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials), JsonLoggerCallback(),
                                *live_callbacks(plan.spec, optuna_storage)],
                     failure_config=tune.FailureConfig(max_failures=retries),
                     # PBT copies other trials' checkpoints: keep more than the last two (Ray's advice)
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2 if plan.spec.algorithm.name != "pbt" else 4),
-                    # Tune's progress table ranks trials by the objective; DARTS' is a text (its genotype).
-                    verbose=0 if plan.spec.algorithm.name == "darts" else 1,
+                    # ProgressLine reports progress; Tune's table would list every trial at the end.
+                    verbose=0,
                 ),
             )
-            summary = _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control)
+            summary = _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control, json_logger_only=True)
         finally:
             if plan.actor is not None:
                 plan.actor.close()
@@ -287,7 +290,8 @@ def resume(
         return _fit_and_summarize(tuner, spec, experiment_dir, parallel, ExperimentControl(spec.objective, spec.max_failed_trials))
 
 
-def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None, control: Any) -> dict[str, Any]:
+def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None, control: Any,
+                       json_logger_only: bool = False) -> dict[str, Any]:
     from .interruption import RunOutcome, watch_for_interrupt
     from .scaling import parallelism_request, trial_bundles
     from .summary import build_summary, trial_rows, write_summary
@@ -299,7 +303,7 @@ def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, p
         # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
         slots = parallel or spec.parallel_trials
         with parallelism_request(trial_bundles(trial_resources(spec), slots)), _warm_actors(slots), \
-                watch_for_interrupt() as outcome:
+                _json_logger_only(json_logger_only), watch_for_interrupt() as outcome:
             tuner.fit()
     except BaseException as exc:
         failure = exc
@@ -319,14 +323,29 @@ def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, p
     return summary
 
 
+@contextmanager
+def _json_logger_only(enabled: bool) -> Iterator[None]:
+    """Tune writes each trial's results as JSON lines (``result.json``: what the summary and the
+    report read) and not also as CSV and TensorBoard files (a third of the driver's time per
+    trivial trial). Tune reads its documented switch ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS`` once,
+    when ``fit`` sets up; ``run`` passes the JSON logger itself (``resume`` keeps Tune's defaults,
+    as its callbacks come back from the saved Tuner). A value the user set is kept. It is an
+    environment variable: a plain Tune experiment that another thread sets up meanwhile gets no
+    CSV or TensorBoard files either."""
+    if not enabled or AUTO_LOGGERS_ENV in os.environ:
+        yield
+        return
+    os.environ[AUTO_LOGGERS_ENV] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(AUTO_LOGGERS_ENV, None)
+
+
 def _warm_actors(slots: int) -> Any:
     """Idle trial actors stay warm while the searcher actor computes (a private Tune class:
-    loaded only here, and skipped with one warning if this Ray lacks it)."""
-    from contextlib import nullcontext
+    loaded only here, for this thread's ``fit()``; Tune's own cache, with one warning, if this
+    Ray lacks it)."""
+    from .warm_actors import warm_trial_actors
 
-    try:
-        from .warm_actors import warm_trial_actors
-    except ImportError as exc:
-        print(f"warning: trial actors are not kept warm on this Ray ({exc})", file=sys.stderr)
-        return nullcontext()
     return warm_trial_actors(slots)

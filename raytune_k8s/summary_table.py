@@ -8,18 +8,25 @@ from typing import Any
 from .summary import SUMMARY_FILE
 
 
-def print_table(summary: dict[str, Any]) -> None:
+#: The table shows the best trials; the rest are in summary.json (``results --json``).
+MAX_ROWS = 25
+
+
+def print_table(summary: dict[str, Any], max_rows: int = MAX_ROWS) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     objective = summary["objective"]["metric"]
-    table = Table(title=f"{summary['name']}: trials, best first")
     rows = summary["trial_table"]
+    shown = rows[:max_rows]
+    more = len(rows) - len(shown)
+    title = f"{summary['name']}: trials, best first" + (f" (the best {len(shown)} of {len(rows)})" if more else "")
+    table = Table(title=title, caption=f"{more} more in {SUMMARY_FILE} (raytune-k8s results --json)" if more else None)
     params = list(rows[0]["params"]) if rows else []
     for column in ["trial", "status", *params, objective, "iter"]:
         table.add_column(column)
-    for row in rows:
+    for row in shown:
         value = "-" if row["objective"] is None else f"{row['objective']:.4g}"
         cells = [_fmt(row["params"].get(p)) for p in params]
         table.add_row(row["trial_id"], row["status"], *cells, value, str(row["iterations"]))

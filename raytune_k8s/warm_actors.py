@@ -7,62 +7,114 @@ every idle trial actor but one, and when the suggestions arrive it starts new wo
 (seconds each on a busy node), so freed slots wait longer than with a blocking searcher
 (measured: median 3.3 s against 0.27 s with warm actors, 60 BO trials, parallelism 4).
 
-:func:`warm_trial_actors` keeps up to ``limit`` idle actors (the experiment's parallelism) for as
-long as the search is not finished. They hold only the resources their slots hold anyway;
-Tune still releases all of them when the search ends, and still evicts them when a staged
-trial needs different resources.
+Tune has no public setting for its actor cache, so this leans on two private names,
+``ray.tune.utils.object_cache._ObjectCache`` and the ``_ObjectCache`` that
+``ray.tune.execution.tune_controller`` builds its cache from. It is confined:
+
+* imported only by :func:`warm_trial_actors`, and when either name is missing it warns once and
+  Tune keeps its own cache (trials still run; idle actors are just not kept);
+* the controller's factory is replaced only while some ``fit()`` is inside the block, and the
+  replacement hands the larger cache only to a controller built in a thread that is inside the
+  block (Tune builds it in the thread calling ``fit()``): other experiments in the process get
+  Tune's own cache, and two experiments in two threads run at once, not one after the other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
-from typing import Any, Iterator
+import warnings
+from typing import Any, Callable, Iterator
 
-from ray.tune.execution import tune_controller
-from ray.tune.utils.object_cache import _ObjectCache
+_state_lock = threading.Lock()  # guards the swap's reference count (held for microseconds)
+_active = 0
+_original: Callable[..., Any] | None = None
+_local = threading.local()  # .limit: this thread's experiment's limit, while in the block
+_warned = False
 
 
-class WarmActorCache(_ObjectCache):
-    """Tune's actor cache, keeping up to ``limit`` idle actors instead of one."""
+@functools.cache
+def cache_class() -> type:
+    """The cache class, built on first use (Tune's private base class is imported here only):
+    ``cache_class()(limit)`` is a cache for one controller."""
+    from ray.tune.utils.object_cache import _ObjectCache
 
-    def __init__(self, limit: int, may_keep_one: bool = True):
-        super().__init__(may_keep_one=may_keep_one)
-        self._limit = max(1, limit)
+    class _WarmActorCache(_ObjectCache):
+        """Tune's actor cache, keeping up to ``limit`` idle actors instead of one."""
 
-    def _expects_other(self, key: Any) -> bool:
-        """A staged trial waits for resources of another shape."""
-        return any(count > 0 for other, count in self._max_num_objects.items() if other != key)
+        def __init__(self, limit: int, may_keep_one: bool = True):
+            super().__init__(may_keep_one=may_keep_one)
+            self._limit = max(1, limit)
 
-    def cache_object(self, key: Any, obj: Any) -> bool:
-        if super().cache_object(key, obj):
+        def _expects_other(self, key: Any) -> bool:
+            """A staged trial waits for resources of another shape."""
+            return any(count > 0 for other, count in self._max_num_objects.items() if other != key)
+
+        def cache_object(self, key: Any, obj: Any) -> bool:
+            if super().cache_object(key, obj):
+                return True
+            if self._num_cached_objects >= self._limit or self._expects_other(key):
+                return False
+            self._cached_objects[key].append(obj)
+            self._num_cached_objects += 1
             return True
-        if self._num_cached_objects >= self._limit or self._expects_other(key):
-            return False
-        self._cached_objects[key].append(obj)
-        self._num_cached_objects += 1
-        return True
 
-    def flush_cached_objects(self, force_all: bool = False) -> Iterator[Any]:
-        if force_all or any(self._expects_other(key) for key, objs in self._cached_objects.items() if objs):
-            yield from super().flush_cached_objects(force_all=force_all)
-            return
-        for objs in self._cached_objects.values():
-            while objs and self._num_cached_objects > self._limit:
-                self._num_cached_objects -= 1
-                yield objs.pop(0)
+        def flush_cached_objects(self, force_all: bool = False) -> Iterator[Any]:
+            if force_all or any(self._expects_other(key) for key, objs in self._cached_objects.items() if objs):
+                yield from super().flush_cached_objects(force_all=force_all)
+                return
+            for objs in self._cached_objects.values():
+                while objs and self._num_cached_objects > self._limit:
+                    self._num_cached_objects -= 1
+                    yield objs.pop(0)
+
+    return _WarmActorCache
 
 
-_lock = threading.RLock()  # Tune reads the factory once, when its controller is built
+def _factory(may_keep_one: bool = True) -> Any:
+    """What Tune's controller calls for its cache: ours in a thread inside the block, else Tune's."""
+    limit = getattr(_local, "limit", None)
+    if limit is None:
+        assert _original is not None
+        return _original(may_keep_one=may_keep_one)
+    return cache_class()(limit, may_keep_one)
+
+
+def _warn_once(reason: object) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(f"trial actors are not kept warm on this Ray ({reason}); Tune's own actor cache is used",
+                      RuntimeWarning, stacklevel=3)
 
 
 @contextlib.contextmanager
 def warm_trial_actors(limit: int) -> Iterator[None]:
-    """Within this block, Tune experiments keep up to ``limit`` idle trial actors for reuse."""
-    with _lock:
-        original = tune_controller._ObjectCache
-        tune_controller._ObjectCache = lambda may_keep_one=True: WarmActorCache(limit, may_keep_one)  # type: ignore[misc]
-        try:
-            yield
-        finally:
-            tune_controller._ObjectCache = original  # type: ignore[misc]
+    """Within this block, a Tune experiment started in this thread keeps up to ``limit`` idle
+    trial actors for reuse (Tune reads the factory once, when ``fit()`` builds its controller)."""
+    global _active, _original
+    try:
+        from ray.tune.execution import tune_controller
+
+        cache_class()
+        current = tune_controller._ObjectCache
+    except (ImportError, AttributeError) as missing:
+        _warn_once(missing)
+        yield
+        return
+    with _state_lock:
+        if _active == 0:
+            _original = current
+            tune_controller._ObjectCache = _factory  # type: ignore[attr-defined]
+        _active += 1
+    outer, _local.limit = getattr(_local, "limit", None), limit
+    try:
+        yield
+    finally:
+        _local.limit = outer
+        with _state_lock:
+            _active -= 1
+            if _active == 0:
+                tune_controller._ObjectCache = _original  # type: ignore[attr-defined]
+                _original = None

@@ -12,7 +12,7 @@ from ray.tune.search import Searcher
 from raytune_k8s.experiment import prepare, trial_resources
 from raytune_k8s.search import create_searcher
 from raytune_k8s.search.actor import ActorSearcher
-from raytune_k8s.search.searcher_host import SearcherHost
+from raytune_k8s.search.searcher_host import KeySet, SearcherHost
 from raytune_k8s.space import SearchSpace
 from raytune_k8s.spec import parse_spec
 
@@ -184,3 +184,21 @@ def test_searchers_unpickled_inside_the_block_are_closed_with_it(ray_connected):
     assert kept.suggest("k1") is not None or _wait_for(lambda: kept.suggest("k2") is not None)
     kept.close()
     assert _wait_for(lambda: alive_hosts() == 0)
+
+
+def test_folded_keys_stay_small_however_many_results_came_back():
+    """The snapshot's record of folded results holds every key, in whatever order they came,
+    and its size follows the results still out, not the trial count."""
+    import pickle
+
+    keys = KeySet()
+    for block in range(0, 1000, 4):  # results come back a little out of order
+        for i in (block + 1, block, block + 3, block + 2):
+            keys.add(f"s{i}")
+    keys.add("s1001")  # s1000 still running
+    assert len(keys) == 1001 and all(f"s{i}" in keys for i in range(1000)) and "s1001" in keys
+    assert "s1000" not in keys and "other" not in keys
+    restored = pickle.loads(pickle.dumps(keys))
+    assert (restored.low, restored.extra) == (1000, {"s1001"})
+    assert len(pickle.dumps(keys)) < 200 < len(pickle.dumps({f"s{i}" for i in range(1000)}))
+    assert len(KeySet({"s0", "s2"})) == 2 and "s1" not in KeySet({"s0", "s2"})  # from an older snapshot's set

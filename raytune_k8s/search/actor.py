@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import threading
+import time
 import weakref
 from collections import deque
 from concurrent.futures import Future
@@ -28,9 +29,12 @@ import ray
 from ray.exceptions import RayActorError
 from ray.tune.search import Searcher
 
-from .searcher_host import SearcherHost
+from .searcher_host import KeySet, SearcherHost
 
 MAX_RESTARTS_IN_ROW = 3  # the actor died this often without answering once: give up
+#: With no trial of ours out, Tune would sleep a whole second before asking again: wait for the
+#: actor's next answer instead, at most this long (the first suggestion, mostly).
+IDLE_WAIT_S = 1.0
 
 
 class ActorSearcher(Searcher):
@@ -47,7 +51,7 @@ class ActorSearcher(Searcher):
         self._template = searcher
         self._prefetch = prefetch
         self._actor_options = {"num_cpus": 0, **(actor_options or {})}
-        self._snapshot: tuple[int, bytes, frozenset] | None = None
+        self._snapshot: tuple[int, bytes, KeySet] | None = None
         self._results: dict[str, tuple[dict | None, bool]] = {}  # results not yet in a snapshot
         self._assigned: dict[str, str] = {}  # trial_id -> suggestion key
         self._ready: deque[tuple[str, dict]] = deque()
@@ -60,6 +64,7 @@ class ActorSearcher(Searcher):
         self._lock = threading.Lock()  # guards what Tune's thread and the courier share
         self._host_lock = threading.Lock()  # one actor at a time, whichever thread asks
         self._wake = threading.Event()
+        self._arrived = threading.Event()  # the courier took in an answer
         self._courier: threading.Thread | None = None
         self._closed = False
         self._actor: Any = None
@@ -84,14 +89,24 @@ class ActorSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict | str | None:
         self._start_courier()
-        with self._lock:
-            if self._error is not None:
-                raise self._error
-            if not self._ready:
-                return Searcher.FINISHED if self._finished else None
-            key, config = self._ready.popleft()
-            self._assigned[trial_id] = key
-            self._started += 1
+        deadline = time.monotonic() + IDLE_WAIT_S
+        while True:
+            with self._lock:
+                if self._error is not None:
+                    raise self._error
+                if self._ready:
+                    key, config = self._ready.popleft()
+                    self._assigned[trial_id] = key
+                    self._started += 1
+                    break
+                if self._finished:
+                    return Searcher.FINISHED
+                # A trial of ours is running: Tune has other work, so "ask again" costs nothing.
+                if self._assigned or self._closed or time.monotonic() >= deadline:
+                    return None
+                self._arrived.clear()
+            self._wake.set()
+            self._arrived.wait(max(0.0, deadline - time.monotonic()))
         self._wake.set()  # the actor computes the next suggestion while this trial runs
         return config
 
@@ -135,13 +150,15 @@ class ActorSearcher(Searcher):
             with self._lock:
                 if error:
                     self._error = RuntimeError(f"the search algorithm failed in its actor:\n{error}")
+                    self._arrived.set()
                     return
                 if snapshot is not None:
                     self._snapshot = snapshot
-                    for key in snapshot[2]:  # folded into the snapshot: no replay needed
-                        self._results.pop(key, None)
+                    for key in [key for key in self._results if key in snapshot[2]]:
+                        del self._results[key]  # folded into the snapshot: no replay needed
                 self._ready.extend(items)
                 self._finished = finished
+                self._arrived.set()
         known = self._snapshot[0] if self._snapshot else -1
         exchange = host.exchange.remote(known, started, outbox).future()
         exchange.add_done_callback(lambda _, wake=self._wake: wake.set())
@@ -193,6 +210,7 @@ class ActorSearcher(Searcher):
         except Exception as exc:  # surfaced to Tune on its next suggest
             with self._lock:
                 self._error = exc
+            self._arrived.set()
             return None
         return None if self._error is not None else self._wake
 
@@ -241,7 +259,7 @@ class ActorSearcher(Searcher):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for name in ("_lock", "_host_lock", "_wake", "_courier", "_actor", "_exchange"):
+        for name in ("_lock", "_host_lock", "_wake", "_arrived", "_courier", "_actor", "_exchange"):
             state.pop(name)
         return state
 

@@ -15,6 +15,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from typing import Iterable
 
 import cloudpickle
 from ray.tune.search import Searcher
@@ -37,6 +38,54 @@ def _raise_priority() -> None:
         pass
 
 
+class KeySet:
+    """The suggestion keys (``s0``, ``s1``, ...) whose results the searcher has folded in: every
+    key below ``low``, plus the few above it that came back early. Results come back nearly in
+    order, so it stays as small as the number of trials out at once, where a set of every key
+    made each snapshot (two per trial) grow with the trial count."""
+
+    __slots__ = ("low", "extra")
+
+    def __init__(self, keys: Iterable[str] = ()):
+        self.low = 0
+        self.extra: set[str] = set()
+        for key in keys:
+            self.add(key)
+
+    @staticmethod
+    def _index(key: str) -> int | None:
+        return int(key[1:]) if key[:1] == "s" and key[1:].isdigit() else None
+
+    def __contains__(self, key: object) -> bool:
+        index = self._index(key) if isinstance(key, str) else None
+        return (index is not None and index < self.low) or key in self.extra
+
+    def add(self, key: str) -> None:
+        if key in self:
+            return
+        if self._index(key) != self.low:
+            self.extra.add(key)
+            return
+        self.low += 1
+        while f"s{self.low}" in self.extra:
+            self.extra.discard(f"s{self.low}")
+            self.low += 1
+
+    def __len__(self) -> int:
+        return self.low + len(self.extra)
+
+    def copy(self) -> "KeySet":
+        copied = KeySet()
+        copied.low, copied.extra = self.low, set(self.extra)
+        return copied
+
+    def __getstate__(self) -> tuple[int, set[str]]:
+        return self.low, self.extra
+
+    def __setstate__(self, state: tuple[int, set[str]]) -> None:
+        self.low, self.extra = state
+
+
 class SearcherHost:
     """The actor body: one searcher, a background suggestion thread, an inbox of results."""
 
@@ -54,7 +103,7 @@ class SearcherHost:
         self._cv = threading.Condition()
         self._ready: deque[tuple[str, dict]] = deque()
         self._inbox: deque[tuple[str, dict | None, bool]] = deque()
-        self._folded: set[str] = set()  # results folded in
+        self._folded = KeySet()  # results folded in
         self._next_key = 0
         self._driver_buffered = driver_buffered  # handed to the driver, not yet given to a trial
         self._finished = False
@@ -62,7 +111,7 @@ class SearcherHost:
         self._error: str | None = None
         self._version = version  # continues the lost actor's count, so the driver sees every new snapshot
         self._snapshot: bytes | None = None
-        self._snapshot_folded: frozenset[str] = frozenset()  # the results inside that snapshot
+        self._snapshot_folded = KeySet()  # the results inside that snapshot
         self._thread_s = {"suggest": 0.0, "fold": 0.0, "snapshot": 0.0, "waiting": 0.0}  # where the searcher thread's time went
         if snapshot is not None:
             self._load(snapshot, driver_keys)
@@ -175,20 +224,21 @@ class SearcherHost:
         with self._cv:
             state = {
                 "searcher": searcher_state,
-                "folded": set(self._folded),
+                "folded": self._folded.copy(),
                 "next_key": self._next_key,
                 "finished": self._finished if finished is None else finished,
                 "undelivered": [*self._ready, *([made] if made else [])],
             }
             self._snapshot = pickle.dumps(state)
-            self._snapshot_folded = frozenset(state["folded"])
+            self._snapshot_folded = state["folded"]
             self._version += 1
             self._thread_s["snapshot"] += time.perf_counter() - started
 
     def _load(self, snapshot: bytes, driver_keys: frozenset[str]) -> None:
         state = pickle.loads(snapshot)
         load_via_file(state["searcher"], self._searcher.restore)
-        self._folded = set(state["folded"])
+        folded = state["folded"]  # a set in snapshots from before KeySet
+        self._folded = folded.copy() if isinstance(folded, KeySet) else KeySet(folded)
         self._next_key = state["next_key"]
         self._finished = state["finished"]
         # Suggestions the searcher made (so counts as pending, or as a grid point walked) that
