@@ -115,7 +115,10 @@ def _bring_up_to_date(trial: Any, journaled: _Journaled) -> bool:
             changed = True
     current = trial.checkpoint.path if trial.checkpoint is not None else None
     if journaled.checkpoint and journaled.checkpoint != current and Path(journaled.checkpoint).exists():
-        trial.run_metadata.checkpoint_manager.register_checkpoint(
+        manager = trial.run_metadata.checkpoint_manager
+        # Checkpoints the killed driver had already deleted (num_to_keep) are no longer tracked.
+        manager._checkpoint_results = [r for r in manager._checkpoint_results if Path(r.checkpoint.path).exists()]
+        manager.register_checkpoint(
             _TrainingResult(checkpoint=Checkpoint.from_directory(journaled.checkpoint), metrics=dict(trial.last_result)))
         trial.storage.current_checkpoint_index = _checkpoint_index(journaled.checkpoint)
         changed = True
@@ -157,7 +160,6 @@ def reconcile(experiment_dir: str | Path) -> Reconciled:
 
 def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str, _Journaled], done: Reconciled) -> None:
     import ray.cloudpickle as cloudpickle
-    from ray.tune.experiment import Trial
     from ray.tune.utils.serialization import TuneFunctionEncoder, _loads_with_cloudpickle
 
     state = _loads_with_cloudpickle(state_path.read_bytes())
@@ -165,32 +167,10 @@ def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str
     for i, (trial_json, _) in enumerate(state["trial_data"]):
         known[json.loads(trial_json)["trial_id"]] = i
     for trial_id, journal in journaled.items():
-        if trial_id in known:
-            trial_json, metadata = state["trial_data"][known[trial_id]]
-        elif journal.state is not None and journal.metadata is not None:
-            trial_json, metadata = journal.state, journal.metadata
-        else:
-            continue
-        trial = Trial.from_json_state(trial_json, stub=True)
-        trial.restore_run_metadata(metadata)
-        was_finished = trial.status == Trial.TERMINATED
-        had_checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
-        if trial_id not in known and trial.status == Trial.RUNNING:
-            trial.set_status(Trial.PENDING)
-        if not _bring_up_to_date(trial, journal) and trial_id in known:
-            continue
-        trial.stub = False
-        trial.invalidate_json_state()
-        entry = list(trial.get_json_state())
-        if trial_id in known:
-            state["trial_data"][known[trial_id]] = entry
-            if trial.status == Trial.TERMINATED and not was_finished:
-                done.finished.append(trial_id)
-        else:
-            state["trial_data"].append(entry)
-            done.added.append(trial_id)
-        if trial.checkpoint is not None and trial.checkpoint.path != had_checkpoint:
-            done.checkpoints.append(trial_id)
+        try:
+            _reconcile_trial(state, known, trial_id, journal, done)
+        except Exception as exc:  # one trial Tune's way, the others still brought up to date
+            print(f"warning: trial {trial_id} resumes from Tune's last save ({type(exc).__name__}: {exc})", file=sys.stderr)
     if not (done.finished or done.added or done.checkpoints):
         return
     if done.added:  # the search generator counts the trials it created: the added ones too
@@ -202,3 +182,35 @@ def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str
             tmp.write_bytes(cloudpickle.dumps(gen))
             tmp.replace(gen_path)
     _write_atomic(state_path, json.dumps(state, cls=TuneFunctionEncoder))
+
+
+def _reconcile_trial(state: dict[str, Any], known: dict[str, int], trial_id: str, journal: _Journaled, done: Reconciled) -> None:
+    """Bring one trial's entry in ``state`` (or a new one) up to date with its journal."""
+    from ray.tune.experiment import Trial
+
+    if trial_id in known:
+        trial_json, metadata = state["trial_data"][known[trial_id]]
+    elif journal.state is not None and journal.metadata is not None:
+        trial_json, metadata = journal.state, journal.metadata
+    else:
+        return
+    trial = Trial.from_json_state(trial_json, stub=True)
+    trial.restore_run_metadata(metadata)
+    was_finished = trial.status == Trial.TERMINATED
+    had_checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+    if trial_id not in known and trial.status == Trial.RUNNING:
+        trial.set_status(Trial.PENDING)
+    if not _bring_up_to_date(trial, journal) and trial_id in known:
+        return
+    trial.stub = False
+    trial.invalidate_json_state()
+    entry = list(trial.get_json_state())
+    if trial_id in known:
+        state["trial_data"][known[trial_id]] = entry
+        if trial.status == Trial.TERMINATED and not was_finished:
+            done.finished.append(trial_id)
+    else:
+        state["trial_data"].append(entry)
+        done.added.append(trial_id)
+    if trial.checkpoint is not None and trial.checkpoint.path != had_checkpoint:
+        done.checkpoints.append(trial_id)

@@ -85,3 +85,65 @@ def test_sigkilled_driver_resumes_with_no_result_lost_and_no_finished_trial_reru
     assert found["lost"] == [] and found["rerun"] == [], found
     assert found["duplicates"] == [], found
     assert finished_before <= {r["trial_id"] for r in summary["trial_table"] if r["status"] == "Succeeded"}
+
+
+def test_ray_job_stop_leaves_an_interrupted_summary_with_every_reported_result(ray_head, tmp_path):
+    """`ray job stop` sends SIGTERM, waits RAY_JOB_STOP_WAIT_TIME_S (set in the job's runtime env,
+    as our RayJob does), then SIGKILLs: the run ends Interrupted, and what the trials reported is
+    in the experiment directory, not only in the head's session folder."""
+    work, logs, storage = tmp_path / "work", tmp_path / "logs", tmp_path / "storage"
+    work.mkdir()
+    (work / "experiment.yaml").write_text(yaml.safe_dump(_witness_spec("job-stop", logs, trials=6, steps=8, sleep=0.5)))
+    ray_cli = shutil.which("ray") or "ray"
+    env, job = ray_head.client_env(), f"job-stop-{os.getpid()}"
+    submit = subprocess.run(
+        [ray_cli, "job", "submit", "--address", ray_head.dashboard_url, "--no-wait", "--submission-id", job,
+         "--working-dir", str(work), "--runtime-env-json", json.dumps({"env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": "30"}}),
+         "--", "raytune-k8s", "run", "experiment.yaml", "--storage-path", str(storage), "--no-report"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert submit.returncode == 0, submit.stdout[-2000:] + submit.stderr[-2000:]
+    _wait_until(lambda: len(_events(logs, "done")) >= 1 and len(_events(logs, "acked")) >= 10, timeout=180)
+    stop = subprocess.run([ray_cli, "job", "stop", "--address", ray_head.dashboard_url, job], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert stop.returncode == 0, stop.stdout[-2000:] + stop.stderr[-2000:]
+    experiment_dir = storage / "job-stop"
+    summary = json.loads((experiment_dir / "summary.json").read_text())
+    assert summary["status"] == "Interrupted"
+    assert summary["trials"] >= 1 and summary["best"] is not None
+    iterations = {r["trial_id"]: r["iterations"] for r in summary["trial_table"]}
+    acked: dict[str, int] = {}
+    for tid, e in _events(logs, "acked"):
+        acked[tid] = max(acked.get(tid, 0), e["step"])
+    assert all(iterations.get(tid, 0) >= step for tid, step in acked.items()), (acked, iterations)
+    recorded = {(tid, s) for tid, s in _recorded_steps(experiment_dir)}
+    assert {(tid, e["step"]) for tid, e in _events(logs, "acked")} <= recorded
+
+
+def _recorded_steps(experiment_dir: Path) -> list[tuple[str, int]]:
+    out = []
+    for path in experiment_dir.glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                out.append((row["trial_id"], row["step"]))
+    return out
+
+
+def test_a_failure_in_fit_keeps_its_own_error_when_the_summary_cannot_be_built(ray_connected, tmp_path, capsys):
+    """fit() fails (a callback raises as the run starts) before Tune wrote anything, so building
+    the summary fails too: the caller sees fit()'s error, and a warning names the other."""
+    from ray import tune
+
+    from raytune_k8s.experiment import _fit_and_summarize
+    from raytune_k8s.spec import load_document
+
+    class Broken(tune.Callback):
+        def setup(self, **info):
+            raise RuntimeError("the storage went away")
+
+    spec = load_document(_witness_spec("fit-fails", tmp_path / "logs", trials=1)).spec
+    tuner = tune.Tuner(lambda config: None, run_config=tune.RunConfig(name="fit-fails", storage_path=str(tmp_path / "s"),
+                                                                      callbacks=[Broken()], verbose=0))
+    with pytest.raises(RuntimeError, match="the storage went away"):
+        _fit_and_summarize(tuner, spec, tmp_path / "elsewhere", 1, None)
+    assert "warning: could not write the summary after the run failed" in capsys.readouterr().err

@@ -26,6 +26,7 @@ import cloudpickle
 import ray
 from ray.exceptions import RayActorError
 from ray.tune.search import Searcher
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .searcher_host import SearcherHost
 
@@ -154,7 +155,11 @@ class ActorSearcher(Searcher):
                     held = frozenset([key for key, _ in self._ready] + list(self._assigned.values()) + list(self._results))
                     unfolded = [(key, result, error) for key, (result, error) in self._results.items() if key not in folded]
                     buffered = len(self._ready)
-                remote = ray.remote(max_concurrency=4, max_restarts=0)(SearcherHost).options(**self._actor_options)
+                # On the driver's node (the head, in a RayJob) where it fits: a worker node's loss
+                # then takes trials but not the search with it.
+                near_driver = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+                remote = ray.remote(max_concurrency=4, max_restarts=0)(SearcherHost).options(
+                    scheduling_strategy=near_driver, **self._actor_options)
                 self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot, version, buffered, held)
                 if unfolded:  # results the lost actor had not folded in yet
                     self._actor.report.remote(0, unfolded)
