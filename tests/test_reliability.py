@@ -141,7 +141,7 @@ def test_a_failure_in_fit_keeps_its_own_error_when_the_summary_cannot_be_built(r
         def setup(self, **info):
             raise RuntimeError("the storage went away")
 
-    spec = load_document(_witness_spec("fit-fails", tmp_path / "logs", trials=1)).spec
+    spec = load_document(_witness_spec("fit-fails", tmp_path / "logs", trials=2)).spec
     tuner = tune.Tuner(lambda config: None, run_config=tune.RunConfig(name="fit-fails", storage_path=str(tmp_path / "s"),
                                                                       callbacks=[Broken()], verbose=0))
     with pytest.raises(RuntimeError, match="the storage went away"):
