@@ -31,6 +31,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported: token auth is on
+# Replacement nodes start while the machine is busy (2 shared cores, load average 40-70 in our
+# runs): with Ray's default wait for a node's dashboard agent, their raylets aborted ("Timed out
+# waiting for file ... ports") and the cluster never got its workers back. A pod has its own CPU.
+os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")
 
 import json  # noqa: E402
 import random  # noqa: E402
