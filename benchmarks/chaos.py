@@ -45,7 +45,8 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Any, Iterator, Sequence  # noqa: E402
 
 import yaml  # noqa: E402
 
@@ -196,10 +197,28 @@ class Chaos:
         self._thread.join()
 
 
-def _cluster(parallel: int) -> Any:
+def _start_cluster(parallel: int, attempts: int = 3) -> Any:
+    """A fresh simulated cluster; on this busy machine a head sometimes misses Ray's own 30-s
+    start-up wait, so it is tried again."""
     from raytune_k8s.localcluster import AutoscalingLocalCluster
 
-    return AutoscalingLocalCluster(worker_cpus=1, max_workers=parallel, idle_timeout_s=60)
+    for attempt in range(attempts):
+        try:
+            return AutoscalingLocalCluster(worker_cpus=1, max_workers=parallel, idle_timeout_s=60).start(timeout=300)
+        except (RuntimeError, TimeoutError) as exc:
+            if attempt == attempts - 1:
+                raise
+            print(f"cluster start failed, again: {str(exc).splitlines()[0]}", flush=True)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _cluster(parallel: int) -> Iterator[Any]:
+    cluster = _start_cluster(parallel)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def _outcome(experiment_dir: Path, log_dir: Path) -> dict[str, Any]:
@@ -268,7 +287,7 @@ def run_head_loss(spec: dict[str, Any], work: Path, parallel: int) -> dict[str, 
     spec_path.write_text(yaml.safe_dump(spec))
     command = ["run", str(spec_path), "--storage-path", str(storage), "--no-report", "--resume-if-exists"]
     start = time.monotonic()
-    first = _cluster(parallel).start()
+    first = _start_cluster(parallel)
     try:
         driver = Driver([*command, "--address", first.address], first, work / "driver.log")
         while _done(log_dir) < spec["maxTrialCount"] // 2:
