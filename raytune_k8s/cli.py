@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     from .experiment import run
 
     summary = run(
-        args.spec, address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists, quota=_quota(args),
+        Path(args.spec), address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists, quota=_quota(args),
         report=args.report, optuna_storage=args.optuna_storage,
     )
     code = _report(summary)
@@ -126,18 +126,33 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _cluster_up(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
     from . import localcluster
 
+    def stop_like_ctrl_c(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (kill, a supervisor) while the head starts: stop what was started, as on Ctrl-C.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop_like_ctrl_c) if in_main else None
     try:
         state = localcluster.start_background_cluster(args.worker_cpus, args.max_workers, args.idle_timeout_s)
     except (RuntimeError, ValueError, TimeoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}\n(every process it started is stopped)", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted: every process it started is stopped", file=sys.stderr)
+        return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     print(
         f"local autoscaling Ray cluster up: 0..{state['max_workers']} workers x {state['worker_cpus']:g} CPU, "
-        f"idle timeout {state['idle_timeout_s']:g} s (head pid {state['pid']}, state in {localcluster.STATE_FILE})\n"
+        f"idle timeout {state['idle_timeout_s']:g} s (head pid {state['pid']}, state in {state['state_file']})\n"
         f"dashboard and Jobs API: {state['dashboard_url']}\n\n"
-        f"export RAY_ADDRESS={state['address']} RAY_AUTH_MODE=token\n\n"
+        f"export RAY_ADDRESS={state['address']} RAY_AUTH_MODE=token RAYTUNE_K8S_WORKER_CPU={state['worker_cpus']:g} RAYTUNE_K8S_WORKER_MEMORY=0\n\n"
         f"then:  raytune-k8s run examples/<experiment>.yaml\n"
         f"or:    ray job submit --address {state['dashboard_url']} --working-dir . -- "
         f"raytune-k8s run examples/<experiment>.yaml\n"
@@ -151,7 +166,7 @@ def _cluster_down(args: argparse.Namespace) -> int:
 
     state = localcluster.stop_background_cluster()
     if state is None:
-        print(f"no cluster is recorded in {localcluster.STATE_FILE}")
+        print(f"no cluster is recorded in {localcluster.state_file_path()}")
         return 0
     print(f"stopped the local cluster at {state['address']}")
     return 0
@@ -181,10 +196,12 @@ def _export(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from .experiment import check
 
-    loaded = check(args.spec)
+    loaded = check(Path(args.spec))  # a file, whatever its name ends with
     spec = loaded.spec
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     fmt = "Katib v1beta1 Experiment" if loaded.katib_manifest else "experiment"
     print(f"{args.spec}: ok ({fmt} {spec.name}: {spec.algorithm.name}, {len(spec.parameters)} parameters, "
           f"{spec.max_trials or 'unlimited'} trials, {spec.parallel_trials} in parallel)")

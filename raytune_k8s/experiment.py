@@ -240,26 +240,28 @@ def resume(
     from .control import ExperimentControl
     from .runtime import ray_session
     from .scaling import effective_parallelism
+    from .search.actor import closing_searchers_created
     from .summary import SPEC_FILE
+    from .trials import resolve_trainable
 
     experiment_dir = Path(experiment_dir).expanduser().resolve()
     spec_file = experiment_dir / SPEC_FILE
     if not spec_file.exists():
         raise SpecError("", f"{experiment_dir} holds no raytune-k8s experiment ({SPEC_FILE} is missing)")
-    plan = prepare(spec_file, searcher_actor=False)  # the searcher itself comes back from Tune's state
-    parallel = effective_parallelism(plan.spec.parallel_trials, trial_resources(plan.spec), quota)
+    spec = load_document(spec_file).spec  # the searcher itself comes back from Tune's state
+    parallel = effective_parallelism(spec.parallel_trials, trial_resources(spec), quota)
     from .recovery import reconcile
 
     reconcile(experiment_dir)  # a driver killed between Tune's saves: finished trials stay finished
-    with ray_session(address):
+    with ray_session(address), closing_searchers_created():
         tuner = tune.Tuner.restore(
             str(experiment_dir),
-            trainable=tune.with_resources(plan.trainable, trial_resources(plan.spec)),
+            trainable=tune.with_resources(resolve_trainable(spec), trial_resources(spec)),
             resume_unfinished=True,
             resume_errored=False,
             restart_errored=False,
         )
-        return _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials))
+        return _fit_and_summarize(tuner, spec, experiment_dir, parallel, ExperimentControl(spec.objective, spec.max_failed_trials))
 
 
 def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None, control: Any) -> dict[str, Any]:

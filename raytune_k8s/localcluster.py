@@ -3,7 +3,10 @@
 ``LocalRayHead`` runs ``ray start --head --block`` in its own temp dir with free ports. Stopping
 it sends SIGTERM to that one ``ray start`` process, which takes down exactly the Ray processes it
 started (unlike ``ray stop --force``, which kills every Ray process on the machine).
-Token authentication stays on: clients get ``RAY_AUTH_MODE=token`` and the token file.
+Token authentication stays on: clients get ``RAY_AUTH_MODE=token`` and the token file, and this
+process's own clients (the readiness checks) use it too, whatever the shell set
+(:func:`use_token_auth`). A start-up that fails, or is interrupted, stops every process it
+started before it returns.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .scaling import WORKER_CPU_ENV, WORKER_MEMORY_ENV
+
 TOKEN_FILE = Path("~/.ray/auth_token").expanduser()
 
 
@@ -27,6 +32,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def use_token_auth() -> None:
+    """Make this process a token-authenticated Ray client, as the heads started here are.
+
+    Ray reads ``RAY_AUTH_MODE`` once, when it is imported; a shell without it (the default) would
+    leave our readiness checks with "RAY_AUTH_MODE is currently 'disabled'". So set it before
+    the first ``import ray``; if Ray is already imported with another mode, refresh its cached
+    config the way Ray itself does when it turns token auth on for a local cluster.
+    """
+    if os.environ.get("RAY_AUTH_MODE") == "token":
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if "ray" in sys.modules:
+        from ray._raylet import Config  # private: Ray's own _enable_token_auth() does this
+
+        Config.initialize("")
 
 
 def ensure_auth_token(ray_cli: str) -> None:
@@ -70,6 +92,19 @@ class LocalRayHead:
         return env
 
     def start(self, timeout: float = 90) -> "LocalRayHead":
+        """Start the head and wait until it takes jobs; on any failure or interrupt (Ctrl-C),
+        stop whatever was started, then raise."""
+        self.launch()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self) -> None:
+        """Run ``ray start --head --block`` (returns at once; see :meth:`wait_ready`)."""
+        use_token_auth()
         ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
         ensure_auth_token(ray_cli)
         cmd = [
@@ -86,16 +121,30 @@ class LocalRayHead:
         env = {**self.client_env(), **self.extra_env}
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Wait until the head runs and its dashboard agent takes jobs. Raises RuntimeError if
+        ``ray start`` exits, TimeoutError after ``timeout`` s; stops nothing itself."""
+        assert self._proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self._proc.returncode}:\n{self._log.read_text()[-3000:]}")
-            if "Ray runtime started" in self._log.read_text(errors="replace") and self._job_agent_ready():
-                return self
+            if "Ray runtime started" in self._log.read_text(errors="replace") and self._agent_ready_or_not_yet():
+                return
             time.sleep(0.5)
         log = self._log.read_text(errors="replace")[-3000:]
-        self.stop()
-        raise TimeoutError(f"Ray head (and its dashboard agent) did not start within {timeout}s:\n{log}")
+        raise TimeoutError(f"Ray head (and its dashboard agent) did not start within {timeout:g}s:\n{log}")
+
+    def _agent_ready_or_not_yet(self) -> bool:
+        """:meth:`_job_agent_ready`, where a GCS that does not answer yet (or any more: the loop
+        then sees ``ray start`` exit) counts as not ready; an authentication error is raised."""
+        from ray.exceptions import RpcError
+
+        try:
+            return self._job_agent_ready()
+        except (RpcError, ConnectionError, TimeoutError):
+            return False
 
     def _job_agent_ready(self) -> bool:
         """Whether the head's dashboard agent has registered: ``ray job submit`` fails with "No
@@ -109,15 +158,22 @@ class LocalRayHead:
         return key is not None and bool(gcs.internal_kv_get(key, KV_NAMESPACE_DASHBOARD, timeout=10))
 
     def stop(self, timeout: float = 30) -> None:
-        if self._proc is None or self._proc.poll() is not None:
+        """Stop the head (SIGTERM to its ``ray start``, which takes down what it started), then
+        kill whatever is left under this cluster's temp dir (fake worker nodes, or the rest of a
+        start-up that failed half way). Nothing outside this cluster is touched."""
+        if self._proc is None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
             return
-        self._disconnect_driver()
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._proc.pid, signal.SIGKILL)
-            self._proc.wait()
+        survivors = _cluster_processes(self.temp_dir)
+        if self._proc.poll() is None:
+            self._disconnect_driver()
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+        _kill_trees(survivors + _cluster_processes(self.temp_dir), graceful_s=NODE_STOP_GRACE_S)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def _gcs_client(self) -> Any:
@@ -155,6 +211,8 @@ FAKE_HEAD_NODE_ID = "f" * 51 + "00000"
 HEAD_NODE_TYPE = "ray.head.default"
 WORKER_NODE_TYPE = "worker"
 STATE_FILE = Path("~/.raytune_k8s/cluster.json").expanduser()
+#: Overrides :data:`STATE_FILE` (tests and scripts that must not touch the user's cluster).
+STATE_ENV = "RAYTUNE_K8S_CLUSTER_STATE"
 #: Seconds the fake worker nodes get between SIGTERM and SIGKILL when the cluster stops: with
 #: 5 s, stopping 3 nodes took 7 s, as some of their processes outwait SIGTERM; nothing on a
 #: simulated node needs saving.
@@ -206,6 +264,10 @@ class AutoscalingLocalCluster(LocalRayHead):
                 "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID,
                 "RAY_NODE_TYPE_NAME": HEAD_NODE_TYPE,
                 "AUTOSCALER_UPDATE_INTERVAL_S": str(int(update_interval_s)),
+                # What one worker offers, for drivers on the head (`ray job submit`), as our
+                # RayCluster's head has it: a trial asking for more is bad input.
+                # The simulated workers advertise no memory: a trial asking for any never fits.
+                WORKER_CPU_ENV: f"{worker_cpus:g}", WORKER_MEMORY_ENV: "0",
                 **_source_tree_path(),
             },
         )
@@ -215,6 +277,10 @@ class AutoscalingLocalCluster(LocalRayHead):
         self.object_store_mb = object_store_mb
         self.config_path = self.temp_dir / "autoscaler.yaml"
         self.extra_args.append(f"--autoscaling-config={self.config_path}")
+
+    def client_env(self) -> dict[str, str]:
+        """A client's environment: token authentication, and the worker size (for drivers)."""
+        return {**super().client_env(), WORKER_CPU_ENV: f"{self.worker_cpus:g}", WORKER_MEMORY_ENV: "0"}
 
     def autoscaler_config(self) -> dict[str, Any]:
         """The autoscaler's cluster config: the head type and one worker type."""
@@ -258,10 +324,13 @@ class AutoscalingLocalCluster(LocalRayHead):
             "worker_start_ray_commands": [],
         }
 
-    def start(self, timeout: float = 90) -> "AutoscalingLocalCluster":
+    def launch(self) -> None:
         import yaml
 
         self.config_path.write_text(yaml.safe_dump(self.autoscaler_config(), sort_keys=False))
+        super().launch()
+
+    def start(self, timeout: float = 90) -> "AutoscalingLocalCluster":
         super().start(timeout)
         return self
 
@@ -337,16 +406,6 @@ class AutoscalingLocalCluster(LocalRayHead):
         _kill_trees(raylets, graceful_s=0)
         return node_id
 
-    # ---- stopping
-
-    def stop(self, timeout: float = 30) -> None:
-        temp_dir = self.temp_dir
-        survivors = _cluster_processes(temp_dir)
-        super().stop(timeout)
-        # The head is down; kill the fake worker nodes (and anything else under our temp dir).
-        _kill_trees(survivors + _cluster_processes(temp_dir), graceful_s=NODE_STOP_GRACE_S)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
     def __enter__(self) -> "AutoscalingLocalCluster":
         return self.start()
 
@@ -413,22 +472,42 @@ def _kill_trees(roots: Sequence[Any], graceful_s: float) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+def state_file_path() -> Path:
+    """Where ``cluster up`` records its cluster: ``$RAYTUNE_K8S_CLUSTER_STATE``, else
+    :data:`STATE_FILE` (one cluster per user)."""
+    return Path(os.environ.get(STATE_ENV) or STATE_FILE).expanduser()
+
+
 def start_background_cluster(
-    worker_cpus: float, max_workers: int, idle_timeout_s: float = 60.0, state_file: Path | None = None
+    worker_cpus: float, max_workers: int, idle_timeout_s: float = 60.0, state_file: Path | None = None,
+    timeout: float = 90,
 ) -> dict[str, Any]:
     """Start an :class:`AutoscalingLocalCluster` that outlives this process; record it in
-    ``state_file`` (default :data:`STATE_FILE`) for :func:`stop_background_cluster`."""
-    state_file = state_file or STATE_FILE
+    ``state_file`` (default :func:`state_file_path`) for :func:`stop_background_cluster`.
+
+    The cluster is recorded as soon as ``ray start`` runs, before the wait for it to be ready, so
+    ``cluster down`` finds it even if this process is killed while waiting. If the start fails or
+    is interrupted (KeyboardInterrupt), everything it started is stopped and the record removed.
+    """
+    state_file = state_file or state_file_path()
     if state_file.exists():
         state = json.loads(state_file.read_text())
         if _head_process(state) is not None:
             raise RuntimeError(
                 f"a cluster is already up at {state['address']} ({state_file}); stop it with 'raytune-k8s cluster down'"
             )
-    cluster = AutoscalingLocalCluster(worker_cpus, max_workers, idle_timeout_s=idle_timeout_s).start()
-    state = cluster.state()
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps(state, indent=2))
+        stop_background_cluster(state_file)  # a stale record: stop what is left of that cluster
+    cluster = AutoscalingLocalCluster(worker_cpus, max_workers, idle_timeout_s=idle_timeout_s)
+    try:
+        cluster.launch()
+        state = {**cluster.state(), "state_file": str(state_file)}
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(state, indent=2))
+        cluster.wait_ready(timeout)
+    except BaseException:
+        cluster.stop()
+        state_file.unlink(missing_ok=True)
+        raise
     return state
 
 
@@ -436,7 +515,7 @@ def stop_background_cluster(state_file: Path | None = None, timeout: float = 30)
     """Stop the cluster recorded in ``state_file`` (exactly its processes); None if none was up."""
     import psutil
 
-    state_file = state_file or STATE_FILE
+    state_file = state_file or state_file_path()
     if not state_file.exists():
         return None
     state = json.loads(state_file.read_text())

@@ -6,6 +6,11 @@ on an autoscaling cluster all the workers those trials need are asked for up fro
   when running in a pod (our RayCluster's head sets ``RAYTUNE_K8S_NAMESPACE`` and
   ``RAYTUNE_K8S_RESOURCEQUOTA``); outside a pod there is none.
 * :func:`effective_parallelism` combines them for a spec, saying once when the quota caps it.
+* :func:`known_worker_size` says what one worker offers (the largest, where groups differ), and
+  :func:`check_fits_worker` refuses a trial no worker could run, which would otherwise wait for
+  ever: from ``RAYTUNE_K8S_WORKER_CPU``/``_MEMORY``/``_GPU`` (set on our RayCluster's head by
+  ``cluster/``, and by the simulated cluster), else this machine for an embedded Ray; unknown
+  (not checked) for another cluster joined by address.
 * :func:`parallelism_request` asks the Ray autoscaler for one bundle per concurrent trial while
   an experiment runs (so every worker pod is requested at once, not one per pending trial) and
   withdraws the request when it ends, so idle workers go back to zero.
@@ -28,6 +33,8 @@ QUOTA_ENV = "RAYTUNE_K8S_RESOURCEQUOTA"
 #: (Kubernetes quantities), so the driver needs no API access to read it.
 QUOTA_CPU_ENV, QUOTA_MEMORY_ENV, QUOTA_GPU_ENV = "RAYTUNE_K8S_QUOTA_CPU", "RAYTUNE_K8S_QUOTA_MEMORY", "RAYTUNE_K8S_QUOTA_GPU"
 DEFAULT_QUOTA_NAME = "raytune-trials"
+#: What the largest worker of the cluster offers, as Kubernetes quantities.
+WORKER_CPU_ENV, WORKER_MEMORY_ENV, WORKER_GPU_ENV = "RAYTUNE_K8S_WORKER_CPU", "RAYTUNE_K8S_WORKER_MEMORY", "RAYTUNE_K8S_WORKER_GPU"
 
 # ResourceQuota keys per resource; a pod must satisfy every one that is set, so the smallest wins.
 _CPU_KEYS = ("limits.cpu", "requests.cpu", "cpu")
@@ -132,6 +139,68 @@ def effective_parallelism(
 
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- what one worker offers
+
+
+@dataclass(frozen=True)
+class WorkerSize:
+    """What one worker offers (``cpu`` cores, ``memory`` bytes, ``gpu``; None: not known), and
+    where that was learnt (``environment`` or ``this machine``), for the error message."""
+
+    cpu: float | None = None
+    memory: int | None = None
+    gpu: float | None = None
+    source: str = ""
+
+
+def worker_size_from_env(environ: Mapping[str, str] = os.environ) -> WorkerSize | None:
+    """The worker size the environment states (``RAYTUNE_K8S_WORKER_CPU``/``_MEMORY``/``_GPU``),
+    or None when none is set; a malformed value is bad input naming the variable."""
+    size: dict[str, Any] = {}
+    for key, env, parse in (("cpu", WORKER_CPU_ENV, parse_cpu), ("memory", WORKER_MEMORY_ENV, parse_memory),
+                            ("gpu", WORKER_GPU_ENV, parse_cpu)):
+        if environ.get(env):
+            try:
+                size[key] = parse(environ[env])
+            except ValueError as exc:
+                raise SpecError(f"${env}", str(exc)) from None
+    return WorkerSize(**size, source="environment") if size else None
+
+
+def this_machine() -> WorkerSize:
+    """An embedded Ray's one node: this machine's CPUs (those this process may use) and memory."""
+    import psutil
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return WorkerSize(cpu=float(cpus), memory=int(psutil.virtual_memory().total), source="this machine")
+
+
+def known_worker_size(address: str | None = None) -> WorkerSize | None:
+    """What one worker offers where the experiment will run: the environment's statement, else
+    this machine when Ray will be embedded (no ``address``, no ``$RAY_ADDRESS``, not connected),
+    else None (a cluster joined by address that states nothing: not known before connecting)."""
+    stated = worker_size_from_env()
+    if stated is not None:
+        return stated
+    connected = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    if address or os.environ.get("RAY_ADDRESS") or connected:
+        return None
+    return this_machine()
+
+
+def check_fits_worker(trial_resources: Mapping[str, float], worker: WorkerSize | None, field: str) -> None:
+    """SpecError naming ``field.<resource>`` when one trial asks for more than one worker offers."""
+    if worker is None:
+        return
+    for name in ("cpu", "memory", "gpu"):
+        need, offered = float(trial_resources.get(name) or 0), getattr(worker, name)
+        if offered is not None and need > offered * (1 + 1e-9):
+            where = (f"${dict(cpu=WORKER_CPU_ENV, memory=WORKER_MEMORY_ENV, gpu=WORKER_GPU_ENV)[name]}"
+                     if worker.source == "environment" else "this machine, where Ray runs embedded")
+            raise SpecError(f"{field}.{name}", f"{_amount(name, need)} per trial is more than one worker offers "
+                            f"({_amount(name, offered)}, {where}): no worker could ever run it")
 
 
 # ---------------------------------------------------------------- the tenant's ResourceQuota

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence, TypeVar
 
 from .spec import Scalar, Setting, SpecError
@@ -25,7 +26,7 @@ class Settings:
         raw = self._values[name]
         try:
             value = cast(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
             value = None  # type: ignore[assignment]
         if value is None or (check is not None and not check(value)):
             raise SpecError(f"{self._field}[{self._index[name]}].value", f"{name} must be {need}, got {raw!r}")
@@ -52,9 +53,9 @@ class Settings:
 
     def number(self, name: str, default: float, low: float | None = None, high: float | None = None) -> float:
         def check(v: float) -> bool:
-            return (low is None or v >= low) and (high is None or v <= high)
+            return math.isfinite(v) and (low is None or v >= low) and (high is None or v <= high)
 
-        need = "a number" + (f" in [{low}, {high}]" if low is not None and high is not None else f" >= {low}" if low is not None else "")
+        need = "a finite number" + (f" in [{low}, {high}]" if low is not None and high is not None else f" >= {low}" if low is not None else "")
         return self._get(name, default, lambda v: float(v) if not isinstance(v, bool) else None, check, need)  # type: ignore[arg-type,return-value]
 
     def choice(self, name: str, default: str, options: Sequence[str]) -> str:

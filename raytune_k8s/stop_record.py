@@ -23,14 +23,15 @@ class RecordingScheduler(TrialScheduler):
         self.record = Path(experiment_dir) / RECORD_FILE
         self.budget = budget  # a stop at this many iterations is the end of the budget, not early
 
-    # Tune reads these two attributes directly.
+    # Tune's controller reads these two underscored attributes of its scheduler directly, so a
+    # wrapper has to define them; they answer from the inner scheduler's public properties.
     @property
     def _metric(self) -> Any:  # type: ignore[override]
-        return self.inner._metric
+        return self.inner.metric
 
     @property
     def _supports_buffered_results(self) -> bool:  # type: ignore[override]
-        return self.inner._supports_buffered_results
+        return self.inner.supports_buffered_results
 
     @property
     def metric(self) -> Any:

@@ -481,6 +481,24 @@ def test_head_is_handed_the_trial_quota(tenant, rendered):
     assert env["RAYTUNE_K8S_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
 
+def test_head_is_told_the_largest_worker(rendered, with_components):
+    """RAYTUNE_K8S_WORKER_CPU / _MEMORY (/ _GPU) on the head equal the largest worker group's
+    container limits, in every tenant and with the GPU component: raytune_k8s refuses a trial
+    that asks for more (it would wait for ever), and must not refuse one that fits."""
+    renders = {**rendered, **{f"user2+{c}": docs for c, docs in with_components.items()}}
+    for source, docs in renders.items():
+        cluster = one(docs, "RayCluster")
+        env = env_of(head_container(cluster))
+        pods = [g["template"]["spec"]["containers"] for g in cluster["spec"]["workerGroupSpecs"]]
+        for variable, resource in (("RAYTUNE_K8S_WORKER_CPU", "cpu"), ("RAYTUNE_K8S_WORKER_MEMORY", "memory"),
+                                   ("RAYTUNE_K8S_WORKER_GPU", "nvidia.com/gpu")):
+            largest = max(pod_total(containers, "limits", resource) for containers in pods)
+            if largest == 0:
+                assert variable not in env, (source, variable)
+            else:
+                assert q(env[variable]["value"]) == largest, (source, variable)
+
+
 def _pods_escape_checks(docs: list[dict[str, Any]], scoped_classes: list[str]) -> None:
     quotas = [quota["spec"] for quota in of_kind(docs, "ResourceQuota")]
     everything_else = {"scopeName": "PriorityClass", "operator": "NotIn", "values": scoped_classes}

@@ -33,6 +33,13 @@ def _container(doc: dict[str, Any]) -> dict[str, Any]:
     return doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
 
 
+_C = "spec.trialTemplate.trialSpec.spec.template.spec.containers[0]"
+
+
+def _job(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["trialTemplate"]["trialSpec"]["spec"]
+
+
 def _error(doc: Any) -> SpecError:
     with pytest.raises(SpecError) as info:
         load_document(doc)
@@ -134,6 +141,37 @@ def test_leading_separator_is_fine_but_two_documents_are_not(tmp_path):
     (lambda d: d["spec"].update(metricsCollectorSpec={"source": {"filter": {"metricsFormat": ["loss=([0-9.]+)"]}}}),
      "spec.metricsCollectorSpec.source.filter.metricsFormat[0]", "needs two groups"),
     (lambda d: d["spec"].update(resumePolicy="Sometimes"), "spec.resumePolicy", "Input should be"),
+    # NaN and infinity in Katib's numbers (written as strings), and shapes Kubernetes would refuse
+    (lambda d: d["spec"]["parameters"][0]["feasibleSpace"].update(min="nan"), "spec.parameters[0].feasibleSpace", "must be finite"),
+    (lambda d: d["spec"]["parameters"][1]["feasibleSpace"].update(max="inf"), "spec.parameters[1].feasibleSpace", "must be finite"),
+    (lambda d: d["spec"]["parameters"][0]["feasibleSpace"].update(step="nan"), "spec.parameters[0].feasibleSpace.step", "positive finite"),
+    (lambda d: d["spec"]["objective"].update(goal="nan"), "spec.objective.goal", "must be a finite number"),
+    (lambda d: d["spec"].update(parallelTrialCount="inf"), "spec.parallelTrialCount", "valid integer"),
+    (lambda d: d["spec"].update(maxTrialCount=10**12), "spec.maxTrialCount", "less than or equal to 10000000"),
+    (lambda d: _job(d).update(activeDeadlineSeconds="nan"), "spec.trialTemplate.trialSpec.spec.activeDeadlineSeconds", "positive number of seconds"),
+    (lambda d: _job(d).update(activeDeadlineSeconds="ten minutes"), "spec.trialTemplate.trialSpec.spec.activeDeadlineSeconds", "positive number of seconds"),
+    (lambda d: _job(d).update(activeDeadlineSeconds=-5), "spec.trialTemplate.trialSpec.spec.activeDeadlineSeconds", "positive number of seconds"),
+    (lambda d: _container(d)["resources"]["limits"].update(memory="nan"), f"{_C}.resources.limits.memory", "not a memory quantity"),
+    (lambda d: _container(d)["resources"]["limits"].update(cpu="inf"), f"{_C}.resources.limits.cpu", "not a finite CPU quantity"),
+    (lambda d: _container(d)["resources"]["limits"].update({"nvidia.com/gpu": "inf"}), f"{_C}.resources.limits.nvidia.com/gpu", "not a finite GPU quantity"),
+    (lambda d: _container(d)["resources"]["limits"].update({"nvidia.com/gpu": "-1"}), f"{_C}.resources.limits.nvidia.com/gpu", "must not be negative"),
+    (lambda d: _container(d)["resources"]["limits"].update(memory="-1Gi"), f"{_C}.resources.limits.memory", "must not be negative"),
+    (lambda d: _container(d)["resources"].update(requests="lots"), f"{_C}.resources.requests", "must be a mapping"),
+    (lambda d: _container(d)["resources"].update(claims=[{"name": "gpu"}]), f"{_C}.resources.claims", "unknown field"),
+    (lambda d: _container(d).update(command=5), f"{_C}.command", "must be a list of strings"),
+    (lambda d: _container(d).update(env="LR=0.1"), f"{_C}.env", "must be a list"),
+    (lambda d: _container(d).update(envFrom=[{"configMapRef": {"name": "x"}}]), f"{_C}.envFrom", "not supported"),
+    (lambda d: d["spec"]["trialTemplate"]["trialParameters"].append({"name": "momentum", "reference": "momentum"}),
+     "spec.trialTemplate.trialParameters[2].name", "duplicate trialParameter"),
+    (lambda d: d["spec"]["trialTemplate"].update(failureCondition="status.phase == 'Error'"), "spec.trialTemplate.failureCondition", "only the trial object's own"),
+    (lambda d: d["metadata"].update(generateName="x-"), "metadata.generateName", "not supported"),
+    (lambda d: d["spec"].update(earlyStopping={"algorithmName": ""}), "spec.earlyStopping.algorithmName", "at least 1 character"),
+    (lambda d: d["spec"].update(nasConfig={"graphConfig": {"numLayers": 2}, "operations": [{"operationType": "skip_connection"}]}), "spec.nasConfig", "only used by the darts and enas"),
+    (lambda d: d["spec"].update(metricsCollectorSpec={"source": {"fileSystemPath": {"path": "/m", "kind": "Directory"}}, "collector": {"kind": "File"}}),
+     "spec.metricsCollectorSpec.source.fileSystemPath.kind", "the File collector reads a File"),
+    (lambda d: d["spec"].update(metricsCollectorSpec={"source": {"httpGet": {"port": 8080}}}), "spec.metricsCollectorSpec.source.httpGet", "not supported"),
+    (lambda d: d["spec"]["trialTemplate"]["trialSpec"].update(apiVersion="batch/v2"), "spec.trialTemplate.trialSpec.kind", "not a trial kind"),
+    (lambda d: _job(d).pop("template"), "spec.trialTemplate.trialSpec.spec.template", "required field is missing"),
 ], ids=lambda v: v if isinstance(v, str) and "." in v else None)
 def test_what_cannot_be_honoured_is_one_line_naming_the_field(edit, field, words):
     err = _error(_manifest(edit))
@@ -164,6 +202,12 @@ def test_single_process_job_kinds_run_their_primary_replica(kind):
 
 
 @pytest.mark.parametrize("kind, spec_body, field, words", [
+    ("PyTorchJob", {"pytorchReplicaSpecs": {"Master": {"replicas": "many", "template": {"spec": {"containers": [{"name": "trainer", "command": ["x"]}]}}}}},
+     "spec.trialTemplate.trialSpec.spec.pytorchReplicaSpecs.Master.replicas", "whole number of replicas"),
+    ("PyTorchJob", {"pytorchReplicaSpecs": {"Master": {"template": {"spec": {"containers": [{"name": "trainer", "command": ["x"]}]}}},
+                                            "Worker": {"replicas": float("nan")}}},
+     "spec.trialTemplate.trialSpec.spec.pytorchReplicaSpecs.Worker.replicas", "whole number of replicas"),
+    ("XGBoostJob", {"xgbReplicaSpecs": {"Worker": {"replicas": 1}}}, "spec.trialTemplate.trialSpec.spec.xgbReplicaSpecs", "needs a Master replica"),
     ("PyTorchJob", {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": {"spec": {"containers": [{"name": "trainer", "command": ["x"]}]}}},
                                             "Worker": {"replicas": 2, "template": {}}}},
      "spec.trialTemplate.trialSpec.spec.pytorchReplicaSpecs.Worker", "distributed training"),

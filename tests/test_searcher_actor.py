@@ -160,3 +160,27 @@ def test_killed_actor_is_restored_without_losing_observations(ray_connected, tmp
     assert _wait_for(lambda: restored.observations() == completed, timeout=90), f"{restored.observations()} != {completed}"
     restored.close()
     searcher.close()
+
+
+def test_searchers_unpickled_inside_the_block_are_closed_with_it(ray_connected):
+    """``resume`` restores the searcher from Tune's saved state (an unpickled copy, whose
+    courier starts its own actor): that actor must end with the experiment, not the process."""
+    from ray.util.state import list_actors
+
+    from raytune_k8s.search.actor import closing_searchers_created
+
+    def alive_hosts() -> int:
+        return len(list_actors(filters=[("class_name", "=", "SearcherHost"), ("state", "=", "ALIVE")]))
+
+    kept = ActorSearcher(_grid_of_twelve(), prefetch=1)  # made before the block: left alone
+    kept.set_search_properties("v", "min", {})
+    with closing_searchers_created():
+        restored = cloudpickle.loads(cloudpickle.dumps(kept))
+        restored.set_search_properties("v", "min", {})
+        assert _wait_for(lambda: restored.suggest("r0") is not None)
+        assert _wait_for(lambda: kept.suggest("k0") is not None)
+        assert _wait_for(lambda: alive_hosts() == 2)
+    assert _wait_for(lambda: alive_hosts() == 1), "the restored searcher's actor outlived the block"
+    assert kept.suggest("k1") is not None or _wait_for(lambda: kept.suggest("k2") is not None)
+    kept.close()
+    assert _wait_for(lambda: alive_hosts() == 0)

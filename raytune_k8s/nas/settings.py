@@ -8,6 +8,7 @@ Torch-free, so a spec can be checked without it. ``from_settings`` reads an expe
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
@@ -46,8 +47,10 @@ class _KatibSettings:
             cast = int if fields[name].type in ("int", int) else float
             try:
                 value = cast(float(raw)) if cast is int and float(raw).is_integer() else cast(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"setting {name} must be {'a whole number' if cast is int else 'a number'}, got {raw!r}") from None
+                if not math.isfinite(value):
+                    raise ValueError
+            except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
+                raise ValueError(f"setting {name} must be {'a whole number' if cast is int else 'a finite number'}, got {raw!r}") from None
             low, high = cls.BOUNDS.get(name, (None, None))
             if (low is not None and value < low) or (high is not None and value > high):
                 raise ValueError(f"setting {name} must be in [{low}, {high if high is not None else 'inf'}], got {raw!r}")

@@ -44,6 +44,20 @@ def _distribution(p: Parameter) -> "BaseDistribution":
     return FloatDistribution(low, high, log=log and not fs.step, step=fs.step)
 
 
+def _holds(dist: "BaseDistribution", value: Any) -> bool:
+    """Whether ``value`` lies in ``dist`` (by its public fields)."""
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    low, high, step = dist.low, dist.high, getattr(dist, "step", None)  # type: ignore[attr-defined]
+    if not low <= value <= high:
+        return False
+    return step is None or abs((value - low) / step - round((value - low) / step)) < 1e-8
+
+
 def distributions_for(record: ExperimentRecord) -> dict[str, "BaseDistribution"]:
     """The spec's distributions, widened to hold every value a trial actually ran with (a
     spec edited after the run, a hand-written searcher), plus guessed ones for parameters the
@@ -57,7 +71,7 @@ def distributions_for(record: ExperimentRecord) -> dict[str, "BaseDistribution"]
             seen.setdefault(name, []).append(value)
     for name, values in seen.items():
         dist = dists.get(name)
-        if dist is not None and all(dist._contains(dist.to_internal_repr(v)) for v in values if _hashable(v)):
+        if dist is not None and all(_holds(dist, v) for v in values if _hashable(v)):
             continue
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if len(numbers) == len(values) and min(numbers) < max(numbers) and not isinstance(dist, CategoricalDistribution):

@@ -15,12 +15,13 @@ replayed, so no observation is lost. The same snapshot is what Tune saves with t
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import threading
 import weakref
 from collections import deque
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Iterator
 
 import cloudpickle
 import ray
@@ -56,6 +57,7 @@ class ActorSearcher(Searcher):
         self._init_runtime()
 
     def _init_runtime(self) -> None:
+        _LIVE.add(self)
         self._lock = threading.Lock()  # guards what Tune's thread and the courier share
         self._host_lock = threading.Lock()  # one actor at a time, whichever thread asks
         self._wake = threading.Event()
@@ -190,6 +192,20 @@ class ActorSearcher(Searcher):
             self._actor, self._finished = None, False
         self._host()
 
+    def courier_turn(self) -> threading.Event | None:
+        """One turn of the courier thread: exchange with the actor. Returns the event to wait on
+        before the next turn, or None when the courier should end (closed, failed, no Ray)."""
+        if self._closed or not ray.is_initialized():
+            return None  # (a Ray call after the session ended would start a new local Ray)
+        self._wake.clear()
+        try:
+            self._step()
+        except Exception as exc:  # surfaced to Tune on its next suggest
+            with self._lock:
+                self._error = exc
+            return None
+        return None if self._error is not None else self._wake
+
     def close(self) -> None:
         """End the courier and the actor: the search is over (blocks briefly)."""
         self._closed = True
@@ -247,24 +263,33 @@ class ActorSearcher(Searcher):
         return False
 
 
+#: Every ActorSearcher of this process (see :func:`closing_searchers_created`).
+_LIVE: "weakref.WeakSet[ActorSearcher]" = weakref.WeakSet()
 COURIER_IDLE_S = 0.1  # the courier looks again after this long even if nothing woke it
 
 
 def _courier_loop(ref: weakref.ref) -> None:
-    """Run ``_step`` whenever Tune reports something or a round trip comes back; end with the searcher."""
+    """Run the searcher's courier turns until it closes; hold no reference between turns, so
+    the searcher can be collected."""
     while True:
         searcher = ref()
-        if searcher is None or searcher._closed or not ray.is_initialized():
-            return  # (a Ray call after the session ended would start a new local Ray)
-        wake = searcher._wake
-        wake.clear()
-        try:
-            searcher._step()
-        except Exception as exc:  # surfaced to Tune on its next suggest
-            with searcher._lock:
-                searcher._error = exc
+        if searcher is None:
             return
-        if searcher._error is not None:
-            return
+        wake = searcher.courier_turn()
         del searcher
+        if wake is None:
+            return
         wake.wait(COURIER_IDLE_S)
+
+
+@contextlib.contextmanager
+def closing_searchers_created() -> Iterator[None]:
+    """Close every :class:`ActorSearcher` created (or unpickled, as ``Tuner.restore`` does)
+    inside the block when it ends: their actors must not outlive the experiment."""
+    before = weakref.WeakSet(_LIVE)
+    try:
+        yield
+    finally:
+        for searcher in list(_LIVE):
+            if searcher not in before:
+                searcher.close()

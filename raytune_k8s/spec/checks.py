@@ -13,6 +13,7 @@ from .quantities import parse_count, parse_cpu, parse_memory
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _COLLECTORS_WITH_PATH = ("File", "TensorFlowEvent")
+_LARGEST_INT = 2**53  # every whole number up to it is exact as a float (what searchers sample)
 #: What a NAS algorithm assigns to each trial (Katib's names), usable as trialParameter references.
 NAS_ASSIGNMENTS = {"darts": ("algorithm-settings", "search-space", "num-layers"), "enas": ("architecture", "nn_config")}
 
@@ -65,6 +66,8 @@ def _check_parameter(param: Parameter, at: str, problems: Problems) -> None:
             problems.add(at, f"a {param.type} parameter takes 'list', not min/max/step")
         if param.type == "discrete" and not all(_is_finite_number(v) for v in fs.values):
             problems.add(f"{at}.list", "a discrete parameter's list must hold finite numbers")
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in fs.values):
+            problems.add(f"{at}.list", "numbers in the list must be finite (NaN and infinity cannot be compared or searched)")
         if len(set(map(str, fs.values))) != len(fs.values):
             problems.add(f"{at}.list", "values must be distinct")
         return
@@ -79,6 +82,10 @@ def _check_parameter(param: Parameter, at: str, problems: Problems) -> None:
     lo, hi = float(fs.min), float(fs.max)  # type: ignore[arg-type]
     if not (math.isfinite(lo) and math.isfinite(hi)):
         problems.add(at, "min and max must be finite numbers")
+        return
+    if param.type == "int" and max(abs(lo), abs(hi)) > _LARGEST_INT:
+        problems.add(at, f"an int parameter's min and max must lie within ±2^53 (whole numbers beyond it are not exact), "
+                     f"got {lo:g}..{hi:g}")
         return
     if param.type == "int":
         for bound, value in (("min", lo), ("max", hi), ("step", fs.step)):
@@ -122,8 +129,7 @@ def _check_trial(spec: ExperimentSpec, problems: Problems, notes: list[str]) -> 
         except SpecError as exc:
             problems.extend(exc)
             return
-        _check_resources(trial.resources, "trialTemplate.trialSpec (primary container resources)", problems)
-        return
+        return  # container_trial checked the primary container's resources, each at its field
     _check_shorthand(spec.trial, problems)
 
 

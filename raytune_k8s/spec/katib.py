@@ -8,6 +8,7 @@ no meaning here are either noted (harmless) or refused (a different meaning), ne
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -79,6 +80,8 @@ class ContainerTrial:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
+    #: Where the primary container's resources are, for errors about them.
+    resources_at: str = "trialTemplate.trialSpec"
 
 
 #: trialSpec kinds: apiVersion prefix, where the pod template is, and the replica spec key.
@@ -157,7 +160,7 @@ def container_trial(
             if key == "template":
                 continue
             if key == "activeDeadlineSeconds":
-                timeout = float(job_spec[key])
+                timeout = _positive_seconds(job_spec[key], f"{spec_at}.spec.{key}", problems)
             elif key in _JOB_NOTES:
                 notes.append(f"{spec_at}.spec.{key}: no effect here: {_JOB_NOTES[key]}")
             else:
@@ -171,12 +174,16 @@ def container_trial(
         primary = next((c for c in candidates if c in replicas), None)
         if primary is None:
             raise SpecError(f"{spec_at}.spec.{key}", f"a {kind} needs a {' or '.join(candidates)} replica to run")
-        for other, rep_spec in replicas.items():
-            if other != primary and int((rep_spec or {}).get("replicas", 1) or 0) > 0:
+        counts = {other: _replica_count(rep_spec, f"{spec_at}.spec.{key}.{other}.replicas", problems)
+                  for other, rep_spec in replicas.items()}
+        for other in replicas:
+            if other != primary and counts[other] > 0:
                 problems.add(f"{spec_at}.spec.{key}.{other}", f"a {kind} with {other} replicas beside its {primary} is "
                              f"distributed training; only a single {primary} replica runs here, as one process")
         rep = replicas[primary] or {}
-        if int(rep.get("replicas", 1)) != 1:
+        if not isinstance(rep, Mapping):
+            raise SpecError(f"{spec_at}.spec.{key}.{primary}", "must be a mapping")
+        if counts[primary] not in (1, -1):  # -1: already reported
             problems.add(f"{spec_at}.spec.{key}.{primary}.replicas", "must be 1 (one process per trial)")
         for other_key in job_spec:
             if other_key != key:
@@ -225,7 +232,29 @@ def container_trial(
         kind=kind, api_version=api_version, image=container.get("image"), argv=tuple(argv), env=env,
         working_dir=working_dir, resources=resources, references=refs,
         labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}), timeout_s=timeout,
+        resources_at=f"{c_at}.resources",
     )
+
+
+def _positive_seconds(value: Any, at: str, problems: Problems) -> float | None:
+    from ..nas.config import katib_number
+
+    number = katib_number(value)
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) or number <= 0:
+        problems.add(at, f"must be a positive number of seconds, got {value!r}")
+        return None
+    return float(number)
+
+
+def _replica_count(rep_spec: Any, at: str, problems: Problems) -> int:
+    """A replica type's ``replicas`` (default 1); -1 after reporting a bad one."""
+    value = rep_spec.get("replicas", 1) if isinstance(rep_spec, Mapping) else 1
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        problems.add(at, f"must be a whole number of replicas, got {value!r}")
+        return -1
+    return value
 
 
 def _references(template: KatibTrialTemplate, parameter_names: list[str] | None, problems: Problems) -> dict[str, str]:
@@ -279,7 +308,7 @@ def _primary_container(containers: Any, name: str | None, at: str, problems: Pro
     return index
 
 
-_CONTAINER_FIELDS = ("name", "command", "args", "env", "workingDir", "resources")
+_CONTAINER_FIELDS = ("name", "command", "args", "env", "envFrom", "workingDir", "resources")  # envFrom: its own error
 
 
 def _read_container(container: Mapping[str, Any], at: str, problems: Problems, notes: list[str]
@@ -293,13 +322,18 @@ def _read_container(container: Mapping[str, Any], at: str, problems: Problems, n
         elif key not in _CONTAINER_FIELDS:
             problems.add(f"{at}.{key}", "not supported: a trial runs as a process in a Ray worker" +
                          (" (no volumes of its own)" if key == "volumeMounts" else ""))
-    argv = [*(container.get("command") or []), *(container.get("args") or [])]
-    if not argv:
+    for key in ("command", "args"):
+        if container.get(key) is not None and not isinstance(container[key], list):
+            problems.add(f"{at}.{key}", "must be a list of strings")
+    argv = [a for key in ("command", "args") if isinstance(container.get(key), list) for a in container[key]]
+    if not argv and not any(container.get(key) for key in ("command", "args")):
         problems.add(f"{at}.command", "a trial needs a command (or args): the image's entrypoint is not known here")
     if not all(isinstance(a, (str, int, float)) for a in argv):
         problems.add(f"{at}.command", "command and args must be strings")
     env: dict[str, str] = {}
-    for i, item in enumerate(container.get("env") or []):
+    if container.get("env") is not None and not isinstance(container["env"], list):
+        problems.add(f"{at}.env", "must be a list of {name, value} entries")
+    for i, item in enumerate(container.get("env") if isinstance(container.get("env"), list) else []):
         if not isinstance(item, Mapping) or "name" not in item:
             problems.add(f"{at}.env[{i}]", "needs a name")
         elif "valueFrom" in item:
@@ -310,7 +344,14 @@ def _read_container(container: Mapping[str, Any], at: str, problems: Problems, n
     if container.get("envFrom"):
         problems.add(f"{at}.envFrom", "not supported (give env values)")
     res = container.get("resources") or {}
-    requests, limits = dict(res.get("requests") or {}), dict(res.get("limits") or {})
+    if not isinstance(res, Mapping):
+        problems.add(f"{at}.resources", "must be a mapping with requests and limits")
+        res = {}
+    for key in ("requests", "limits"):
+        if res.get(key) is not None and not isinstance(res[key], Mapping):
+            problems.add(f"{at}.resources.{key}", "must be a mapping of resource names to quantities")
+    requests, limits = ({k: v for k, v in (res.get(key) or {}).items()} if isinstance(res.get(key), Mapping) else {}
+                        for key in ("requests", "limits"))
     picked = {**limits, **requests}  # requests, falling back to limits
     values: dict[str, Any] = {}
     for key, value in picked.items():
@@ -319,10 +360,9 @@ def _read_container(container: Mapping[str, Any], at: str, problems: Problems, n
             if key == "cpu":
                 values["cpu"] = value if parse_cpu(value) >= 0 else problems.add(field_at, "must not be negative")
             elif key == "memory":
-                parse_memory(value)
-                values["memory"] = value
+                values["memory"] = value if parse_memory(value) >= 0 else problems.add(field_at, "must not be negative")
             elif key == "nvidia.com/gpu":
-                values["gpu"] = parse_count(value)
+                values["gpu"] = parse_count(value) if parse_count(value) >= 0 else problems.add(field_at, "must not be negative")
             elif key == "ephemeral-storage":
                 notes.append(f"{field_at}: no effect here (trials share the worker's disk)")
             else:
@@ -332,7 +372,9 @@ def _read_container(container: Mapping[str, Any], at: str, problems: Problems, n
     for key in res:
         if key not in ("requests", "limits"):
             problems.add(f"{at}.resources.{key}", "unknown field")
-    resources = Resources(cpu=values.get("cpu", 1), memory=values.get("memory"), gpu=values.get("gpu", 0))
+    # A refused value is None here (reported above): its default stands in.
+    resources = Resources(cpu=1 if values.get("cpu") is None else values["cpu"], memory=values.get("memory"),
+                          gpu=0 if values.get("gpu") is None else values["gpu"])
     return [str(a) for a in argv], env, container.get("workingDir"), resources
 
 

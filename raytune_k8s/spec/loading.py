@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,6 +17,10 @@ from .katib import is_manifest, manifest_to_spec
 from .models import ExperimentSpec
 
 
+#: The largest experiment file read (real ones are a few KiB).
+MAX_FILE_BYTES = 16 * 2**20
+
+
 @dataclass
 class LoadedSpec:
     """A checked spec, where it came from, and notes on fields that have no effect here."""
@@ -24,6 +29,8 @@ class LoadedSpec:
     origin: str | None = None
     katib_manifest: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Likely mistakes that do not stop a run (e.g. a parameter the trainable never reads).
+    warnings: list[str] = field(default_factory=list)
 
 
 SpecSource = str | os.PathLike[str] | Mapping[str, Any] | ExperimentSpec
@@ -66,6 +73,14 @@ def _read_text(source: str | os.PathLike[str]) -> tuple[str, str | None]:
     if isinstance(source, os.PathLike) or ("\n" not in source and source.endswith((".yaml", ".yml", ".json"))):
         path = Path(source)
         try:
+            info = path.stat()
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block, or never end
+                raise SpecError("", f"{str(path)!r} is not a regular file (a pipe or a device?); give an experiment file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise SpecError("", f"experiment file {str(path)!r} is {info.st_size / 2**20:.0f} MiB; an experiment file "
+                                f"is at most {MAX_FILE_BYTES // 2**20} MiB")
             return path.read_text(), str(path)
         except FileNotFoundError:
             raise SpecError("", f"experiment file {str(path)!r} does not exist") from None
@@ -103,7 +118,15 @@ def _validate_model(data: Mapping[str, Any]) -> ExperimentSpec:
         return ExperimentSpec.model_validate(data)
     except ValidationError as exc:
         problems = [(_field_path(err["loc"]), _reason(err)) for err in exc.errors()]
-        raise SpecError.of(_dedupe(problems)) from None
+        raise SpecError.of(_one_line_per_field(_dedupe(problems))) from None
+
+
+def _one_line_per_field(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A field whose type is a union fails once per alternative: one line, the reasons joined."""
+    reasons: dict[str, list[str]] = {}
+    for field_, reason in problems:
+        reasons.setdefault(field_, []).append(reason)
+    return [(f, "; or ".join(rs)) for f, rs in reasons.items()]
 
 
 def _dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
