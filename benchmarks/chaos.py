@@ -197,7 +197,7 @@ class Chaos:
         self._thread.join()
 
 
-def _start_cluster(parallel: int, attempts: int = 3) -> Any:
+def _start_cluster(parallel: int, attempts: int = 6) -> Any:
     """A fresh simulated cluster; on this busy machine a head sometimes misses Ray's own 30-s
     start-up wait, so it is tried again."""
     from raytune_k8s.localcluster import AutoscalingLocalCluster
