@@ -40,6 +40,7 @@ class Plan:
     actor: Any = None  # the ActorSearcher inside ``searcher``, if any
     notes: list[str] = field(default_factory=list)
     source_text: str | None = None
+    katib_manifest: bool = False
 
 
 def default_storage() -> Path:
@@ -59,7 +60,7 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
     from .search import create_search
     from .space import SearchSpace
     from .stopping import create_scheduler
-    from .trials import resolve_trainable
+    from .trials import check_builtin_parameters, resolve_trainable
     from .trials.katib_programs import stand_ins_used
 
     loaded = load_document(Path(source) if isinstance(source, os.PathLike) else source)
@@ -72,6 +73,7 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
             if scheduler is not None:
                 raise SpecError("earlyStopping", f"algorithm {spec.algorithm.name!r} schedules the trials itself; remove earlyStopping")
             scheduler = search.scheduler
+        loaded.warnings.extend(check_builtin_parameters(spec))
         trainable = resolve_trainable(spec)
     except SpecError as exc:
         if loaded.katib_manifest:
@@ -79,7 +81,7 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
 
             exc = SpecError.of([(manifest_path(f), r) for f, r in exc.problems])
         raise exc.at(loaded.origin) from None
-    notes = list(loaded.notes)
+    notes = list(loaded.notes) + [f"warning: {w}" for w in loaded.warnings]
     from .trials import command_trial
 
     command = command_trial(spec)
@@ -99,7 +101,7 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
 
     built_searcher = ObjectiveStrategy(built_searcher, spec.objective.metric, spec.objective.strategy(spec.objective.metric))
     source_text = Path(loaded.origin).read_text() if loaded.origin and loaded.katib_manifest else None
-    return loaded, Plan(spec, built_searcher, scheduler, trainable, actor, notes, source_text)
+    return loaded, Plan(spec, built_searcher, scheduler, trainable, actor, notes, source_text, loaded.katib_manifest)
 
 
 def searcher_resources(spec: ExperimentSpec) -> dict[str, float]:
@@ -130,9 +132,28 @@ def trial_resources(spec: ExperimentSpec) -> dict[str, float]:
     return out
 
 
+def trial_resources_field(spec: ExperimentSpec, katib_manifest: bool = False) -> str:
+    """Where a trial's resources are set in the file, for errors about them."""
+    if spec.trial_template is None:
+        return "trial.resources"
+    from .spec import container_trial
+    from .spec.loading import manifest_path
+
+    at = container_trial(spec.trial_template, None, []).resources_at
+    return manifest_path(at) if katib_manifest else at
+
+
+def _check_fits_a_worker(plan: Plan, address: str | None) -> None:
+    """Bad input (SpecError) when one trial asks for more than one worker offers."""
+    from .scaling import check_fits_worker, known_worker_size
+
+    field = trial_resources_field(plan.spec, plan.katib_manifest)
+    check_fits_worker(trial_resources(plan.spec), known_worker_size(address), field)
+
+
 def _print_notes(notes: list[str]) -> None:
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
 
 
 def run(
@@ -168,6 +189,12 @@ def run(
     from .summary import SPEC_FILE
 
     plan = prepare(spec, searcher, searcher_actor=searcher_actor)
+    try:
+        _check_fits_a_worker(plan, address)
+    except SpecError:
+        if plan.actor is not None:
+            plan.actor.close()
+        raise
     _print_notes(plan.notes)
     storage = Path(storage_path).expanduser().resolve() if storage_path else default_storage()
     experiment_dir = storage / plan.spec.name
