@@ -185,6 +185,7 @@ def run(
     from .reporting import after_run, live_callbacks
 
     from .control import ExperimentControl
+    from .journal import ResultJournal
     from .progress import ProgressLine
     from .runtime import ray_session
     from .scaling import effective_parallelism
@@ -242,7 +243,8 @@ def run(
                     name=plan.spec.name,
                     storage_path=str(storage),
                     stop=control,
-                    callbacks=[control, ProgressLine(plan.spec.objective, plan.spec.max_trials), JsonLoggerCallback(),
+                    callbacks=[control, ResultJournal(experiment_dir), ProgressLine(plan.spec.objective, plan.spec.max_trials),
+                               JsonLoggerCallback(),
                                *live_callbacks(plan.spec, optuna_storage)],
                     failure_config=tune.FailureConfig(max_failures=retries),
                     # PBT copies other trials' checkpoints: keep more than the last two (Ray's advice)
@@ -279,6 +281,9 @@ def resume(
         raise SpecError("", f"{experiment_dir} holds no raytune-k8s experiment ({SPEC_FILE} is missing)")
     spec = load_document(spec_file).spec  # the searcher itself comes back from Tune's state
     parallel = effective_parallelism(spec.parallel_trials, trial_resources(spec), quota)
+    from .recovery import reconcile
+
+    reconcile(experiment_dir)  # a driver killed between Tune's saves: finished trials stay finished
     with ray_session(address), closing_searchers_created():
         tuner = tune.Tuner.restore(
             str(experiment_dir),

@@ -28,6 +28,7 @@ import cloudpickle
 import ray
 from ray.exceptions import RayActorError
 from ray.tune.search import Searcher
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .searcher_host import KeySet, SearcherHost
 
@@ -173,11 +174,20 @@ class ActorSearcher(Searcher):
                     held = frozenset([key for key, _ in self._ready] + list(self._assigned.values()) + list(self._results))
                     unfolded = [(key, result, error) for key, (result, error) in self._results.items() if key not in folded]
                     buffered = len(self._ready)
-                remote = ray.remote(max_concurrency=4, max_restarts=0)(SearcherHost).options(**self._actor_options)
+                remote = ray.remote(max_concurrency=4, max_restarts=0)(SearcherHost).options(
+                    **self._placement(), **self._actor_options)
                 self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot, version, buffered, held)
                 if unfolded:  # results the lost actor had not folded in yet
                     self._actor.report.remote(0, unfolded)
             return self._actor
+
+    def _placement(self) -> dict[str, Any]:
+        """An actor that asks for no resources (the default) runs on the driver's node, the head
+        in a RayJob: losing a worker node then takes trials, never the search, with it (and the
+        head's loss ends the driver anyway). One that asks for resources goes where they are."""
+        if any(self._actor_options.get(key) for key in ("num_cpus", "num_gpus", "memory", "resources")):
+            return {}
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)}
 
     def _recover(self, lost: RayActorError) -> None:
         """Re-create the actor from the last snapshot the driver holds. Suggestions in it that never

@@ -1,0 +1,150 @@
+"""Stops that keep their promises: every reported result reaches the experiment directory at
+once, a SIGKILLed driver resumes with nothing lost or run twice, `ray job stop` leaves an
+Interrupted summary with the results, and a failure in fit() keeps its own error.
+
+The trials are ``raytune_k8s.trials.witness``: they log what they reported to their own files,
+which is checked against the experiment directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raytune_k8s.journal import read_journal
+from raytune_k8s.trials.witness import audit, read_log
+
+CLI = [sys.executable, "-m", "raytune_k8s"]
+
+
+def _witness_spec(name: str, log_dir: Path, *, trials: int, parallel: int = 2, steps: int = 5, sleep: float = 0.3) -> dict:
+    return {
+        "name": name,
+        "objective": {"type": "maximize", "objectiveMetricName": "accuracy"},
+        "algorithm": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": 3}]},
+        "parameters": [{"name": "lr", "parameterType": "double",
+                        "feasibleSpace": {"min": "1e-4", "max": "1", "distribution": "logUniform"}}],
+        "parallelTrialCount": parallel,
+        "maxTrialCount": trials,
+        "trial": {"function": "raytune_k8s.trials.witness:witness", "resources": {"cpu": 1}, "retries": 2,
+                  "fixedParameters": {"steps": steps, "sleep": sleep, "log_dir": str(log_dir)}},
+    }
+
+
+def _wait_until(condition, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"driver exited early with {proc.returncode}: {proc.stdout.read()[-3000:] if proc.stdout else ''}")
+        time.sleep(0.1)
+
+
+def _events(log_dir: Path, kind: str) -> list[tuple[str, dict]]:
+    return [(tid, e) for tid, events in read_log(log_dir).items() for e in events if e["event"] == kind]
+
+
+def test_sigkilled_driver_resumes_with_no_result_lost_and_no_finished_trial_rerun(ray_head, tmp_path):
+    logs, storage = tmp_path / "logs", tmp_path / "storage"
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(_witness_spec("sigkill", logs, trials=10)))
+    experiment_dir = storage / "sigkill"
+    driver = subprocess.Popen([*CLI, "run", str(spec_path), "--address", ray_head.address, "--storage-path", str(storage),
+                               "--no-report"], env=ray_head.client_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:  # halfway: some trials done, some mid-way (Tune saved its state at the start, and ~10 s later)
+        _wait_until(lambda: len(_events(logs, "done")) >= 3 and len(_events(logs, "acked")) > 5 * len(_events(logs, "done")),
+                    timeout=180, proc=driver)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+    killed_at = time.time()
+    # Every report the driver had acknowledged is in the experiment directory: no clean shutdown ran.
+    acked = {(tid, e["step"]) for tid, e in _events(logs, "acked")}
+    journaled = {(e["trial_id"], e["result"]["step"]) for e in read_journal(experiment_dir) if e["event"] == "result"}
+    assert acked and acked <= journaled, sorted(acked - journaled)
+    finished_before = {tid for tid, _ in _events(logs, "done")}
+    time.sleep(max(0.0, killed_at + 2 - time.time()))  # the head notices the driver is gone and ends its trials
+
+    resumed = subprocess.run([*CLI, "resume", str(experiment_dir), "--address", ray_head.address],
+                             env=ray_head.client_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "Tune's last save" not in resumed.stderr, resumed.stderr[-3000:]  # Tune's private formats still read
+    summary = json.loads((experiment_dir / "summary.json").read_text())
+    assert summary["status"] == "Succeeded" and summary["trials"] == 10 and summary["trials_total"] == 10, summary["reason"]
+    found = audit(logs, experiment_dir)
+    assert found["lost"] == [] and found["rerun"] == [], found
+    assert found["duplicates"] == [], found
+    assert finished_before <= {r["trial_id"] for r in summary["trial_table"] if r["status"] == "Succeeded"}
+
+
+def test_ray_job_stop_leaves_an_interrupted_summary_with_every_reported_result(ray_head, tmp_path):
+    """`ray job stop` sends SIGTERM, waits RAY_JOB_STOP_WAIT_TIME_S (set in the job's runtime env,
+    as our RayJob does), then SIGKILLs: the run ends Interrupted, and what the trials reported is
+    in the experiment directory, not only in the head's session folder."""
+    work, logs, storage = tmp_path / "work", tmp_path / "logs", tmp_path / "storage"
+    work.mkdir()
+    (work / "experiment.yaml").write_text(yaml.safe_dump(_witness_spec("job-stop", logs, trials=6, steps=8, sleep=0.5)))
+    ray_cli = shutil.which("ray") or "ray"
+    env, job = ray_head.client_env(), f"job-stop-{os.getpid()}"
+    submit = subprocess.run(
+        [ray_cli, "job", "submit", "--address", ray_head.dashboard_url, "--no-wait", "--submission-id", job,
+         "--working-dir", str(work), "--runtime-env-json", json.dumps({"env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": "30"}}),
+         "--", "raytune-k8s", "run", "experiment.yaml", "--storage-path", str(storage), "--no-report"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert submit.returncode == 0, submit.stdout[-2000:] + submit.stderr[-2000:]
+    _wait_until(lambda: len(_events(logs, "done")) >= 1 and len(_events(logs, "acked")) >= 10, timeout=180)
+    stop = subprocess.run([ray_cli, "job", "stop", "--address", ray_head.dashboard_url, job], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert stop.returncode == 0, stop.stdout[-2000:] + stop.stderr[-2000:]
+    experiment_dir = storage / "job-stop"
+    summary = json.loads((experiment_dir / "summary.json").read_text())
+    assert summary["status"] == "Interrupted"
+    assert summary["trials"] >= 1 and summary["best"] is not None
+    iterations = {r["trial_id"]: r["iterations"] for r in summary["trial_table"]}
+    acked: dict[str, int] = {}
+    for tid, e in _events(logs, "acked"):
+        acked[tid] = max(acked.get(tid, 0), e["step"])
+    assert all(iterations.get(tid, 0) >= step for tid, step in acked.items()), (acked, iterations)
+    recorded = {(tid, s) for tid, s in _recorded_steps(experiment_dir)}
+    assert {(tid, e["step"]) for tid, e in _events(logs, "acked")} <= recorded
+
+
+def _recorded_steps(experiment_dir: Path) -> list[tuple[str, int]]:
+    out = []
+    for path in experiment_dir.glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                out.append((row["trial_id"], row["step"]))
+    return out
+
+
+def test_a_failure_in_fit_keeps_its_own_error_when_the_summary_cannot_be_built(ray_connected, tmp_path, capsys):
+    """fit() fails (a callback raises as the run starts) before Tune wrote anything, so building
+    the summary fails too: the caller sees fit()'s error, and a warning names the other."""
+    from ray import tune
+
+    from raytune_k8s.experiment import _fit_and_summarize
+    from raytune_k8s.spec import load_document
+
+    class Broken(tune.Callback):
+        def setup(self, **info):
+            raise RuntimeError("the storage went away")
+
+    spec = load_document(_witness_spec("fit-fails", tmp_path / "logs", trials=2)).spec
+    tuner = tune.Tuner(lambda config: None, run_config=tune.RunConfig(name="fit-fails", storage_path=str(tmp_path / "s"),
+                                                                      callbacks=[Broken()], verbose=0))
+    with pytest.raises(RuntimeError, match="the storage went away"):
+        _fit_and_summarize(tuner, spec, tmp_path / "elsewhere", 1, None)
+    assert "warning: could not write the summary after the run failed" in capsys.readouterr().err
