@@ -229,7 +229,7 @@ def _counter_spec(name: str, *, parallel: int, trials: int, **fixed: Any) -> dic
         "parallelTrialCount": parallel,
         "maxTrialCount": trials,
         "trial": {
-            "function": "raytune_k8s.trials.synthetic:counter",
+            "function": "raytune_k8s.trials.probes:counter",
             "fixedParameters": fixed,
             "resources": {"cpu": 1},
             "retries": 2,

@@ -21,7 +21,7 @@ def _curve_spec(name: str, trials: int) -> dict:
         "parameters": [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": 1e-4, "max": 1.0, "distribution": "logUniform"}}],
         "parallelTrialCount": 1,
         "maxTrialCount": trials,
-        "trial": {"function": "raytune_k8s.trials.synthetic:learning_curve", "fixedParameters": {"steps": 4, "sleep": 0.4}, "resources": {"cpu": 1}},
+        "trial": {"function": "raytune_k8s.trials.probes:learning_curve", "fixedParameters": {"steps": 4, "sleep": 0.4}, "resources": {"cpu": 1}},
     }
 
 

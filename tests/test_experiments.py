@@ -70,7 +70,7 @@ def test_each_early_stopping_rule_stops_weak_trials(ray_connected, tmp_path, rul
         "parameters": [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": 1e-5, "max": 1.0, "distribution": "logUniform"}}],
         "parallelTrialCount": 2,
         "maxTrialCount": 8,
-        "trial": {"function": "raytune_k8s.trials.synthetic:learning_curve", "fixedParameters": {"steps": 9}, "resources": {"cpu": 1}},
+        "trial": {"function": "raytune_k8s.trials.probes:learning_curve", "fixedParameters": {"steps": 9}, "resources": {"cpu": 1}},
     }
     summary = raytune_k8s.run(spec, storage_path=tmp_path)
     iterations = [r["iterations"] for r in summary["trial_table"]]

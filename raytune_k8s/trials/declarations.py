@@ -59,7 +59,7 @@ BUILTINS: dict[str, Builtin] = {
     "hartmann6": Builtin("raytune_k8s.trials.synthetic:hartmann6", {**{f"x{i}": _NUM for i in range(1, 7)}, **_SLEEP},
                          tuple((f"x{i}",) for i in range(1, 7))),
     # Replays given trial durations (the quota benchmark's Katib-paper trials).
-    "replay": Builtin("raytune_k8s.trials.synthetic:replay", {"durations": _TEXT, "trial_index": _WHOLE, "time_scale": _NUM},
+    "replay": Builtin("raytune_k8s.trials.probes:replay", {"durations": _TEXT, "trial_index": _WHOLE, "time_scale": _NUM},
                       (("durations",), ("trial_index",))),
     # Neural architecture search: a DARTS supernet search, an ENAS child network.
     "darts": Builtin("raytune_k8s.nas.darts:train", {
