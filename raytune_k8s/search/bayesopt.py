@@ -202,9 +202,8 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Baye
     """Katib's settings (scikit-optimize's names and defaults) mapped onto bayes_opt.
 
     ``base_estimator`` must be GP (bayes_opt has no forest/boosting surrogates); ``acq_func``
-    gp_hedge|LCB|EI|PI (or ucb|ei|poi; default ucb, not Katib's gp_hedge: with a categorical
-    parameter bayes_opt optimises EI and PI by differential evolution, minutes per suggestion
-    here); ``acq_optimizer`` auto|lbfgs (random points then L-BFGS-B
+    gp_hedge|LCB|EI|PI (or ucb|ei|poi; default ucb, not Katib's gp_hedge: every benchmark here
+    was measured with UCB, gp_hedge is not yet); ``acq_optimizer`` auto|lbfgs (random points then L-BFGS-B
     restarts) or sampling (random points only); ``n_initial_points`` (default 10);
     ``random_state``. Ours: ``kappa``, ``xi``, ``acq_random_points``, ``acq_restarts``,
     ``pending_strategy``.
