@@ -96,8 +96,8 @@ class PopulationScheduler(PopulationBasedTraining):
 
     def __init__(self, *, suggestion_trial_dir: str, population: int, **kwargs: Any):
         super().__init__(**kwargs)
-        #: Katib's ``suggestion_trial_dir``: the checkpoint directory a command trial's process is
-        #: given (``--checkpoint=<dir>/<trial id>``), seeded from the exploited trial's checkpoint.
+        #: Katib's ``suggestion_trial_dir``: where a command names it (``--checkpoint=<dir>``), its
+        #: process gets its trial's own checkpoint directory, seeded from the checkpoint it resumes from.
         self.suggestion_trial_dir = suggestion_trial_dir
         self.population = population
         self.segments_each: int | None = None
