@@ -55,7 +55,6 @@ class _PendingAware(acquisition.ConstantLiar):
         return copy.deepcopy(target_space)
 
     def suggest(self, gp: Any, target_space: Any, n_random: int = 0, n_smart: int = 0, fit_gp: bool = True, random_state: Any = None) -> Any:
-        _warm_start(gp, len(target_space))
         if not (self.believer and self.dummies):
             self._fitted_on = None  # the GP is fitted with the lies (or is fitted by the base)
             return super().suggest(gp, target_space, n_random=self.n_random, n_smart=self.n_smart, fit_gp=fit_gp, random_state=random_state)
@@ -73,17 +72,6 @@ class _PendingAware(acquisition.ConstantLiar):
         )
         self.dummies.append(point)
         return point
-
-
-#: From this many results on, the GP's hyperparameter search starts where the last one ended
-#: and makes ``_LATE_RESTARTS`` random restarts (bayes_opt: 5 from its default start, each time).
-_LATE = 30
-_LATE_RESTARTS = 5
-
-
-def _warm_start(gp: Any, results: int) -> None:
-    if results >= _LATE and hasattr(gp, "kernel_"):
-        gp.set_params(kernel=gp.kernel_, n_restarts_optimizer=_LATE_RESTARTS)
 
 
 class BayesOptSearcher(StatefulSearcher):
