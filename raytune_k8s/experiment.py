@@ -84,9 +84,17 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
             exc = SpecError.of([(manifest_path(f), r) for f, r in exc.problems])
         raise exc.at(loaded.origin) from None
     notes = list(loaded.notes) + [f"warning: {w}" for w in loaded.warnings]
+    from .search.pbt import PopulationScheduler
     from .trials import command_trial
+    from .trials.command import command_trainable
 
     command = command_trial(spec)
+    if command is not None and isinstance(scheduler, PopulationScheduler):  # Katib's PBT for commands: segments
+        command = scheduler.for_command_trials(command, spec.max_trials)
+        trainable = command_trainable(command)
+        if not command.segments.mentioned_in(command):
+            notes.append(f"pbt: the trial command does not mention suggestion_trial_dir {scheduler.suggestion_trial_dir}, "
+                         "so its process gets no checkpoint directory and exploits copy nothing")
     if command is not None and not isinstance(command.argv, str):
         for path in stand_ins_used(list(command.argv)):
             notes.append(f"{path} is not on this machine: trials run raytune-k8s's stand-in program for it "

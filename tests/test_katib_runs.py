@@ -4,6 +4,7 @@ collector kind, in a real experiment; Katib's words in the results."""
 from __future__ import annotations
 
 import copy
+import math
 import re
 import json
 import sys
@@ -130,3 +131,84 @@ def test_katib_darts_manifest_reports_its_genotype(ray_connected, tmp_path, caps
     assert ops and ops <= {"max_pooling_3x3", "skip_connection"}, genotype  # only nasConfig's operations
     observed = summary["currentOptimalTrial"]["observation"]["metrics"]
     assert {"name": "Best-Genotype", "latest": genotype} in observed
+
+
+def test_katib_simple_pbt_manifest_runs_unchanged(ray_connected, tmp_path, capsys):
+    """Katib's simple-pbt: each trial's --checkpoint is its own directory (Katib mounts one per
+    trial there), the stand-in resumes from and writes its state into it, and that directory is
+    the trial's Tune checkpoint."""
+    storage = tmp_path / "runs"
+    assert main(["run", str(REPO / "examples" / "katib" / "simple-pbt.yaml"), "--storage-path", str(storage)]) == 0
+    assert "/opt/pbt/pbt_test.py is not on this machine" in capsys.readouterr().err
+    experiment = storage / "simple-pbt"
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert (summary["status"], summary["reason"], summary["succeeded"]) == ("Succeeded", "ExperimentMaxTrialsReached", 2)
+    states = sorted(experiment.glob("*/checkpoint_*/files/state.json"))
+    assert len(states) == 2, "one checkpoint per trial: its own --checkpoint directory after 20 epochs"
+    for row in summary["trial_table"]:
+        assert row["iterations"] == 20
+        (state,) = [s for s in states if s.parent.parent.parent.name.startswith(f"command_{row['trial_id']}")]
+        assert json.loads(state.read_text()) == {"step": 20, "accuracy": pytest.approx(row["observation"]["Validation-accuracy"]["latest"], abs=1e-4)}
+
+
+# A PBT trial program: resumes from --checkpoint's state.json, trains 2 steps with its lr, and
+# records (trial name, lr, step it started from) of every run in its lineage.
+PBT_PROGRAM = """import json, os, sys
+lr, directory, me = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+path = os.path.join(directory, "state.json")
+state = json.load(open(path)) if os.path.exists(path) else {"step": 0, "score": 0.0, "runs": []}
+start = state["step"]
+for _ in range(2):
+    state["step"] += 1
+    state["score"] += lr
+    print(f"step={state['step']} score={state['score']:.6f} start={start}", flush=True)
+state["runs"].append([me, lr, start])
+json.dump(state, open(path, "w"))
+"""
+
+
+def test_pbt_command_trial_resumes_from_a_copied_checkpoint_with_perturbed_params(ray_connected, tmp_path):
+    """Katib's PBT for command trials: 5 members x 3 runs of 2 steps. A run starts from the state
+    its lineage's previous run left (never from scratch); an exploited member's next run starts
+    from the donor's state, with the donor's lr x0.8 or x1.2."""
+    doc = copy.deepcopy(BASE)
+    doc["metadata"]["name"] = "pbt-command"
+    spec = doc["spec"]
+    spec.update(parallelTrialCount=5, maxTrialCount=15)
+    spec["objective"] = {"type": "maximize", "objectiveMetricName": "score", "additionalMetricNames": ["start"]}
+    spec["algorithm"] = {"algorithmName": "pbt", "algorithmSettings": [
+        {"name": "suggestion_trial_dir", "value": "/var/log/katib/checkpoints/"}, {"name": "n_population", "value": "5"},
+        {"name": "truncation_threshold", "value": "0.4"}, {"name": "random_state", "value": "1"}]}
+    spec["parameters"] = [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "10"}}]
+    spec["trialTemplate"]["trialParameters"] = [{"name": "learningRate", "reference": "lr"},
+                                                {"name": "trialName", "reference": "${trialSpec.Name}"}]
+    script = tmp_path / "pbt_program.py"
+    script.write_text(PBT_PROGRAM)
+    container = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = [sys.executable, str(script), "${trialParameters.learningRate}",
+                            "/var/log/katib/checkpoints/", "${trialParameters.trialName}"]
+    container["resources"] = {"requests": {"cpu": "0.2"}}
+    path = tmp_path / "pbt.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    storage = tmp_path / "runs"
+    assert main(["run", str(path), "--storage-path", str(storage)]) == 0
+    summary = json.loads((storage / "pbt-command" / "summary.json").read_text())
+    assert summary["status"] == "Succeeded" and len(summary["trial_table"]) == 5  # the population
+    lineages = []
+    for trial_dir in (storage / "pbt-command").glob("command_*"):
+        last = max(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
+        lineages.append((trial_dir.name.split("_")[1], json.loads((last / "files" / "state.json").read_text())))
+    exploits = []
+    for name, state in lineages:
+        runs = state["runs"]
+        assert len(runs) == 3 and state["step"] == 6, (name, runs)  # 3 segments counted on the model
+        assert [start for _, _, start in runs] == [0, 2, 4], (name, runs)  # each run resumed its lineage's state
+        assert runs[-1][0].startswith(f"command_{name}")  # the last run was the member's own
+        exploits += [(prev, run) for prev, run in zip(runs, runs[1:]) if prev[0] != run[0]]
+    print("exploits (donor run, run from its copy):", exploits)
+    assert exploits, "some member restarted from another member's checkpoint"
+    # Katib's perturbation: the donor's lr x0.8 or x1.2 (in [0.01, 10]). Ray perturbs the donor's
+    # current config, which a donor exploited in the same round holds before its checkpoint does.
+    perturbed = [(d, r) for d, r in exploits if any(math.isclose(r[1], min(max(d[1] * f, 0.01), 10), rel_tol=1e-6)
+                                                   for f in (0.8, 1.2))]
+    assert len(perturbed) >= max(1, len(exploits) // 2), exploits

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from ..space import SearchSpace
 from ..spec import Objective
 from ..settings import Settings
+from . import bo_acquisition as fast
 from .stateful import StatefulSearcher, bytes_via_file, load_via_file
 
 
@@ -55,8 +56,11 @@ class _PendingAware(acquisition.ConstantLiar):
 
     def suggest(self, gp: Any, target_space: Any, n_random: int = 0, n_smart: int = 0, fit_gp: bool = True, random_state: Any = None) -> Any:
         if not (self.believer and self.dummies):
+            self._fitted_on = None  # the GP is fitted with the lies (or is fitted by the base)
             return super().suggest(gp, target_space, n_random=self.n_random, n_smart=self.n_smart, fit_gp=fit_gp, random_state=random_state)
-        self._fit_gp(gp=gp, target_space=target_space)
+        if getattr(self, "_fitted_on", None) != len(target_space):  # else: no new result since, the fit stands
+            self._fit_gp(gp=gp, target_space=target_space)
+            self._fitted_on = len(target_space)
         believed = gp.predict(np.asarray(self.dummies))
         with_pending = self._copy_target_space(target_space)
         for point, value in zip(self.dummies, believed):
@@ -103,9 +107,9 @@ class BayesOptSearcher(StatefulSearcher):
     def _new_optimizer(self) -> BayesianOptimization:
         acq, kappa, xi, seed = self._acq_args
         kinds = {
-            "ucb": lambda: acquisition.UpperConfidenceBound(kappa=kappa),
-            "ei": lambda: acquisition.ExpectedImprovement(xi=xi),
-            "poi": lambda: acquisition.ProbabilityOfImprovement(xi=xi),
+            "ucb": lambda: fast.UpperConfidenceBound(kappa=kappa),
+            "ei": lambda: fast.ExpectedImprovement(xi=xi),
+            "poi": lambda: fast.ProbabilityOfImprovement(xi=xi),
         }
         base: acquisition.AcquisitionFunction
         if acq == "gp_hedge":  # Hoffman et al. 2011: a bandit over UCB, PI and EI
@@ -186,9 +190,8 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Baye
     """Katib's settings (scikit-optimize's names and defaults) mapped onto bayes_opt.
 
     ``base_estimator`` must be GP (bayes_opt has no forest/boosting surrogates); ``acq_func``
-    gp_hedge|LCB|EI|PI (or ucb|ei|poi; default ucb, not Katib's gp_hedge: with a categorical
-    parameter bayes_opt optimises EI and PI by differential evolution, minutes per suggestion
-    here); ``acq_optimizer`` auto|lbfgs (random points then L-BFGS-B
+    gp_hedge|LCB|EI|PI (or ucb|ei|poi; default ucb, not Katib's gp_hedge: every benchmark here
+    was measured with UCB, gp_hedge is not yet); ``acq_optimizer`` auto|lbfgs (random points then L-BFGS-B
     restarts) or sampling (random points only); ``n_initial_points`` (default 10);
     ``random_state``. Ours: ``kappa``, ``xi``, ``acq_random_points``, ``acq_restarts``,
     ``pending_strategy``.

@@ -13,6 +13,12 @@ Katib's PBT runs each trial as one short segment and starts a new trial from a p
 checkpoint; Tune keeps one trial per population member and restarts it in place: same decisions,
 fewer trials (``maxTrialCount`` caps the population).
 
+Command trials run Katib's way (:class:`~raytune_k8s.trials.command.Segments`): each run of the
+command is one segment, the path ``suggestion_trial_dir`` in the command stands for the trial's
+own checkpoint directory, and decisions fall between segments (``perturbation_interval`` counts
+segments). ``maxTrialCount`` counts segments, as Katib counts trials: each member trains
+``maxTrialCount // members`` of them (counted on its model, which an exploit copies).
+
 Settings (Katib's): ``n_population`` (required, >= 5), ``truncation_threshold`` (required, in
 [0, 0.5]), ``resample_probability`` (default: never resample, only perturb, as in Katib),
 ``suggestion_trial_dir`` (where command trials keep their checkpoints, see
@@ -24,6 +30,7 @@ population; Ray's exploit/explore draws use Python's ``random``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -33,6 +40,7 @@ from ray.tune.search import Searcher
 from ..space import Dimension, SearchSpace
 from ..spec import Objective, SpecError
 from ..settings import Settings
+from ..trials.command import SEGMENTS, CommandTrial, Segments
 from . import Search
 from .random import RandomSearcher
 
@@ -88,10 +96,24 @@ class PopulationScheduler(PopulationBasedTraining):
 
     def __init__(self, *, suggestion_trial_dir: str, population: int, **kwargs: Any):
         super().__init__(**kwargs)
-        #: Katib's ``suggestion_trial_dir``: the checkpoint directory a command trial's process is
-        #: given (``--checkpoint=<dir>/<trial id>``), seeded from the exploited trial's checkpoint.
+        #: Katib's ``suggestion_trial_dir``: where a command names it (``--checkpoint=<dir>``), its
+        #: process gets its trial's own checkpoint directory, seeded from the checkpoint it resumes from.
         self.suggestion_trial_dir = suggestion_trial_dir
         self.population = population
+        self.segments_each: int | None = None
+
+    def for_command_trials(self, trial: CommandTrial, max_trials: int | None) -> CommandTrial:
+        """``trial`` run in segments (Katib's PBT trials); from now on PBT's clock is the number of
+        segments a trial's model has trained, so decisions fall between the process runs."""
+        members = min(self.population, max_trials) if max_trials else self.population
+        self.segments_each = max(1, max_trials // members) if max_trials else None
+        self._time_attr = SEGMENTS
+        return dataclasses.replace(trial, segments=Segments(self.suggestion_trial_dir, self.segments_each))
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if self.segments_each is not None and result.get(SEGMENTS, 0) >= self.segments_each:
+            return self.CONTINUE  # the member's last segment: it ends, nothing to exploit or copy
+        return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         # Ray's PBT refuses every Searcher: one that learns from results would be misled by the

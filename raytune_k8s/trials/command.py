@@ -4,6 +4,10 @@
 metadata), the metrics collector reads what the process prints or writes, and every observation
 of the objective is reported to Ray Tune. The process (and everything it started) ends with the
 trial: on success, failure, early stopping, timeout or error.
+
+Under ``pbt`` a command trial runs in segments, Katib's way (:class:`Segments`): each run of the
+process is one of Katib's PBT trials, given a checkpoint directory that starts as a copy of the
+checkpoint the trial resumes from.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import ctypes
 import os
 import queue
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +34,9 @@ from .katib_programs import stand_in
 
 TAIL_LINES = 20
 _KILL_GRACE_S = 3.0
+#: Result key of a command trial under pbt: segments its model has trained (PBT's clock for it).
+SEGMENTS = "pbt_segments"
+_FILES = "files"  # the process's checkpoint directory, inside a Tune checkpoint
 
 
 class TrialTimeout(RuntimeError):
@@ -58,6 +66,28 @@ class CommandTrial:
     annotations: Mapping[str, str] = field(default_factory=dict)
     image: str | None = None
     timeout_s: float | None = None
+    segments: "Segments | None" = None
+
+
+@dataclass(frozen=True)
+class Segments:
+    """PBT for command trials, as Katib runs it: a trial is a series of process runs (Katib's PBT
+    trials, one segment each). The path ``katib_dir`` (Katib's ``suggestion_trial_dir``, which
+    Katib mounts as the trial's own checkpoint directory) is replaced in the command and its
+    environment by a directory of the trial's; a run starts with it holding a copy of the Tune
+    checkpoint the trial resumes from (after an exploit, a better trial's), and after the run its
+    contents are reported as a checkpoint with the run's last result."""
+
+    katib_dir: str
+    #: segments each population member trains, counted on its model (None: until the experiment ends)
+    each: int | None
+
+    def rewrite(self, text: str, local: Path) -> str:
+        return text.replace(self.katib_dir.rstrip("/"), str(local)) if self.katib_dir.rstrip("/") in text else text
+
+    def mentioned_in(self, trial: CommandTrial) -> bool:
+        texts = [trial.argv] if isinstance(trial.argv, str) else list(trial.argv)
+        return any(self.katib_dir.rstrip("/") in t for t in [*texts, *trial.env.values()])
 
 
 def placeholders(command: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -108,25 +138,74 @@ def command_trainable(trial: CommandTrial) -> Callable[[dict], None]:
         context = tune.get_context()
         trial_dir = Path(context.get_trial_dir() or os.getcwd())
         trial_name = context.get_trial_name() or "trial"
-        run_trial_process(trial, config, trial_dir, trial_name, tune.report)
+        if trial.segments is None:
+            run_trial_process(trial, config, trial_dir, trial_name, tune.report)
+        else:
+            run_segments(trial, config, trial_dir, trial_name)
 
     run_command.__name__ = run_command.__qualname__ = "command"
     return run_command
 
 
+def run_segments(trial: CommandTrial, config: Mapping[str, Any], trial_dir: Path, trial_name: str) -> None:
+    """Run ``trial.segments``' process runs from the trial's checkpoint; each run's last result
+    carries the checkpoint directory's contents (see :class:`Segments`)."""
+    from ray import tune
+
+    from .checkpoints import latest_checkpoint, report_with_checkpoint
+
+    assert trial.segments is not None
+    local = trial_dir / "pbt-checkpoint"
+    shutil.rmtree(local, ignore_errors=True)
+    local.mkdir(parents=True)
+    with latest_checkpoint() as (path, state):
+        if path is not None and (path / _FILES).is_dir():
+            shutil.copytree(path / _FILES, local, dirs_exist_ok=True)
+    done = int(state.get("segments", 0))
+    while trial.segments.each is None or done < trial.segments.each:
+        held = _HoldLast(tune.report, {SEGMENTS: done})
+        run_trial_process(trial, config, trial_dir, trial_name, held, checkpoint_dir=local)
+        done += 1
+        report_with_checkpoint({**held.last, SEGMENTS: done}, {"segments": done},
+                               lambda directory: shutil.copytree(local, directory / _FILES))
+
+
+class _HoldLast:
+    """Reports each result when the next one comes; the last stays in ``last`` (it goes out with
+    the run's checkpoint)."""
+
+    def __init__(self, report: Callable[[dict], None], extra: dict[str, Any]):
+        self.report, self.extra = report, extra
+        self.last: dict[str, Any] = {}
+
+    def __call__(self, metrics: dict[str, Any]) -> None:
+        if self.last:
+            self.report({**self.last, **self.extra})
+        self.last = metrics
+
+
 def run_trial_process(
-    trial: CommandTrial, config: Mapping[str, Any], trial_dir: Path, trial_name: str, report: Callable[[dict], None]
+    trial: CommandTrial, config: Mapping[str, Any], trial_dir: Path, trial_name: str, report: Callable[[dict], None],
+    checkpoint_dir: Path | None = None,
 ) -> int:
-    """Run the trial's process to the end, reporting metrics; returns how many reports it made."""
+    """Run the trial's process to the end, reporting metrics; returns how many reports it made.
+    ``checkpoint_dir``: under pbt, the directory that stands for ``trial.segments.katib_dir``."""
     from ..collectors import create_collector
 
     values = trial_values(trial, config, trial_name)
     collector = create_collector(trial.collector, list(trial.metric_names), trial_dir)
     collector.prepare()
-    argv = [collector.rewrite(render(a, values)) for a in argv_of(trial.argv)]
+
+    def local(text: str) -> str:
+        text = collector.rewrite(render(text, values))
+        if trial.segments is not None and checkpoint_dir is not None:
+            text = trial.segments.rewrite(text, checkpoint_dir)
+        return text
+
+    argv = [local(a) for a in argv_of(trial.argv)]
     argv = stand_in(argv) or argv
     _check_program(argv, trial.image)
-    env = {**os.environ, **{k: collector.rewrite(render(v, values)) for k, v in trial.env.items()}, **collector.env()}
+    env = {**os.environ, **{k: local(v) for k, v in trial.env.items()}, **collector.env()}
     cwd = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())
     if trial.working_dir:
         cwd = render(trial.working_dir, values)
