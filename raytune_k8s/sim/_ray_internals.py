@@ -18,6 +18,8 @@ PRIVATE_NAMES = (
     ("ray._private.ray_constants", "KV_NAMESPACE_DASHBOARD"),
     ("ray.dashboard.consts", "DASHBOARD_AGENT_ADDR_NODE_ID_PREFIX"),
 )
+#: Methods of ``GcsClient`` used here.
+GCS_CLIENT_METHODS = ("get_all_node_info", "internal_kv_get")
 
 _clients: dict[str, Any] = {}
 
