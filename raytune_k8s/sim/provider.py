@@ -72,7 +72,17 @@ class PodProvider(NodeProvider):
 
     def non_terminated_nodes(self, tag_filters: dict[str, str]) -> list[str]:
         with self._lock:
+            self._forget_exited()
             return [i for i, n in self._nodes.items() if all(n["tags"].get(k) == v for k, v in tag_filters.items())]
+
+    def _forget_exited(self) -> None:
+        """A node whose ``ray start`` exited (it failed to start, or its raylet died) is a pod
+        that is gone: the autoscaler then sees it terminated and launches another if needed."""
+        for instance_id, node in list(self._nodes.items()):
+            proc = node["proc"]
+            if proc is not None and proc.poll() is not None:
+                del self._nodes[instance_id]
+                delete_pod(proc)  # whatever of its process group is left
 
     def is_running(self, node_id: str) -> bool:
         with self._lock:
