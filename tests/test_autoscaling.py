@@ -319,8 +319,17 @@ def test_killed_worker_trial_continues_from_checkpoint_on_a_new_node(at_zero, tm
 
 
 def _coordinator_state() -> dict[str, Any]:
-    actor = ray.get_actor(coordinator.NAME, namespace=coordinator.NAMESPACE)
+    """The coordinator's state; empty while no experiment has created it yet."""
+    try:
+        actor = ray.get_actor(coordinator.NAME, namespace=coordinator.NAMESPACE)
+    except ValueError:
+        return {"experiments": {}, "request": [], "dropped": []}
     return ray.get(actor.state.remote())
+
+
+def _both_joined() -> dict[str, Any] | None:
+    state = _coordinator_state()
+    return state if len(state["experiments"]) == 2 else None
 
 
 def _until(predicate: Any, timeout: float, what: str) -> Any:
@@ -365,8 +374,7 @@ def test_two_experiments_at_once_both_scale_up_and_finish(at_zero, tmp_path):
              for name in ("exp-a", "exp-b")]
     drivers = [_driver(at_zero, spec, tmp_path) for spec in specs]
     try:
-        both = _until(lambda: (state := _coordinator_state()) if len(state["experiments"]) == 2 else None, 120,
-                      "both experiments joined the coordinator")
+        both = _until(_both_joined, 120, "both experiments joined the coordinator")
         assert sorted(e["name"] for e in both["experiments"].values()) == ["exp-a", "exp-b"]
         assert both["request"] == [{"CPU": 1.0}] * 4, "the request is the sum of both experiments' asks"
         codes = [d.wait(timeout=300) for d in drivers]
