@@ -165,9 +165,9 @@ class AutoscalingLocalCluster(LocalRayHead):
 
     The head has 0 CPUs (like ours on Kubernetes), so trials only run on workers; there is one
     worker type with ``worker_cpus`` CPUs, 0..``max_workers`` of them, removed after
-    ``idle_timeout_s`` idle. The nodes of one autoscaler decision start together, as KubeRay
-    creates pods, each ``pod_start_s`` after it is asked for (a pod's scheduling and image
-    pull). Each node has its own temp directory; they share this machine's filesystem
+    ``idle_timeout_s`` idle. The nodes of one autoscaler decision are created together, as
+    KubeRay creates pods, and each starts Ray ``pod_start_s`` after it is asked for (a pod's
+    scheduling and image pull), at most ``max_starting`` at once (default: no limit; see :mod:`.provider`). Each node has its own temp directory; they share this machine's filesystem
     otherwise, where a real cluster needs shared storage (``storage_path`` on NFS or object
     storage) for the same thing to work.
 
@@ -183,6 +183,7 @@ class AutoscalingLocalCluster(LocalRayHead):
         *,
         idle_timeout_s: float = 60.0,
         pod_start_s: float = 0.0,
+        max_starting: int | None = None,
         object_store_mb: int = 100,
         update_interval_s: int = 1,
     ):
@@ -208,6 +209,7 @@ class AutoscalingLocalCluster(LocalRayHead):
         self.max_workers = max_workers
         self.idle_timeout_s = idle_timeout_s
         self.pod_start_s = pod_start_s
+        self.max_starting = max_starting
         self.object_store_mb = object_store_mb
         self.config_path = self.temp_dir / "autoscaler.yaml"
         self.extra_args.append(f"--autoscaling-config={self.config_path}")
@@ -232,6 +234,7 @@ class AutoscalingLocalCluster(LocalRayHead):
                 "head_node_type": HEAD_NODE_TYPE,
                 "node_dir": str(self.temp_dir / "nodes"),
                 "pod_start_s": self.pod_start_s,
+                "max_starting": self.max_starting,
                 "disable_launch_config_check": True,
             },
             "head_node_type": HEAD_NODE_TYPE,
