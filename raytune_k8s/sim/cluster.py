@@ -167,7 +167,8 @@ class AutoscalingLocalCluster(LocalRayHead):
     worker type with ``worker_cpus`` CPUs, 0..``max_workers`` of them, removed after
     ``idle_timeout_s`` idle. The nodes of one autoscaler decision are created together, as
     KubeRay creates pods, and each starts Ray ``pod_start_s`` after it is asked for (a pod's
-    scheduling and image pull), at most ``max_starting`` at once (default: no limit; see :mod:`.provider`). Each node has its own temp directory; they share this machine's filesystem
+    scheduling and image pull), at most ``max_starting`` at once (default: no limit; see
+    :mod:`.provider`). Each node has its own temp directory; they share this machine's filesystem
     otherwise, where a real cluster needs shared storage (``storage_path`` on NFS or object
     storage) for the same thing to work.
 
