@@ -258,10 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=10.0, help="replay: worker idle timeout (s)")
     parser.add_argument("--pod-start-s", type=float, default=0.0, help="replay: seconds each worker pod takes to start")
     parser.add_argument("--head-in-quota", action="store_true", help=f"replay: the head pod ({HEAD_VCPU} vCPU) counts against the tenant quota")
-    parser.add_argument("--max-starting", type=int, default=3,
-                        help="replay: most worker nodes of one cluster starting Ray at once (default 3; 0: no limit). On this "
-                             "shared 2-core machine, at a load average of 75, every one of 24 nodes started at once passed "
-                             "Ray's 30 s raylet registration limit and failed")
+    parser.add_argument("--max-starting", type=int, default=0,
+                        help="replay: most worker nodes of one cluster starting Ray at once (default 0: no limit)")
     parser.add_argument("--epochs", type=int, default=3, help="real: epochs per MXNet trial")
     parser.add_argument("--only", choices=sorted(QUOTAS), help=argparse_suppress())
     parser.add_argument("--partial-out", type=Path, help=argparse_suppress())

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +44,13 @@ from ray.autoscaler.tags import (
     TAG_RAY_NODE_STATUS,
     TAG_RAY_USER_NODE_TYPE,
 )
+
+def free_port() -> int:
+    """A port free on this machine now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 #: Instance ids: the head's, and workers' as this prefix plus a counter (any unique string works).
 HEAD_INSTANCE_ID = "rtk8s-head"
@@ -166,8 +174,12 @@ class PodProvider(NodeProvider):
             ray_cli(), "start", f"--address={self._gcs_address}", "--block", "--disable-usage-stats",
             f"--temp-dir={node_dir}",
             f"--num-cpus={resources.pop('CPU', 0)}", f"--num-gpus={resources.pop('GPU', 0)}",
-            # Any free port: many nodes share this machine's ports.
-            "--min-worker-port=0", "--max-worker-port=0", "--dashboard-agent-listen-port=0",
+            # Many nodes share this machine's ports: any free port for workers; the agents' ports
+            # chosen here, as the raylet otherwise waits at most 15 s for the agents to write
+            # theirs to files, and aborts (on a busy machine their Python imports take longer).
+            "--min-worker-port=0", "--max-worker-port=0",
+            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
         ]
         object_store = resources.pop("object_store_memory", None)
         if object_store:
