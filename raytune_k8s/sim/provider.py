@@ -6,10 +6,11 @@ It implements Ray's public ``NodeProvider`` interface, which the real autoscaler
 call creates every node it is asked for at once and returns: their ``pod_start_s`` (standing in
 for scheduling and image pull) runs concurrently. Starting Ray on a node then takes about 2.5
 CPU-seconds (a raylet and Ray's Python agents), and all the "pods" share this machine's cores.
-``max_starting`` (default: no limit) caps how many start Ray at once: on a machine so busy that
-nodes pass the 30 s within which Ray requires a raylet to register, they fail (and are replaced);
-measured at a load average of 30 on 2 cores, 9 nodes were all up 29 s after the request with no
-limit and 74 s with at most 4 at once, so the default is none. Like a pod, a node:
+``max_starting`` (default: no limit) caps how many start Ray at once. A node's raylet aborts
+when its dashboard agent has not written its port file within 15 s, so on a machine busy enough
+that the agents' Python imports take longer, nodes started all at once fail (and are replaced,
+and fail again): at a load average of 45-75 on these 2 cores every one did. At a load average
+of 30, 9 nodes were all up 29 s after the request with no limit and 74 s with at most 4 at once. Like a pod, a node:
 
 * joins the head's GCS with ``RAY_CLOUD_INSTANCE_ID`` (its instance id) and
   ``RAY_NODE_TYPE_NAME`` in its environment, the two variables KubeRay sets on a worker pod and
@@ -174,9 +175,8 @@ class PodProvider(NodeProvider):
             ray_cli(), "start", f"--address={self._gcs_address}", "--block", "--disable-usage-stats",
             f"--temp-dir={node_dir}",
             f"--num-cpus={resources.pop('CPU', 0)}", f"--num-gpus={resources.pop('GPU', 0)}",
-            # Many nodes share this machine's ports: any free port for workers; the agents' ports
-            # chosen here, as the raylet otherwise waits at most 15 s for the agents to write
-            # theirs to files, and aborts (on a busy machine their Python imports take longer).
+            # Many nodes share this machine's ports: any free port for workers, and for the agents
+            # ports chosen here (their defaults are one per machine).
             "--min-worker-port=0", "--max-worker-port=0",
             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
