@@ -207,7 +207,9 @@ def test_cluster_up_and_down_from_the_command_line(tmp_path, monkeypatch, capsys
 def cluster() -> Iterator[AutoscalingLocalCluster]:
     if ray.is_initialized():
         ray.shutdown()  # the session's Ray; `ray_connected` reconnects later tests
-    head = AutoscalingLocalCluster(worker_cpus=1, max_workers=MAX_WORKERS, idle_timeout_s=IDLE_TIMEOUT_S)
+    # At most 2 nodes start Ray at once: on a busy machine, nodes started all at once can miss the
+    # 15 s within which a raylet needs its agent up, and abort (see raytune_k8s.sim.provider).
+    head = AutoscalingLocalCluster(worker_cpus=1, max_workers=MAX_WORKERS, idle_timeout_s=IDLE_TIMEOUT_S, max_starting=2)
     with head:
         ray.init(address=head.address, log_to_driver=False)
         try:
