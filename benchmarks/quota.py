@@ -308,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append(
             f"Speedup of user1 over user2: {speedup:.2f} here, {PAPER['user2']['wall_min'] / PAPER['user1']['wall_min']:.2f} "
             f"in Katib's run. Ours is bounded by the ideal ratio {users['user2']['ideal_min']:.1f} / "
-            f"{users['user1']['ideal_min']:.1f} = {ideal_speedup:.2f} min, because our {QUOTAS['user2']} vCPU tenant runs "
+            f"{users['user1']['ideal_min']:.1f} = {ideal_speedup:.2f}, because our {QUOTAS['user2']} vCPU tenant runs "
             f"{users['user2']['slots']} trials at once where Katib's ran {PAPER['user2']['parallel']} (Katib's controller "
             "and suggestion pods took part of its quota): a smaller speedup means the small tenant is served better, "
             "not that the big one is worse."
@@ -347,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     md = (
         f"# Katib quota comparison ({args.mode} mode{scale})\n\n{markdown_table(headers, rows)}\n\n"
         + "".join(f"Note: {n}\n\n" for n in notes)
-        + "Both tenants ran at the same time on this shared 2-core machine (under CPU contention from other work).\n\n"
+        + "Both tenants ran at the same time on this shared 2-core machine, under CPU contention from other work "
+        + f"(load average at the end {'/'.join(f'{x:.1f}' for x in os.getloadavg())} over 1/5/15 min).\n\n"
         + f"Command: `{data['environment']['command']}`\n"
     )
     plt = pyplot()
