@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--worker-cpus", type=float, default=1, help="CPUs per worker node (default 1)")
     q.add_argument("--max-workers", type=int, default=4, help="most worker nodes at once (default 4)")
     q.add_argument("--idle-timeout-s", type=float, default=60, help="idle seconds before a worker is removed (default 60)")
+    q.add_argument("--pod-start-s", type=float, default=0, help="seconds each worker takes to start, as a pod's scheduling and image pull (default 0)")
     q.set_defaults(func=_cluster_up)
     q = cluster.add_parser("down", help="stop the cluster 'cluster up' started (only its processes)")
     q.set_defaults(func=_cluster_down)
@@ -129,7 +130,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from . import localcluster
+    from .sim import cluster as localcluster
 
     def stop_like_ctrl_c(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -138,7 +139,8 @@ def _cluster_up(args: argparse.Namespace) -> int:
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop_like_ctrl_c) if in_main else None
     try:
-        state = localcluster.start_background_cluster(args.worker_cpus, args.max_workers, args.idle_timeout_s)
+        state = localcluster.start_background_cluster(args.worker_cpus, args.max_workers, args.idle_timeout_s,
+                                                      pod_start_s=args.pod_start_s)
     except (RuntimeError, ValueError, TimeoutError) as exc:
         print(f"error: {exc}\n(every process it started is stopped)", file=sys.stderr)
         return EXIT_FAILED
@@ -150,7 +152,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
     print(
         f"local autoscaling Ray cluster up: 0..{state['max_workers']} workers x {state['worker_cpus']:g} CPU, "
-        f"idle timeout {state['idle_timeout_s']:g} s (head pid {state['pid']}, state in {state['state_file']})\n"
+        f"idle timeout {state['idle_timeout_s']:g} s, pod start {state['pod_start_s']:g} s (head pid {state['pid']}, state in {state['state_file']})\n"
         f"dashboard and Jobs API: {state['dashboard_url']}\n\n"
         f"export RAY_ADDRESS={state['address']} RAY_AUTH_MODE=token RAYTUNE_K8S_WORKER_CPU={state['worker_cpus']:g} RAYTUNE_K8S_WORKER_MEMORY=0\n\n"
         f"then:  raytune-k8s run examples/<experiment>.yaml\n"
@@ -162,7 +164,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
 
 
 def _cluster_down(args: argparse.Namespace) -> int:
-    from . import localcluster
+    from .sim import cluster as localcluster
 
     state = localcluster.stop_background_cluster()
     if state is None:

@@ -315,7 +315,7 @@ def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, p
     try:
         # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
         slots = parallel or spec.parallel_trials
-        with parallelism_request(trial_bundles(trial_resources(spec), slots)), _warm_actors(slots), \
+        with parallelism_request(trial_bundles(trial_resources(spec), slots), spec.name), _warm_actors(slots), \
                 _json_logger_only(json_logger_only), watch_for_interrupt() as outcome:
             tuner.fit()
     except BaseException as exc:

@@ -12,8 +12,8 @@ on an autoscaling cluster all the workers those trials need are asked for up fro
   ``cluster/``, and by the simulated cluster), else this machine for an embedded Ray; unknown
   (not checked) for another cluster joined by address.
 * :func:`parallelism_request` asks the Ray autoscaler for one bundle per concurrent trial while
-  an experiment runs (so every worker pod is requested at once, not one per pending trial) and
-  withdraws the request when it ends, so idle workers go back to zero.
+  an experiment runs (so every worker pod is requested at once, not one per pending trial),
+  through the cluster's coordinator, and withdraws it when it ends, so idle workers go back to zero.
 """
 
 from __future__ import annotations
@@ -301,13 +301,17 @@ def cluster_can_autoscale() -> bool:
 
 
 @contextmanager
-def parallelism_request(bundles: list[dict[str, float]]) -> Iterator[bool]:
+def parallelism_request(bundles: list[dict[str, float]], name: str = "experiment",
+                        quota: Quota | None = None) -> Iterator[bool]:
     """While the block runs, ask the autoscaler for ``bundles`` (one per concurrent trial) all
-    at once; withdraw the request at the end, however the block ends. Yields whether a request
-    was made. On a cluster that cannot autoscale nothing is requested, and if the bundles need
-    more CPUs/GPUs than it has, one line says how many trials will run at once."""
+    at once, through the cluster's coordinator (:mod:`raytune_k8s.coordinator`), which sums the
+    asks of every live experiment on the cluster and shares ``quota`` fairly between them; leave
+    it at the end, however the block ends. Yields whether a request was made. On a cluster that
+    cannot autoscale nothing is requested, and if the bundles need more CPUs/GPUs than it has,
+    one line says how many trials will run at once."""
     import ray
-    from ray.autoscaler.sdk import request_resources
+
+    from .coordinator import Membership
 
     if not bundles:
         yield False
@@ -316,14 +320,12 @@ def parallelism_request(bundles: list[dict[str, float]]) -> Iterator[bool]:
         _note_fixed_capacity(bundles, ray.cluster_resources())
         yield False
         return
-    request_resources(bundles=bundles)
-    try:
+    membership = Membership(name, bundles, None if not quota else {"cpu": quota.cpu, "memory": quota.memory, "gpu": quota.gpu})
+    with membership:
+        if membership.granted < len(bundles):
+            _say(f"{name}: the tenant quota is shared with other experiments on this cluster: "
+                 f"{membership.granted} of {len(bundles)} workers requested for it now")
         yield True
-    finally:
-        try:
-            request_resources(bundles=[])
-        except Exception as exc:  # the cluster may be gone; nothing left to withdraw from
-            _say(f"warning: could not withdraw the autoscaler request: {exc}")
 
 
 def _note_fixed_capacity(bundles: list[dict[str, float]], cluster: Mapping[str, float]) -> None:

@@ -9,6 +9,10 @@ One cluster for the module (1-CPU workers, at most 6, short idle timeout). The s
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,8 +24,9 @@ import yaml
 from kubernetes import client as k8s
 
 import raytune_k8s
-from raytune_k8s import scaling
+from raytune_k8s import coordinator, scaling
 from raytune_k8s.cli import main
+from raytune_k8s.coordinator import fair_shares
 from raytune_k8s.localcluster import AutoscalingLocalCluster, _cluster_processes
 from raytune_k8s.scaling import Quota, quota_from_resourcequota, quota_parallelism
 from raytune_k8s.spec import SpecError
@@ -31,7 +36,6 @@ from .conftest import REPO
 IDLE_TIMEOUT_S = 6.0
 MAX_WORKERS = 6
 GiB = 2**30
-MEASURED: dict[str, float] = {}
 
 
 # ---------------------------------------------------------------- quota arithmetic (no cluster)
@@ -179,16 +183,17 @@ def test_quota_too_small_is_bad_input_and_starts_nothing(tmp_path, capsys):
 def test_cluster_up_and_down_from_the_command_line(tmp_path, monkeypatch, capsys):
     import psutil
 
-    from raytune_k8s import localcluster
+    from raytune_k8s.sim import cluster as localcluster
 
     monkeypatch.setattr(localcluster, "STATE_FILE", tmp_path / "cluster.json")
-    up = ["cluster", "up", "--worker-cpus", "1", "--max-workers", "2", "--idle-timeout-s", "5"]
+    up = ["cluster", "up", "--worker-cpus", "1", "--max-workers", "2", "--idle-timeout-s", "5", "--pod-start-s", "1"]
     assert main(up) == 0
     state = json.loads((tmp_path / "cluster.json").read_text())
     temp_dir = Path(state["temp_dir"])
     try:
         out = capsys.readouterr().out
         assert f"export RAY_ADDRESS={state['address']}" in out and "raytune-k8s cluster down" in out
+        assert state["pod_start_s"] == 1
         assert psutil.Process(state["pid"]).is_running() and _cluster_processes(temp_dir), "runs on after 'up' returns"
         assert main(up) == 1 and "already up" in capsys.readouterr().err
     finally:
@@ -202,7 +207,9 @@ def test_cluster_up_and_down_from_the_command_line(tmp_path, monkeypatch, capsys
 def cluster() -> Iterator[AutoscalingLocalCluster]:
     if ray.is_initialized():
         ray.shutdown()  # the session's Ray; `ray_connected` reconnects later tests
-    head = AutoscalingLocalCluster(worker_cpus=1, max_workers=MAX_WORKERS, idle_timeout_s=IDLE_TIMEOUT_S)
+    # At most 2 nodes start Ray at once: on a busy machine, nodes started all at once can miss the
+    # 15 s within which a raylet needs its agent up, and abort (see raytune_k8s.sim.provider).
+    head = AutoscalingLocalCluster(worker_cpus=1, max_workers=MAX_WORKERS, idle_timeout_s=IDLE_TIMEOUT_S, max_starting=2)
     with head:
         ray.init(address=head.address, log_to_driver=False)
         try:
@@ -210,8 +217,6 @@ def cluster() -> Iterator[AutoscalingLocalCluster]:
         finally:
             ray.shutdown()
     assert _cluster_processes(head.temp_dir) == [], "stop() left processes of the cluster behind"
-    if MEASURED:
-        print("\nautoscaling measurements:", json.dumps(MEASURED))
 
 
 @pytest.fixture
@@ -237,40 +242,6 @@ def _counter_spec(name: str, *, parallel: int, trials: int, **fixed: Any) -> dic
     }
 
 
-class WorkerWatch:
-    """Samples the cluster's worker count in the background: when did it first reach n, its max."""
-
-    def __init__(self, cluster: AutoscalingLocalCluster):
-        self.cluster = cluster
-        self.samples: list[tuple[float, int, int]] = []  # (time, workers alive, workers launching)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self.cluster.worker_count(), self.cluster.pending_workers()))
-            time.sleep(0.2)
-
-    def __enter__(self) -> "WorkerWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def first_reached(self, n: int) -> float | None:
-        return next((t for t, alive, _ in self.samples if alive >= n), None)
-
-    def first_pending(self, n: int) -> float | None:
-        """When the autoscaler was first launching ``n`` workers with none of them up yet."""
-        return next((t for t, alive, pending in self.samples if pending >= n and alive == 0), None)
-
-    @property
-    def most(self) -> int:
-        return max((alive for _, alive, _ in self.samples), default=0)
-
-
 def _results(experiment_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """Every result each trial reported, in order (its result.json)."""
     out = {}
@@ -293,35 +264,20 @@ def _max_overlap(results: dict[str, list[dict[str, Any]]], sleep: float) -> int:
 
 def test_scales_from_zero_to_parallelism_and_back(at_zero, tmp_path):
     spec = _counter_spec("scale-6", parallel=6, trials=6, steps=4, sleep=0.5, wait_for=6, wait_dir=str(tmp_path / "signin"))
-    with WorkerWatch(at_zero) as watch:
-        start = time.monotonic()
-        summary = raytune_k8s.run(spec, storage_path=tmp_path)
-        end = time.monotonic()
-        assert at_zero.resource_request() == [], "the request is withdrawn when the experiment ends"
-        down_s = at_zero.wait_for_workers(0, timeout=120)
+    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    assert at_zero.resource_request() == [], "the request is withdrawn when the experiment ends"
     assert summary["status"] == "Succeeded" and summary["trials"] == 6
-    assert watch.most == 6
     results = _results(tmp_path / "scale-6")
     assert len({rows[-1]["node_id"] for rows in results.values()}) == 6, "one trial per worker node"
-    assert _max_overlap(results, 0.5) == 6
-    up_s = watch.first_reached(6) - start  # type: ignore[operator]
-    asked = watch.first_pending(6)
-    assert asked is not None, "the autoscaler was never launching all 6 workers at once"
-    asked_s = asked - start
-    MEASURED.update(all_6_requested_s=round(asked_s, 1), scale_up_0_to_6_s=round(up_s, 1),
-                    scale_down_6_to_0_s=round(down_s, 1), idle_timeout_s=IDLE_TIMEOUT_S,
-                    experiment_6_s=round(end - start, 1))
-    print(f"\nautoscaler asked for 6 workers {asked_s:.1f} s after the experiment started, all 6 up after "
-          f"{up_s:.1f} s; 6 -> 0 workers {down_s:.1f} s after it ended (idle timeout {IDLE_TIMEOUT_S:g} s)")
-    assert down_s < IDLE_TIMEOUT_S + 30
+    assert _max_overlap(results, 0.5) == 6, "all six trials counted at once: six workers were up together"
+    at_zero.wait_for_workers(0, timeout=120)  # and then none: the idle workers are removed
 
 
 def test_quota_caps_parallelism_and_says_why(at_zero, tmp_path, capsys):
     spec = _counter_spec("quota-3", parallel=6, trials=6, steps=4, sleep=0.5, wait_for=3, wait_dir=str(tmp_path / "signin"))
     path = tmp_path / "quota-3.yaml"
     path.write_text(yaml.safe_dump(spec))
-    with WorkerWatch(at_zero) as watch:
-        code = main(["run", str(path), "--storage-path", str(tmp_path), "--quota-cpu", "3"])
+    code = main(["run", str(path), "--storage-path", str(tmp_path), "--quota-cpu", "3"])
     err = capsys.readouterr().err
     assert code == 0
     note = "quota caps parallelism: parallelTrialCount 6 asks for 6 x 1 vCPU, the tenant quota allows 3 vCPU: running 3 trials at once"
@@ -329,7 +285,7 @@ def test_quota_caps_parallelism_and_says_why(at_zero, tmp_path, capsys):
     results = _results(tmp_path / "quota-3")
     assert len(results) == 6
     assert _max_overlap(results, 0.5) == 3
-    assert watch.most == 3, "only the workers the quota allows are asked for"
+    assert len({rows[-1]["node_id"] for rows in results.values()}) == 3, "only the workers the quota allows were started"
 
 
 def test_killed_worker_trial_continues_from_checkpoint_on_a_new_node(at_zero, tmp_path):
@@ -350,7 +306,6 @@ def test_killed_worker_trial_continues_from_checkpoint_on_a_new_node(at_zero, tm
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     summary = raytune_k8s.run(spec, storage_path=tmp_path)
-    end = time.monotonic()
     thread.join()
     assert killed, "the trial never reached the step to kill it at"
     assert summary["status"] == "Succeeded" and summary["trials"] == 1 and summary["failed"] == 0
@@ -363,18 +318,108 @@ def test_killed_worker_trial_continues_from_checkpoint_on_a_new_node(at_zero, tm
     assert killed["node_id"] not in {r["node_id"] for r in after}, "continued on a replacement node"
     assert after[0]["step"] == before[-1]["step"] + 1, "continued from the last checkpoint"
     assert len(list((tmp_path / "kill").glob("*/checkpoint_*"))) >= 1  # the checkpoints live in the shared storage_path
-    MEASURED.update(kill_to_end_s=round(end - killed["at"], 1))
+
+
+def _coordinator_state() -> dict[str, Any]:
+    """The coordinator's state; empty while no experiment has created it yet."""
+    try:
+        actor = ray.get_actor(coordinator.NAME, namespace=coordinator.NAMESPACE)
+    except ValueError:
+        return {"experiments": {}, "request": [], "dropped": []}
+    return ray.get(actor.state.remote())
+
+
+def _both_joined() -> dict[str, Any] | None:
+    state = _coordinator_state()
+    return state if len(state["experiments"]) == 2 else None
+
+
+def _until(predicate: Any, timeout: float, what: str) -> Any:
+    """Wait for an event (``predicate`` true); ``timeout`` only bounds a hang."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise TimeoutError(f"not within {timeout:g} s: {what}")
+
+
+def _driver(cluster: AutoscalingLocalCluster, spec: dict[str, Any], tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``raytune-k8s run`` of ``spec`` as a driver process of its own, joined to ``cluster``."""
+    path = tmp_path / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {**cluster.client_env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    with open(tmp_path / f"{spec['name']}.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "raytune_k8s", "run", str(path), "--address", cluster.address,
+             "--storage-path", str(tmp_path / "runs"), "--no-report"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        )
+
+
+def test_fair_shares_of_a_quota():
+    one = {"CPU": 1.0}
+    assert fair_shares([[one] * 6, [one] * 6], {"cpu": 6}) == [3, 3]
+    assert fair_shares([[one] * 6, [one] * 6], {"cpu": 5}) == [3, 2], "the earlier experiment gets the odd trial"
+    assert fair_shares([[one] * 1, [one] * 6], {"cpu": 6}) == [1, 5], "what one leaves goes to the other"
+    assert fair_shares([[one] * 4, [one] * 4], None) == [4, 4], "no quota: every ask"
+    assert fair_shares([[{"CPU": 2.0}] * 3, [one] * 3], {"cpu": 4, "memory": None}) == [1, 2]
+    assert fair_shares([[{"CPU": 1.0, "GPU": 1.0}] * 2, [one] * 2], {"cpu": 8, "gpu": 1}) == [1, 2]
+    assert fair_shares([], {"cpu": 4}) == []
+
+
+def test_two_experiments_at_once_both_scale_up_and_finish(at_zero, tmp_path):
+    """Each asks for 2 workers; their 4 first trials wait for each other, so both run together."""
+    barrier = str(tmp_path / "signin")
+    specs = [_counter_spec(name, parallel=2, trials=4, steps=3, sleep=0.5, wait_for=4, wait_dir=barrier)
+             for name in ("exp-a", "exp-b")]
+    drivers = [_driver(at_zero, spec, tmp_path) for spec in specs]
+    try:
+        both = _until(_both_joined, 120, "both experiments joined the coordinator")
+        assert sorted(e["name"] for e in both["experiments"].values()) == ["exp-a", "exp-b"]
+        assert both["request"] == [{"CPU": 1.0}] * 4, "the request is the sum of both experiments' asks"
+        codes = [d.wait(timeout=300) for d in drivers]
+    finally:
+        for d in drivers:
+            d.kill()
+    logs = {s["name"]: (tmp_path / f"{s['name']}.log").read_text(errors="replace")[-3000:] for s in specs}
+    assert codes == [0, 0], logs
+    nodes = {}
+    for spec in specs:
+        summary = json.loads((tmp_path / "runs" / spec["name"] / "summary.json").read_text())
+        assert summary["status"] == "Succeeded" and summary["trials"] == 4, spec["name"]
+        results = _results(tmp_path / "runs" / spec["name"])
+        nodes[spec["name"]] = {rows[-1]["node_id"] for rows in results.values()}
+    assert len(nodes["exp-a"] | nodes["exp-b"]) >= 4, "four workers were up for the two experiments"
+    assert _coordinator_state()["experiments"] == {} and at_zero.resource_request() == []
+    at_zero.wait_for_workers(0, timeout=120)
+
+
+def test_sigkilled_driver_lets_its_workers_go(at_zero, tmp_path):
+    spec = _counter_spec("killed-driver", parallel=2, trials=2, steps=200, sleep=0.5)
+    driver = _driver(at_zero, spec, tmp_path)
+    try:
+        _until(lambda: any(rows for rows in _results(tmp_path / "runs" / "killed-driver").values()), 120,
+               "a trial reported on a worker")
+        assert [e["name"] for e in _coordinator_state()["experiments"].values()] == ["killed-driver"]
+        assert at_zero.resource_request() == [{"CPU": 1.0}] * 2
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    killed = time.monotonic()
+    _until(lambda: "killed-driver" in _coordinator_state()["dropped"], 60, "the coordinator dropped the dead driver")
+    assert _coordinator_state()["experiments"] == {} and at_zero.resource_request() == []
+    # The issue's bound: back to 0 workers within the idle timeout + 10 s of the kill.
+    at_zero.wait_for_workers(0, timeout=IDLE_TIMEOUT_S + 10 - (time.monotonic() - killed))
 
 
 def test_parallelism_request_asks_for_all_workers_at_once_and_withdraws(at_zero):
     """Last in the module: the workers it starts are not waited for, the cluster just stops."""
     assert scaling.cluster_can_autoscale()
-    with scaling.parallelism_request(scaling.trial_bundles({"cpu": 1, "gpu": 0}, 3)) as asked:
+    with scaling.parallelism_request(scaling.trial_bundles({"cpu": 1, "gpu": 0}, 3), "request") as asked:
         assert asked
         assert at_zero.resource_request() == [{"CPU": 1.0}] * 3
-        deadline, pending = time.monotonic() + 15, 0
-        while pending < 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            pending = at_zero.pending_workers()
-        assert pending == 3, "all three workers launched at once, with no trial pending"
+        # With no trial pending, the request alone makes the autoscaler launch all three.
+        _until(lambda: at_zero.pending_workers() + at_zero.worker_count() >= 3, 60, "three workers launched")
     assert at_zero.resource_request() == []

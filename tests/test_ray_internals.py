@@ -1,0 +1,52 @@
+"""The Ray names the simulated cluster relies on: the private ones, all in
+``raytune_k8s.sim._ray_internals``, and the autoscaler's status fields. A Ray release that moves
+one of them fails here, by name, rather than somewhere deep in a cluster test."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+import pytest
+
+from raytune_k8s.sim import _ray_internals
+
+
+@pytest.mark.parametrize("module, name", _ray_internals.PRIVATE_NAMES)
+def test_private_ray_name_exists(module, name):
+    assert hasattr(importlib.import_module(module), name), f"Ray no longer has {module}.{name}"
+
+
+def test_gcs_client_methods_exist(ray_head):
+    client = _ray_internals._gcs_client(ray_head.address)
+    missing = [m for m in _ray_internals.GCS_CLIENT_METHODS if not callable(getattr(client, m, None))]
+    assert not missing, f"Ray's GcsClient no longer has {missing}"
+
+
+def test_job_agent_registration_is_read_from_a_live_head(ray_head):
+    # The session's head was only handed out once this said yes; ask again, directly.
+    assert _ray_internals.job_agent_registered(ray_head.address) is True
+
+
+def test_autoscaler_status_fields_the_cluster_reads():
+    from ray.autoscaler.v2 import schema
+    from ray.autoscaler.v2.sdk import get_cluster_status  # noqa: F401
+
+    fields = {f.name for f in dataclasses.fields(schema.ClusterStatus)}
+    assert {"active_nodes", "idle_nodes", "pending_launches", "pending_nodes", "resource_demands"} <= fields
+    assert "cluster_constraint_demand" in {f.name for f in dataclasses.fields(schema.ResourceDemandSummary)}
+    assert {"bundle", "count"} <= {f.name for f in dataclasses.fields(schema.ResourceRequestByCount)}
+    assert {"ray_node_type_name", "instance_id", "node_id"} <= {f.name for f in dataclasses.fields(schema.NodeInfo)}
+    assert {"ray_node_type_name", "count"} <= {f.name for f in dataclasses.fields(schema.LaunchRequest)}
+
+
+def test_only_the_internals_module_imports_private_ray():
+    """Everything else in the simulated cluster stands on public Ray APIs."""
+    from pathlib import Path
+
+    sim = Path(_ray_internals.__file__).parent
+    for path in sim.glob("*.py"):
+        if path.name == "_ray_internals.py":
+            continue
+        text = path.read_text()
+        assert "ray._" not in text and "_private" not in text, f"{path.name} uses a private Ray name"
