@@ -33,9 +33,6 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from .searcher_host import KeySet, SearcherHost
 
 MAX_RESTARTS_IN_ROW = 3  # the actor died this often without answering once: give up
-#: With no trial of ours out, Tune would sleep a whole second before asking again: wait for the
-#: actor's next answer instead, at most this long (the first suggestion, mostly).
-IDLE_WAIT_S = 1.0
 
 
 class ActorSearcher(Searcher):
@@ -90,24 +87,14 @@ class ActorSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict | str | None:
         self._start_courier()
-        deadline = time.monotonic() + IDLE_WAIT_S
-        while True:
-            with self._lock:
-                if self._error is not None:
-                    raise self._error
-                if self._ready:
-                    key, config = self._ready.popleft()
-                    self._assigned[trial_id] = key
-                    self._started += 1
-                    break
-                if self._finished:
-                    return Searcher.FINISHED
-                # A trial of ours is running: Tune has other work, so "ask again" costs nothing.
-                if self._assigned or self._closed or time.monotonic() >= deadline:
-                    return None
-                self._arrived.clear()
-            self._wake.set()
-            self._arrived.wait(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            if not self._ready:
+                return Searcher.FINISHED if self._finished else None
+            key, config = self._ready.popleft()
+            self._assigned[trial_id] = key
+            self._started += 1
         self._wake.set()  # the actor computes the next suggestion while this trial runs
         return config
 
