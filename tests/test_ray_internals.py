@@ -50,3 +50,16 @@ def test_only_the_internals_module_imports_private_ray():
             continue
         text = path.read_text()
         assert "ray._" not in text and "_private" not in text, f"{path.name} uses a private Ray name"
+
+
+#: Private Ray names used outside ``sim/`` (each guarded where it is used): recovery.py puts a
+#: newer checkpoint back on a restored trial; warm_actors.py keeps idle trial actors.
+OUTSIDE_SIM = (("ray.train._internal.session", "_TrainingResult"), ("ray.tune.utils.object_cache", "_ObjectCache"))
+
+
+@pytest.mark.parametrize("module, name", OUTSIDE_SIM)
+def test_private_ray_name_used_outside_sim_exists(module, name):
+    """Fails loudly when a Ray release moves a name that recovery or warm actors rely on."""
+    import importlib
+
+    assert hasattr(importlib.import_module(module), name), f"{module}.{name} is gone: see recovery.py / warm_actors.py"
