@@ -37,7 +37,7 @@ def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | No
     objective = spec.objective
     rows = []
     for trial in _tune_trials(Path(experiment_dir)):
-        reports = [_flat(r) for r in _reports(trial["dir"])]
+        reports = [_flat(r) for r in read_reports(trial["dir"])]
         observation = _observation(reports, objective.metrics)
         value = observation.get(objective.metric, {}).get(objective.strategy(objective.metric))
         text = _latest_text(reports, objective.metrics)
@@ -93,7 +93,7 @@ def _decoded(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(config), cls=TuneFunctionDecoder, allow_cloudpickle=True)  # our own experiment
 
 
-def _reports(trial_dir: Path) -> list[dict[str, Any]]:
+def read_reports(trial_dir: Path) -> list[dict[str, Any]]:
     """A trial's reports, one JSON line each in its ``result.json`` (a line cut short is skipped)."""
     try:
         lines = (trial_dir / "result.json").read_text().splitlines()

@@ -168,21 +168,9 @@ def _run_metadata(text: str) -> dict[str, Any]:
 
 
 def _results(trial_dir: Path | None) -> list[dict[str, Any]]:
-    if trial_dir is None:
-        return []
-    try:
-        lines = (trial_dir / RESULT_FILE).read_text().splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a crash
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    from ..summary import read_reports
+
+    return [] if trial_dir is None else read_reports(trial_dir)
 
 
 def _number(value: Any) -> float | None:
