@@ -61,8 +61,16 @@ def _journaled(experiment_dir: Path) -> dict[str, _Journaled]:
             trial.dir, trial.state, trial.metadata = event["dir"], event["state"], event["metadata"]
         elif kind == "result":
             trial.results.append(event["result"])
+            # A result names the checkpoint it came with, which the trial had written before it
+            # reported: Tune registers it a moment later (``checkpoint``), and a kill in between
+            # would restart the trial from the one before and report this step again.
+            name = event["result"].get("checkpoint_dir_name")
+            if name and _checkpoint_index(name) > _checkpoint_index(trial.checkpoint or ""):
+                base = Path(trial.checkpoint).parent if trial.checkpoint else experiment_dir / trial.dir
+                trial.checkpoint = str(base / name)
         elif kind == "checkpoint":
-            trial.checkpoint = event["path"]
+            if _checkpoint_index(event["path"]) >= _checkpoint_index(trial.checkpoint or ""):
+                trial.checkpoint = event["path"]
         elif kind == "complete":
             trial.completed = event["result"] or (trial.results[-1] if trial.results else {})
         elif kind == "error":
@@ -113,8 +121,9 @@ def _bring_up_to_date(trial: Any, journaled: _Journaled) -> bool:
         if int(result.get("training_iteration", 0) or 0) > last_iteration:
             trial.update_last_result(dict(result))
             changed = True
-    current = trial.checkpoint.path if trial.checkpoint is not None else None
-    if journaled.checkpoint and journaled.checkpoint != current and Path(journaled.checkpoint).exists():
+    current = trial.checkpoint.path if trial.checkpoint is not None else ""
+    if (journaled.checkpoint and _checkpoint_index(journaled.checkpoint) > _checkpoint_index(current)
+            and Path(journaled.checkpoint).exists()):
         manager = trial.run_metadata.checkpoint_manager
         # Checkpoints the killed driver had already deleted (num_to_keep) are no longer tracked.
         manager._checkpoint_results = [r for r in manager._checkpoint_results if Path(r.checkpoint.path).exists()]
@@ -159,7 +168,6 @@ def reconcile(experiment_dir: str | Path) -> Reconciled:
 
 
 def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str, _Journaled], done: Reconciled) -> None:
-    import ray.cloudpickle as cloudpickle
     from ray.tune.utils.serialization import TuneFunctionEncoder, _loads_with_cloudpickle
 
     state = _loads_with_cloudpickle(state_path.read_bytes())
@@ -171,17 +179,71 @@ def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str
             _reconcile_trial(state, known, trial_id, journal, done)
         except Exception as exc:  # one trial Tune's way, the others still brought up to date
             print(f"warning: trial {trial_id} resumes from Tune's last save ({type(exc).__name__}: {exc})", file=sys.stderr)
-    if not (done.finished or done.added or done.checkpoints):
-        return
-    if done.added:  # the search generator counts the trials it created: the added ones too
-        gen_path = _newest(experiment_dir, "search_gen_state-*.json")
-        if gen_path is not None:
-            gen = cloudpickle.loads(gen_path.read_bytes())  # Tune pickles it despite the name
-            gen["counter"] = int(gen["counter"]) + len(done.added)
+    if done.finished or done.added or done.checkpoints:
+        _write_atomic(state_path, json.dumps(state, cls=TuneFunctionEncoder))
+    _reconcile_search(experiment_dir, state, journaled)
+
+
+def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: dict[str, _Journaled]) -> None:
+    """Make the search's saved state agree with the trials that will run on resume.
+
+    Tune saves the search state and the trials at slightly different moments, and the journal
+    may have finished trials since. The concurrency limit Tune wraps around the searcher counts
+    a trial as running until told it ended, and Tune tells it nothing about a trial it restores
+    as finished: left alone, such trials hold the limit's slots forever and the resumed run waits
+    for suggestions that never come. So: the limit counts exactly the trials that will run; the
+    searcher actor's saved state learns the results of the trials that ended, and which of its
+    suggestions the trials added from the journal took.
+    """
+    import pickle
+
+    import ray.cloudpickle as cloudpickle
+
+    trials = [(json.loads(trial_json), metadata) for trial_json, metadata in state["trial_data"]]
+    will_run = {t["trial_id"]: t for t, _ in trials if t["status"] not in ("TERMINATED", "ERROR")}
+    ended = {t["trial_id"]: (t["status"], metadata) for t, metadata in trials if t["trial_id"] not in will_run}
+    gen_path = _newest(experiment_dir, "search_gen_state-*.json")
+    if gen_path is not None:
+        gen = cloudpickle.loads(gen_path.read_bytes())  # Tune pickles it despite the name
+        before = (gen["counter"], gen.get("name:ConcurrencyLimiter", {}).get("live_trials"))
+        gen["counter"] = max(int(gen["counter"]), len(trials))  # trials added from the journal were created too
+        limiter = gen.get("name:ConcurrencyLimiter")
+        if limiter is not None and "live_trials" in limiter:
+            limiter["live_trials"] = set(will_run)
+            limiter["num_unfinished_live_trials"] = len(will_run)
+        if (gen["counter"], gen.get("name:ConcurrencyLimiter", {}).get("live_trials")) != before:
             tmp = gen_path.with_name(f".{gen_path.name}.tmp")
             tmp.write_bytes(cloudpickle.dumps(gen))
             tmp.replace(gen_path)
-    _write_atomic(state_path, json.dumps(state, cls=TuneFunctionEncoder))
+    searcher_path = _newest(experiment_dir, "searcher-state-*.pkl")
+    if searcher_path is None:
+        return
+    saved = pickle.loads(searcher_path.read_bytes())
+    if not (isinstance(saved, dict) and {"assigned", "results", "ready"} <= set(saved)):
+        return  # not a searcher actor's state (see raytune_k8s.search.actor.ActorSearcher.save)
+    assigned, results, ready = dict(saved["assigned"]), dict(saved["results"]), list(saved["ready"])
+    taken = set(assigned)
+    for trial, _ in trials:  # a suggestion still "ready" when Tune saved, taken by a trial since
+        trial_id = trial["trial_id"]
+        if trial_id in taken or not isinstance(trial.get("config"), dict):
+            continue
+        for i, (key, config) in enumerate(ready):
+            if isinstance(config, dict) and all(trial["config"].get(k) == v for k, v in config.items()):
+                assigned[trial_id] = key
+                del ready[i]
+                break
+    for trial_id, (status, metadata) in ended.items():
+        key = assigned.pop(trial_id, None)
+        if key is None:
+            continue
+        journal = journaled.get(trial_id)
+        last = journal.completed if journal is not None and journal.completed is not None else json.loads(metadata).get("last_result")
+        results[key] = (last, status == "ERROR")
+    if (assigned, results, ready) != (saved["assigned"], saved["results"], list(saved["ready"])):
+        saved.update(assigned=assigned, results=results, ready=ready)
+        tmp = searcher_path.with_name(f".{searcher_path.name}.tmp")
+        tmp.write_bytes(pickle.dumps(saved))
+        tmp.replace(searcher_path)
 
 
 def _reconcile_trial(state: dict[str, Any], known: dict[str, int], trial_id: str, journal: _Journaled, done: Reconciled) -> None:

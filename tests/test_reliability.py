@@ -63,10 +63,6 @@ def own_head():
         yield head
 
 
-@pytest.mark.xfail(strict=False, raises=subprocess.TimeoutExpired, reason=(
-    "known defect, not yet explained: after the journal recovery adds trials Tune had not saved, the "
-    "resumed run can wait for suggestions forever (its searcher courier has ended and no SearcherHost "
-    "actor is alive); seen in three full-suite runs, while the test alone has passed"))
 def test_sigkilled_driver_resumes_with_no_result_lost_and_no_finished_trial_rerun(own_head, tmp_path):
     ray_head = own_head
     logs, storage = tmp_path / "logs", tmp_path / "storage"
