@@ -194,6 +194,7 @@ def run(
 
     from .control import ExperimentControl
     from .journal import ResultJournal
+    from .recovery import CheckpointOfLastResult
     from .progress import ProgressLine
     from .runtime import ray_session
     from .scaling import effective_parallelism
@@ -251,8 +252,8 @@ def run(
                     name=plan.spec.name,
                     storage_path=str(storage),
                     stop=control,
-                    callbacks=[control, ResultJournal(experiment_dir), ProgressLine(plan.spec.objective, plan.spec.max_trials),
-                               JsonLoggerCallback(),
+                    callbacks=[control, ResultJournal(experiment_dir), CheckpointOfLastResult(),
+                               ProgressLine(plan.spec.objective, plan.spec.max_trials), JsonLoggerCallback(),
                                *live_callbacks(plan.spec, optuna_storage)],
                     failure_config=tune.FailureConfig(max_failures=retries),
                     # PBT copies other trials' checkpoints: keep more than the last two (Ray's advice)

@@ -9,6 +9,8 @@ steps twice. :func:`reconcile` replays ``journal.jsonl`` (see ``raytune_k8s.jour
 saved state with Tune's own Trial methods: finished trials become TERMINATED with their last
 result, a trial's latest checkpoint is the one the driver last received, missing trials are
 added (and counted by the search generator), and every journaled result is in ``result.json``.
+The search state is made to agree (:func:`_reconcile_search`). While a run goes on,
+:class:`CheckpointOfLastResult` gives a retried trial the checkpoint its last result named.
 
 This reads and writes Tune's private file formats (Ray is pinned; ``tests/test_reliability.py``
 trips when they change). If they cannot be read, the resume goes on with Tune's state as it is,
@@ -23,6 +25,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ray.tune import Callback
 
 from .journal import read_journal
 
@@ -109,10 +113,40 @@ def _checkpoint_index(path: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _bring_up_to_date(trial: Any, journaled: _Journaled) -> bool:
-    """Apply the journal to one Tune Trial; True if anything changed."""
+def adopt_checkpoint(trial: Any, path: str) -> bool:
+    """Make ``path``, a checkpoint the trial wrote after the one Tune tracks as its latest, the
+    one it restores from; False if it is not newer or no longer exists."""
     from ray.train._internal.session import _TrainingResult
     from ray.tune import Checkpoint
+
+    current = trial.checkpoint.path if trial.checkpoint is not None else ""
+    if _checkpoint_index(path) <= _checkpoint_index(current) or not Path(path).exists():
+        return False
+    manager = trial.run_metadata.checkpoint_manager
+    # Checkpoints already deleted (num_to_keep) are no longer tracked.
+    manager._checkpoint_results = [r for r in manager._checkpoint_results if Path(r.checkpoint.path).exists()]
+    manager.register_checkpoint(_TrainingResult(checkpoint=Checkpoint.from_directory(path), metrics=dict(trial.last_result)))
+    trial.storage.current_checkpoint_index = _checkpoint_index(path)
+    return True
+
+
+class CheckpointOfLastResult(Callback):
+    """When a trial fails and Tune retries it, the retry starts from the checkpoint its last
+    result came with, even if the trial died before Tune registered that checkpoint (Tune asks
+    for it a moment after the result): otherwise the retry would report that step again."""
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        name = (trial.last_result or {}).get("checkpoint_dir_name")
+        if name:
+            try:
+                adopt_checkpoint(trial, str(Path(trial.storage.trial_fs_path) / name))
+            except Exception as exc:  # a Ray whose private names moved: Tune's own retry
+                print(f"warning: trial {trial.trial_id} retries from Tune's last checkpoint ({type(exc).__name__}: {exc})",
+                      file=sys.stderr)
+
+
+def _bring_up_to_date(trial: Any, journaled: _Journaled) -> bool:
+    """Apply the journal to one Tune Trial; True if anything changed."""
     from ray.tune.experiment import Trial
 
     changed = False
@@ -121,15 +155,7 @@ def _bring_up_to_date(trial: Any, journaled: _Journaled) -> bool:
         if int(result.get("training_iteration", 0) or 0) > last_iteration:
             trial.update_last_result(dict(result))
             changed = True
-    current = trial.checkpoint.path if trial.checkpoint is not None else ""
-    if (journaled.checkpoint and _checkpoint_index(journaled.checkpoint) > _checkpoint_index(current)
-            and Path(journaled.checkpoint).exists()):
-        manager = trial.run_metadata.checkpoint_manager
-        # Checkpoints the killed driver had already deleted (num_to_keep) are no longer tracked.
-        manager._checkpoint_results = [r for r in manager._checkpoint_results if Path(r.checkpoint.path).exists()]
-        manager.register_checkpoint(
-            _TrainingResult(checkpoint=Checkpoint.from_directory(journaled.checkpoint), metrics=dict(trial.last_result)))
-        trial.storage.current_checkpoint_index = _checkpoint_index(journaled.checkpoint)
+    if journaled.checkpoint and adopt_checkpoint(trial, journaled.checkpoint):
         changed = True
     if journaled.completed is not None and trial.status != Trial.TERMINATED:
         trial.set_status(Trial.TERMINATED)

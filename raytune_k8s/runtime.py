@@ -21,8 +21,8 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ray.init(address=address)
-    else:
-        ray.init(include_dashboard=False)
+    else:  # "local": a Ray of its own, never one that `ray start` left running on this machine
+        ray.init(address="local", include_dashboard=False)
     try:
         yield
     finally:

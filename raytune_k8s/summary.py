@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .spec import ExperimentSpec
+from .tune_state import ERROR, TERMINATED, saved_trials
 
 SUMMARY_FILE = "summary.json"
 SPEC_FILE = "experiment.yaml"
@@ -36,7 +37,7 @@ def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | No
     stopped = early_stopped_ids(experiment_dir)
     objective = spec.objective
     rows = []
-    for trial in _tune_trials(Path(experiment_dir)):
+    for trial in saved_trials(Path(experiment_dir)):
         reports = [_flat(r) for r in read_reports(trial["dir"])]
         observation = _observation(reports, objective.metrics)
         value = observation.get(objective.metric, {}).get(objective.strategy(objective.metric))
@@ -60,37 +61,6 @@ def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | No
             }
         )
     return sort_best_first(rows, objective.mode)
-
-
-#: Tune's trial states, as its experiment state writes them.
-TERMINATED, ERROR = "TERMINATED", "ERROR"
-
-
-def _tune_trials(experiment_dir: Path) -> list[dict[str, Any]]:
-    """Each trial in Tune's newest experiment state: id, state, config, directory, error file."""
-    states = sorted(experiment_dir.glob("experiment_state-*.json"))
-    if not states:
-        return []
-    trials = []
-    for trial_json, metadata_json in json.loads(states[-1].read_text()).get("trial_data", []):
-        trial, metadata = json.loads(trial_json), json.loads(metadata_json)
-        trials.append({
-            "trial_id": str(trial["trial_id"]),
-            "tune_status": str(trial["status"]),
-            "config": _decoded(trial.get("config") or {}),
-            "dir": experiment_dir / str(trial.get("relative_logdir") or ""),
-            "error": metadata.get("error_filename"),
-        })
-    return trials
-
-
-def _decoded(config: dict[str, Any]) -> dict[str, Any]:
-    """The config, with any value Tune had to pickle into its state (not JSON) unpickled."""
-    if not any(isinstance(v, dict) and "_type" in v for v in config.values()):
-        return config
-    from ray.tune.utils.serialization import TuneFunctionDecoder
-
-    return json.loads(json.dumps(config), cls=TuneFunctionDecoder, allow_cloudpickle=True)  # our own experiment
 
 
 def read_reports(trial_dir: Path) -> list[dict[str, Any]]:

@@ -158,3 +158,20 @@ def test_a_failure_in_fit_keeps_its_own_error_when_the_summary_cannot_be_built(r
     with pytest.raises(RuntimeError, match="the storage went away"):
         _fit_and_summarize(tuner, spec, tmp_path / "elsewhere", 1, None)
     assert "warning: could not write the summary after the run failed" in capsys.readouterr().err
+
+
+def test_a_trial_that_dies_right_after_a_report_retries_from_that_reports_checkpoint(ray_connected, tmp_path):
+    """The trial process exits just after its step-2 report returned, before Tune asked for the
+    step's checkpoint: the retry starts after step 2 (the checkpoint that result named), so no
+    step is reported twice and none is lost."""
+    from raytune_k8s import run
+
+    logs = tmp_path / "logs"
+    spec = _witness_spec("die-after-report", logs, trials=1, parallel=1, steps=4, sleep=0.1)
+    spec["trial"]["fixedParameters"]["die_after_step"] = 2
+    summary = run(spec, storage_path=tmp_path / "storage", report=False)
+    assert summary["status"] == "Succeeded", summary["reason"]
+    [(trial_id, events)] = read_log(logs).items()
+    assert [e["after"] for e in events if e["event"] == "start"] == [0, 2]  # it died once, and went on from step 2
+    found = audit(logs, tmp_path / "storage" / "die-after-report")
+    assert found["lost"] == [] and found["duplicates"] == [], found

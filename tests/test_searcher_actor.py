@@ -170,7 +170,8 @@ def test_searchers_unpickled_inside_the_block_are_closed_with_it(ray_connected):
     from raytune_k8s.search.actor import closing_searchers_created
 
     def alive_hosts() -> int:
-        return len(list_actors(filters=[("class_name", "=", "SearcherHost"), ("state", "=", "ALIVE")]))
+        return len(list_actors(address=ray_connected.address,
+                               filters=[("class_name", "=", "SearcherHost"), ("state", "=", "ALIVE")]))
 
     kept = ActorSearcher(_grid_of_twelve(), prefetch=1)  # made before the block: left alone
     kept.set_search_properties("v", "min", {})

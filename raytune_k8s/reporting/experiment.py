@@ -1,8 +1,8 @@
 """An experiment directory read back without Ray: the spec, ``summary.json`` and every trial's
 parameters, status, objective history, run time and worker node.
 
-Tune 2.60 writes ``experiment_state-*.json`` (one entry per trial: its state, its directory and
-when it started) and one directory per trial with ``result.json`` (one JSON line per report).
+Tune's view of each trial comes from :mod:`raytune_k8s.tune_state`, its reports from each
+trial directory's ``result.json`` (one JSON line per report).
 ``summary.json`` (ours) adds Katib's status words and the experiment's status and reason; all of
 its fields are read defensively, since older and newer summaries differ.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -126,45 +125,17 @@ def _read_spec(path: Path) -> tuple[ExperimentSpec | None, str | None]:
 
 
 def _tune_trials(path: Path) -> Iterator[dict[str, Any]]:
-    """Tune's view of each trial: id, state, config, directory, start time (newest state file)."""
-    states = sorted(path.glob("experiment_state-*.json"))
-    state = _read_json(states[-1]) if states else None
+    """Tune's view of each trial (its newest saved state), then the trial directories it misses."""
+    from ..tune_state import saved_trials
+
     seen: set[Path] = set()
-    for item in (state or {}).get("trial_data") or []:
-        try:
-            trial, meta = json.loads(item[0]), _run_metadata(item[1])
-        except (TypeError, ValueError, IndexError):
-            continue
-        trial_dir = path / str(trial.get("relative_logdir") or "")
-        seen.add(trial_dir)
-        yield {
-            "trial_id": str(trial.get("trial_id")),
-            "tune_status": trial.get("status"),
-            "config": trial.get("config") or {},
-            "dir": trial_dir,
-            "start": meta.get("start_time"),
-            "end": meta.get("last_result_time"),
-            "error": meta.get("error_filename"),
-        }
-    for result in sorted(path.glob(f"*/{RESULT_FILE}")):  # trial directories the state file misses
+    for trial in saved_trials(path):
+        seen.add(trial["dir"])
+        yield trial
+    for result in sorted(path.glob(f"*/{RESULT_FILE}")):
         if result.parent not in seen:
             params = _read_json(result.parent / "params.json")
             yield {"trial_id": "", "config": params if isinstance(params, dict) else {}, "dir": result.parent}
-
-
-_META_FIELD = re.compile(r'"(start_time|last_result_time|error_filename)": ("[^"]*"|[-0-9.eE+]+|null)')
-
-
-def _run_metadata(text: str) -> dict[str, Any]:
-    """The three run-metadata fields the report needs. Parsing all of it (last result, metric
-    statistics, pickled checkpoint state) costs ten times more on a big experiment, so they are
-    picked out: the first match is the top-level field, except ``last_result_time``, which
-    Tune writes after ``last_result`` (whose metrics could reuse the name), hence the last."""
-    out: dict[str, Any] = {}
-    for name, value in _META_FIELD.findall(text):
-        if name not in out or name == "last_result_time":
-            out[name] = json.loads(value)
-    return out
 
 
 def _results(trial_dir: Path | None) -> list[dict[str, Any]]:

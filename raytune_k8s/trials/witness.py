@@ -4,7 +4,9 @@
 ``lr`` = 0.01), one report per step with a checkpoint, continuing from its last checkpoint when
 restarted. Independently of Tune it appends to ``<log_dir>/<trial_id>.jsonl``: ``start`` (the
 step it continues after), ``reported`` (just before each report), ``acked`` (when the report
-returned: the driver has it) and ``done`` (its function returns). Tests and
+returned: the driver has it) and ``done`` (its function returns). With ``die_after_step`` = k
+its process exits the first time step k's report returns (before Tune has asked for that step's
+checkpoint), as a trial killed at that moment would. Tests and
 ``benchmarks/chaos.py`` compare that log with what the experiment directory holds at the end.
 """
 
@@ -40,6 +42,9 @@ def witness(config: dict[str, Any]) -> None:
         report_with_checkpoint({"accuracy": quality * (1.0 - math.exp(-step / 2.0)), "step": step}, {"step": step},
                                lambda path: None)
         _log(log, {"event": "acked", "step": step})
+        if step == config.get("die_after_step") and not (marker := log.with_suffix(".died")).exists():
+            marker.touch()
+            os._exit(1)
     _log(log, {"event": "done"})
 
 
