@@ -324,8 +324,9 @@ def _markdown(data: dict[str, Any]) -> str:
         f"Simulated autoscaling cluster (1-vCPU fake worker nodes, up to {data['parallel']}), {data['trials']} trials at "
         f"P = {data['parallel']}, random search (seed {data['seed']}), witness trials ({data['steps']} steps of "
         f"{data['sleep_s']} s, a checkpoint each). Faults (seed {data['seed']}): {kinds}. The driver was SIGKILLed at "
-        "50% and `raytune-k8s resume` continued it. Measured on a 2-core machine shared with other agents' test runs "
-        f"(load average {data['environment']['loadavg_1_5_15m']} when written): the wall times are noisy.",
+        "50% and `raytune-k8s resume` continued it. Measured on a 2-core machine (load average "
+        f"{data['environment']['loadavg_1_5_15m']} over 1/5/15 min when written, this benchmark's own load included; "
+        "other work on the machine makes the wall times noisy).",
         "",
         markdown_table(["run", "completed", "failed", "lost results", "duplicate results", "completed trials re-run",
                         "faults", "wall s", "fault-free wall s", "ratio"], rows),

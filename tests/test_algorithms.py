@@ -228,7 +228,7 @@ def test_pbt_trial_resumes_from_a_copied_checkpoint_with_perturbed_params(ray_co
     tuner = tune.Tuner(
         tune.with_resources(_pbt_trainable, {"cpu": 0.1}),
         tune_config=tune.TuneConfig(metric="value", mode="max", search_alg=search.searcher, scheduler=search.scheduler,
-                                    num_samples=10, max_concurrent_trials=5),
+                                    num_samples=10, max_concurrent_trials=5, reuse_actors=True),  # as run() does
         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
     )
     results = tuner.fit()
@@ -267,7 +267,7 @@ def test_hyperband_experiment_runs_every_rung_through_tune(ray_connected, tmp_pa
         "maxTrialCount": 30,
         "trial": {"trainable": "branin"},
     }
-    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    summary = raytune_k8s.run(spec, storage_path=tmp_path, report=False)
     budgets = sorted(row["params"]["y"] for row in summary["trial_table"])
     assert summary["status"] == "Succeeded" and summary["trials"] == 23
     assert budgets == sorted([1.0] * 9 + [3.0] * 3 + [9.0] + [3.0] * 5 + [9.0] * 2 + [9.0] * 3)

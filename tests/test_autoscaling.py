@@ -169,7 +169,7 @@ def test_quota_too_small_is_bad_input_and_starts_nothing(tmp_path, capsys):
     spec["trial"]["resources"] = {"cpu": 2}
     path = tmp_path / "too-big.yaml"
     path.write_text(yaml.safe_dump(spec))
-    code = main(["run", str(path), "--storage-path", str(tmp_path / "runs"), "--quota-cpu", "1"])
+    code = main(["run", str(path), "--storage-path", str(tmp_path / "runs"), "--quota-cpu", "1", "--no-report"])
     assert code == 2
     assert capsys.readouterr().err.strip() == (
         "error: trial.resources.cpu: 2 vCPU per trial does not fit the tenant quota of 1 vCPU"
@@ -264,7 +264,7 @@ def _max_overlap(results: dict[str, list[dict[str, Any]]], sleep: float) -> int:
 
 def test_scales_from_zero_to_parallelism_and_back(at_zero, tmp_path):
     spec = _counter_spec("scale-6", parallel=6, trials=6, steps=4, sleep=0.5, wait_for=6, wait_dir=str(tmp_path / "signin"))
-    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    summary = raytune_k8s.run(spec, storage_path=tmp_path, report=False)
     assert at_zero.resource_request() == [], "the request is withdrawn when the experiment ends"
     assert summary["status"] == "Succeeded" and summary["trials"] == 6
     results = _results(tmp_path / "scale-6")
@@ -277,7 +277,7 @@ def test_quota_caps_parallelism_and_says_why(at_zero, tmp_path, capsys):
     spec = _counter_spec("quota-3", parallel=6, trials=6, steps=4, sleep=0.5, wait_for=3, wait_dir=str(tmp_path / "signin"))
     path = tmp_path / "quota-3.yaml"
     path.write_text(yaml.safe_dump(spec))
-    code = main(["run", str(path), "--storage-path", str(tmp_path), "--quota-cpu", "3"])
+    code = main(["run", str(path), "--storage-path", str(tmp_path), "--quota-cpu", "3", "--no-report"])
     err = capsys.readouterr().err
     assert code == 0
     note = "quota caps parallelism: parallelTrialCount 6 asks for 6 x 1 vCPU, the tenant quota allows 3 vCPU: running 3 trials at once"
@@ -305,7 +305,7 @@ def test_killed_worker_trial_continues_from_checkpoint_on_a_new_node(at_zero, tm
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    summary = raytune_k8s.run(spec, storage_path=tmp_path, report=False)
     thread.join()
     assert killed, "the trial never reached the step to kill it at"
     assert summary["status"] == "Succeeded" and summary["trials"] == 1 and summary["failed"] == 0

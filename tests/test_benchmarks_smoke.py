@@ -1,5 +1,9 @@
 """The benchmarks at tiny sizes (``--smoke``), so they keep working; these are not timed tests.
 
+The three that start their own Ray clusters in a subprocess (overhead, quota, searcher_latency;
+about 3 minutes together) are marked ``benchmark_smoke`` and left out of the default run:
+``python -m pytest tests -q -m benchmark_smoke`` runs them.
+
 search_quality runs in this process (it needs no Ray); overhead runs as ``python -m`` in a
 subprocess because it starts (and stops) its own Ray clusters and must set RAY_AUTH_MODE before
 Ray is imported.
@@ -13,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from .conftest import REPO
 
@@ -61,6 +67,7 @@ def test_search_quality_runs_are_seeded_and_regret_is_exact():
     assert problem.regret(sq.trial({**config, "problem": problem.name})["val_acc"]) == 0
 
 
+@pytest.mark.benchmark_smoke
 def test_overhead_smoke(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(
@@ -91,6 +98,7 @@ def _run_module(name: str, out: Path, *extra: str) -> dict[str, Any]:
     return _outputs(out, name)
 
 
+@pytest.mark.benchmark_smoke
 def test_quota_replay_smoke(tmp_path):
     """Both tenants on their own simulated autoscaling clusters, quotas scaled down 3x."""
     data = _run_module("quota", tmp_path)
@@ -105,6 +113,7 @@ def test_quota_replay_smoke(tmp_path):
         assert u["efficiency"] <= 1 and u["ideal_min"] <= u["wall_min"], (user, u["ideal_min"], u["wall_min"])
 
 
+@pytest.mark.benchmark_smoke
 def test_searcher_latency_smoke(tmp_path):
     data = _run_module("searcher_latency", tmp_path)
     for run in ("actor", "sync"):

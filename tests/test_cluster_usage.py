@@ -61,7 +61,8 @@ def test_interrupted_experiment_resumes_without_rerunning_finished_trials(ray_he
     storage = tmp_path / "storage"
     experiment_dir = storage / "interrupted"
     cli = [sys.executable, "-m", "raytune_k8s"]
-    driver = subprocess.Popen([*cli, "run", str(spec_path), "--address", ray_head.address, "--storage-path", str(storage)],
+    driver = subprocess.Popen([*cli, "run", str(spec_path), "--address", ray_head.address, "--storage-path", str(storage),
+                               "--no-report"],
                               env=ray_head.client_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
     while _fully_reported(experiment_dir) < 2 and time.monotonic() < deadline and driver.poll() is None:

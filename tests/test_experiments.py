@@ -37,7 +37,7 @@ def _branin(algorithm: str, **overrides):
 
 @pytest.mark.parametrize("algorithm", ["random", "grid", "tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization"])
 def test_each_algorithm_completes_a_short_experiment(ray_connected, tmp_path, algorithm):
-    summary = raytune_k8s.run(_branin(algorithm), storage_path=tmp_path)
+    summary = raytune_k8s.run(_branin(algorithm), storage_path=tmp_path, report=False)
     assert summary["status"] == "Succeeded"
     assert summary["trials"] == 6 and summary["failed"] == 0
     assert summary["best"]["metrics"]["value"] == min(r["objective"] for r in summary["trial_table"])
@@ -49,7 +49,7 @@ def test_each_algorithm_completes_a_short_experiment(ray_connected, tmp_path, al
 
 
 def test_grid_smaller_than_max_trials_ends_when_exhausted(ray_connected, tmp_path):
-    summary = raytune_k8s.run(_branin("grid", maxTrialCount=20), storage_path=tmp_path)
+    summary = raytune_k8s.run(_branin("grid", maxTrialCount=20), storage_path=tmp_path, report=False)
     assert (summary["status"], summary["reason"], summary["trials"]) == ("Succeeded", "ExperimentSuggestionEndReached", 12)
 
 
@@ -72,7 +72,7 @@ def test_each_early_stopping_rule_stops_weak_trials(ray_connected, tmp_path, rul
         "maxTrialCount": 8,
         "trial": {"function": "raytune_k8s.trials.probes:learning_curve", "fixedParameters": {"steps": 9}, "resources": {"cpu": 1}},
     }
-    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    summary = raytune_k8s.run(spec, storage_path=tmp_path, report=False)
     iterations = [r["iterations"] for r in summary["trial_table"]]
     assert summary["status"] == "Succeeded" and summary["trials"] == 8
     assert max(iterations) == 9, "the best trials run to the end"
@@ -85,7 +85,7 @@ def test_each_early_stopping_rule_stops_weak_trials(ray_connected, tmp_path, rul
 def test_goal_reached_stops_the_experiment(ray_connected, tmp_path):
     spec = _branin("random", maxTrialCount=30, objective={"type": "minimize", "objectiveMetricName": "value", "goal": 60})
     spec["trial"]["fixedParameters"] = {"sleep": 0.5}
-    summary = raytune_k8s.run(spec, storage_path=tmp_path)
+    summary = raytune_k8s.run(spec, storage_path=tmp_path, report=False)
     assert (summary["status"], summary["reason"]) == ("Succeeded", "ExperimentGoalReached")
     assert summary["best"]["metrics"]["value"] <= 60
     assert len(summary["trial_table"]) < 30
@@ -96,7 +96,7 @@ def test_max_failed_trials_stops_and_shows_errors(ray_connected, tmp_path, capsy
     spec["trial"] = {"command": [sys.executable, "-c", "import sys; print('bad ${trialParameters.x}'); sys.exit(3)"], "resources": {"cpu": 1}}
     path = tmp_path / "failing.yaml"
     path.write_text(yaml.safe_dump(spec))
-    code = main(["run", str(path), "--storage-path", str(tmp_path)])
+    code = main(["run", str(path), "--storage-path", str(tmp_path), "--no-report"])
     out = capsys.readouterr().out
     summary = json.loads((tmp_path / "branin-random" / "summary.json").read_text())
     assert code == 1
@@ -117,7 +117,7 @@ def test_command_trial_metrics_are_read_from_stdout(ray_connected, tmp_path, mon
     from .conftest import REPO
 
     monkeypatch.chdir(REPO)  # the example's command names examples/quadratic.py relative to here
-    summary = raytune_k8s.run(REPO / "examples" / "quadratic-command.yaml", storage_path=tmp_path)
+    summary = raytune_k8s.run(REPO / "examples" / "quadratic-command.yaml", storage_path=tmp_path, report=False)
     assert summary["status"] == "Succeeded" and summary["trials"] == 8
     for row in summary["trial_table"]:
         x, steps = row["params"]["x"], row["params"]["steps"]
@@ -128,10 +128,10 @@ def test_command_trial_metrics_are_read_from_stdout(ray_connected, tmp_path, mon
 
 def test_python_api_takes_a_yaml_string_and_refuses_to_overwrite(ray_connected, tmp_path):
     text = yaml.safe_dump(_branin("random", maxTrialCount=2))
-    summary = raytune_k8s.run(text, storage_path=tmp_path)
+    summary = raytune_k8s.run(text, storage_path=tmp_path, report=False)
     assert summary["trials"] == 2
     with pytest.raises(raytune_k8s.ExperimentExistsError, match="raytune-k8s resume"):
-        raytune_k8s.run(text, storage_path=tmp_path)
+        raytune_k8s.run(text, storage_path=tmp_path, report=False)
     assert json.loads((tmp_path / "branin-random" / "summary.json").read_text())["trials"] == 2
     assert main(["results", str(tmp_path / "branin-random")]) == 0
 
@@ -156,7 +156,7 @@ def test_interrupt_between_trials_is_interrupted_not_finished(ray_connected, tmp
     # `raytune-k8s resume` is offered instead of a success with 1 of 4 trials.
     spec = _branin("random", maxTrialCount=4, parallelTrialCount=1)
     before = signal.getsignal(signal.SIGINT)
-    summary = raytune_k8s.run(spec, storage_path=tmp_path, searcher=InterruptAfterFirstTrial(), searcher_actor=False)
+    summary = raytune_k8s.run(spec, storage_path=tmp_path, searcher=InterruptAfterFirstTrial(), searcher_actor=False, report=False)
     assert [r["status"] for r in summary["trial_table"]] == ["Succeeded"]
     assert (summary["status"], summary["reason"]) == ("Interrupted", "Interrupted")
     assert signal.getsignal(signal.SIGINT) is before, "the handler from before the run is back"

@@ -70,7 +70,7 @@ def test_trial_kind_and_collector_run_for_real(ray_connected, tmp_path, capsys, 
     name = f"{kind.lower()}-{program}"
     path = _manifest(tmp_path, name, program, kind, collector, path_arg)
     storage = tmp_path / "runs"
-    assert main(["run", str(path), "--storage-path", str(storage)]) == 0
+    assert main(["run", str(path), "--storage-path", str(storage), "--no-report"]) == 0
     summary = json.loads((storage / name / "summary.json").read_text())
     assert (summary["status"], summary["reason"]) == ("Succeeded", "ExperimentMaxTrialsReached")
     for row in summary["trial_table"]:
@@ -106,7 +106,7 @@ def test_katib_mnist_manifest_with_json_file_collector(ray_connected, tmp_path, 
     path = tmp_path / "mnist.yaml"
     path.write_text(yaml.safe_dump(doc))
     storage = tmp_path / "runs"
-    assert main(["run", str(path), "--storage-path", str(storage)]) == 0
+    assert main(["run", str(path), "--storage-path", str(storage), "--no-report"]) == 0
     err = capsys.readouterr().err
     assert "/opt/pytorch-mnist/mnist.py is not on this machine: trials run raytune-k8s's stand-in" in err
     experiment = storage / "katib-file-json"
@@ -122,7 +122,7 @@ def test_katib_mnist_manifest_with_json_file_collector(ray_connected, tmp_path, 
 def test_katib_darts_manifest_reports_its_genotype(ray_connected, tmp_path, capsys):
     """DARTS as Katib runs it: one trial whose objective is the derived genotype, a text."""
     storage = tmp_path / "runs"
-    assert main(["run", str(REPO / "examples" / "katib" / "darts.yaml"), "--storage-path", str(storage)]) == 0
+    assert main(["run", str(REPO / "examples" / "katib" / "darts.yaml"), "--storage-path", str(storage), "--no-report"]) == 0
     summary = json.loads((storage / "katib-darts" / "summary.json").read_text())
     assert (summary["status"], summary["reason"]) == ("Succeeded", "ExperimentMaxTrialsReached")
     genotype = summary["best"]["metrics"]["Best-Genotype"]
@@ -138,7 +138,7 @@ def test_katib_simple_pbt_manifest_runs_unchanged(ray_connected, tmp_path, capsy
     trial there), the stand-in resumes from and writes its state into it, and that directory is
     the trial's Tune checkpoint."""
     storage = tmp_path / "runs"
-    assert main(["run", str(REPO / "examples" / "katib" / "simple-pbt.yaml"), "--storage-path", str(storage)]) == 0
+    assert main(["run", str(REPO / "examples" / "katib" / "simple-pbt.yaml"), "--storage-path", str(storage), "--no-report"]) == 0
     assert "/opt/pbt/pbt_test.py is not on this machine" in capsys.readouterr().err
     experiment = storage / "simple-pbt"
     summary = json.loads((experiment / "summary.json").read_text())
@@ -191,7 +191,7 @@ def test_pbt_command_trial_resumes_from_a_copied_checkpoint_with_perturbed_param
     path = tmp_path / "pbt.yaml"
     path.write_text(yaml.safe_dump(doc))
     storage = tmp_path / "runs"
-    assert main(["run", str(path), "--storage-path", str(storage)]) == 0
+    assert main(["run", str(path), "--storage-path", str(storage), "--no-report"]) == 0
     summary = json.loads((storage / "pbt-command" / "summary.json").read_text())
     assert summary["status"] == "Succeeded" and len(summary["trial_table"]) == 5  # the population
     lineages = []

@@ -104,8 +104,12 @@ def test_cluster_up_interrupted_while_starting_stops_everything(state_file, sign
 
 
 def test_cluster_up_that_fails_while_starting_stops_everything(state_file):
-    proc, temp_dir, gcs = _start_up_until_gcs_runs(state_file)
-    gcs.kill()  # the head's GCS dies: `ray start --block` gives up, leaving its other processes
+    proc, temp_dir, _ = _start_up_until_gcs_runs(state_file)
+    # `ray start --block` dies, leaving the GCS and the other processes it had started
+    # (killing the GCS instead makes it give up too, but only after Ray's 30-s GCS timeout).
+    starter = next(p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if "start" in p.cmdline() and "--block" in p.cmdline())
+    starter.kill()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "error: ray start exited" in err, err
     assert _none_left(temp_dir) == [] and not state_file.exists()

@@ -52,9 +52,11 @@ def test_only_the_internals_module_imports_private_ray():
         assert "ray._" not in text and "_private" not in text, f"{path.name} uses a private Ray name"
 
 
-#: Private Ray names used outside ``sim/`` (each guarded where it is used): recovery.py puts a
-#: newer checkpoint back on a restored trial; warm_actors.py keeps idle trial actors.
-OUTSIDE_SIM = (("ray.train._internal.session", "_TrainingResult"), ("ray.tune.utils.object_cache", "_ObjectCache"))
+#: Private Ray names used outside ``sim/`` (each guarded where it is used): recovery.py reads
+#: Tune's saved state and puts a newer checkpoint back on a trial; warm_actors.py keeps idle
+#: trial actors.
+OUTSIDE_SIM = (("ray.train._internal.session", "_TrainingResult"), ("ray.tune.utils.object_cache", "_ObjectCache"),
+               ("ray.tune.utils.serialization", "_loads_with_cloudpickle"))
 
 
 @pytest.mark.parametrize("module, name", OUTSIDE_SIM)
@@ -63,3 +65,15 @@ def test_private_ray_name_used_outside_sim_exists(module, name):
     import importlib
 
     assert hasattr(importlib.import_module(module), name), f"{module}.{name} is gone: see recovery.py / warm_actors.py"
+
+
+def test_the_tune_state_recovery_rewrites_has_the_fields_it_expects():
+    """recovery.py rewrites the concurrency limit's saved state (``live_trials``) and prunes a
+    trial's tracked checkpoints (``_checkpoint_results``): both are Tune internals."""
+    from ray.train import CheckpointConfig
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.tune.search import ConcurrencyLimiter, Searcher
+
+    state = ConcurrencyLimiter(Searcher(metric="v", mode="min"), max_concurrent=2).get_state()
+    assert {"live_trials", "num_unfinished_live_trials"} <= set(state), sorted(state)
+    assert isinstance(_CheckpointManager(CheckpointConfig())._checkpoint_results, list)

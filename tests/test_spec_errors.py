@@ -86,7 +86,7 @@ def test_bad_spec_gets_one_line_exit_2_and_nothing_started(tmp_path, monkeypatch
     was_initialized = ray.is_initialized()
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started for a bad spec"))
     storage = tmp_path / "storage"
-    code = main(["run", str(_write(tmp_path, spec)), "--storage-path", str(storage)])
+    code = main(["run", str(_write(tmp_path, spec)), "--storage-path", str(storage), "--no-report"])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1, err
