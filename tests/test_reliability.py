@@ -98,6 +98,29 @@ def test_sigkilled_driver_resumes_with_no_result_lost_and_no_finished_trial_reru
     assert finished_before <= {r["trial_id"] for r in summary["trial_table"] if r["status"] == "Succeeded"}
 
 
+def test_a_lost_head_keeps_every_acknowledged_result_in_the_experiment_directory(own_head, tmp_path):
+    """The whole head dies at once (driver, GCS, raylet, workers: SIGKILL, as when its pod is
+    lost): every report a trial saw acknowledged is already in the experiment directory's journal,
+    not only in the head's session folder."""
+    import psutil
+
+    from raytune_k8s.sim.cluster import _cluster_processes, _kill_trees
+
+    logs, storage = tmp_path / "logs", tmp_path / "storage"
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(_witness_spec("head-loss", logs, trials=6, steps=8)))
+    driver = subprocess.Popen([*CLI, "run", str(spec_path), "--address", own_head.address, "--storage-path", str(storage),
+                               "--no-report"], env=own_head.client_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until(lambda: len(_events(logs, "acked")) >= 6, timeout=180, proc=driver)
+    finally:
+        _kill_trees([psutil.Process(driver.pid), *_cluster_processes(own_head.temp_dir)], graceful_s=0)
+        driver.wait(30)
+    acked = {(tid, e["step"]) for tid, e in _events(logs, "acked")}
+    journaled = {(e["trial_id"], e["result"]["step"]) for e in read_journal(storage / "head-loss") if e["event"] == "result"}
+    assert len(acked) >= 6 and acked <= journaled, sorted(acked - journaled)
+
+
 def test_ray_job_stop_leaves_an_interrupted_summary_with_every_reported_result(ray_head, tmp_path):
     """`ray job stop` sends SIGTERM, waits RAY_JOB_STOP_WAIT_TIME_S (set in the job's runtime env,
     as our RayJob does), then SIGKILLs: the run ends Interrupted, and what the trials reported is
