@@ -29,6 +29,7 @@ from typing import Any
 from ray.tune import Callback
 
 from .journal import read_journal
+from .tune_state import ERROR, TERMINATED
 
 
 @dataclass
@@ -226,7 +227,7 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: di
     import ray.cloudpickle as cloudpickle
 
     trials = [(json.loads(trial_json), metadata) for trial_json, metadata in state["trial_data"]]
-    will_run = {t["trial_id"]: t for t, _ in trials if t["status"] not in ("TERMINATED", "ERROR")}
+    will_run = {t["trial_id"]: t for t, _ in trials if t["status"] not in (TERMINATED, ERROR)}
     ended = {t["trial_id"]: (t["status"], metadata) for t, metadata in trials if t["trial_id"] not in will_run}
     gen_path = _newest(experiment_dir, "search_gen_state-*.json")
     if gen_path is not None:
@@ -264,7 +265,7 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: di
             continue
         journal = journaled.get(trial_id)
         last = journal.completed if journal is not None and journal.completed is not None else json.loads(metadata).get("last_result")
-        results[key] = (last, status == "ERROR")
+        results[key] = (last, status == ERROR)
     if (assigned, results, ready) != (saved["assigned"], saved["results"], list(saved["ready"])):
         saved.update(assigned=assigned, results=results, ready=ready)
         tmp = searcher_path.with_name(f".{searcher_path.name}.tmp")

@@ -126,30 +126,30 @@ def test_killed_actor_is_restored_without_losing_observations(ray_connected, tmp
             {"name": "y", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 15}},
         ],
         "parallelTrialCount": 2,
-        "maxTrialCount": 12,
+        "maxTrialCount": 8,
         "trial": {"trainable": "branin", "resources": {"cpu": 1}},
     }
     plan = prepare(spec)
     searcher = plan.actor
     assert isinstance(searcher, ActorSearcher)
 
-    class KillAfterFive(tune.Callback):
+    class KillAfterFour(tune.Callback):
         def __init__(self):
             self.completed = 0
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.completed += 1
-            if self.completed == 5:
+            if self.completed == 4:
                 searcher.kill_actor()
 
     tuner = tune.Tuner(
         tune.with_resources(plan.trainable, trial_resources(plan.spec)),
-        tune_config=tune.TuneConfig(metric="value", mode="min", search_alg=plan.searcher, num_samples=12, max_concurrent_trials=2),
-        run_config=tune.RunConfig(name="actor-kill", storage_path=str(tmp_path), callbacks=[KillAfterFive()], verbose=0),
+        tune_config=tune.TuneConfig(metric="value", mode="min", search_alg=plan.searcher, num_samples=8, max_concurrent_trials=2),
+        run_config=tune.RunConfig(name="actor-kill", storage_path=str(tmp_path), callbacks=[KillAfterFour()], verbose=0),
     )
     results = tuner.fit()
     completed = sum(r.error is None for r in results)
-    assert completed == 12
+    assert completed == 8
     assert searcher.restarts == 1
     assert _wait_for(lambda: searcher.observations() == completed), f"{searcher.observations()} != {completed}"
 
