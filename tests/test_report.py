@@ -207,6 +207,28 @@ def test_mirror_on_a_broken_storage_warns_once_and_never_blocks(tmp_path: Path) 
     assert [str(w.message).startswith("mirroring into the Optuna storage") for w in caught] == [True]
 
 
+def test_a_resumed_run_mirrors_into_the_trials_it_already_wrote(tmp_path: Path) -> None:
+    """A second mirror of the same study (the run resumed) finds the trials the first one wrote
+    and finishes them, rather than adding copies."""
+    import optuna
+    from ray.tune.experiment import Trial
+
+    url = f"sqlite:///{tmp_path / 'mirror.db'}"
+    trials = [Trial("trainable", config={"x": float(i)}, stub=True) for i in range(2)]
+    first = OptunaMirror(url, "resumed", "loss", "min")
+    for t in trials:
+        first.on_trial_start(0, trials, t)
+        first.on_trial_result(0, trials, t, {"loss": 2.0, "training_iteration": 1})
+    first.close()
+    second = OptunaMirror(url, "resumed", "loss", "min")
+    for t in trials:
+        second.on_trial_result(0, trials, t, {"loss": 1.0, "training_iteration": 2})
+        second.on_trial_complete(0, trials, t)
+    second.close()
+    study = optuna.load_study(study_name="resumed", storage=url)
+    assert [(t.state.name, t.value, t.intermediate_values) for t in study.trials] == [("COMPLETE", 1.0, {1: 2.0, 2: 1.0})] * 2
+
+
 def test_the_report_package_needs_no_ray(experiment: dict[str, Any], tmp_path: Path) -> None:
     """raytune_k8s.reporting imports no Ray, Optuna or plotly, and writes a report with Ray blocked
     (the parent package's own __init__ is skipped: it is the lead's to make lazy)."""

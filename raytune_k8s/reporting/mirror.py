@@ -131,7 +131,8 @@ class OptunaMirror(Callback):
         self._dists = spec_distributions(self.spec)
         for t in study.get_trials(deepcopy=False):  # a resumed experiment: keep its trials
             if ATTR_TRIAL_ID in t.user_attrs:
-                self._optuna_ids[t.user_attrs[ATTR_TRIAL_ID]] = t._trial_id
+                self._optuna_ids[t.user_attrs[ATTR_TRIAL_ID]] = storage.get_trial_id_from_study_id_trial_number(
+                    self._study_id, t.number)
         self._storage = storage
 
     def _trial(self, trial_id: str, config: dict[str, Any], when: dt.datetime | None = None) -> int:
