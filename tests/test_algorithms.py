@@ -205,7 +205,7 @@ def _pbt_trainable(config: dict) -> None:
             state = json.loads((Path(d) / "state.json").read_text())
         step, score = state["step"], state["score"]
         resumed = {"resumed_from": state["owner"], "donor_lr": state["lr"]}
-    while step < 4:
+    while step < 6:
         step += 1
         score += config["lr"]
         with tempfile.TemporaryDirectory() as d:
