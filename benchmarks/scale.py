@@ -293,7 +293,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"Load average (1/5/15 min) before the run {'/'.join(map(str, data['loadavg_before']))}, after it "
         f"{'/'.join(map(str, data['loadavg_after_run']))}, while the commands were timed "
         f"{'/'.join(map(str, data['loadavg_at_timings']))}: "
-        f"a {env['cpus']}-CPU machine shared with other work, so every time here is inflated by it. "
+        f"on a {env['cpus']}-CPU machine (the run's own processes count too; anything above that is other "
+        "work, which inflates every time here). "
         f"{env['date_utc']}; `{env['command']}`. Chart: `{NAME}.png`; samples: `{NAME}.json`.",
     ])
 

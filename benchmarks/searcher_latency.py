@@ -25,6 +25,7 @@ import os
 os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported: token auth is on
 
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -233,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "actor_no_worse_seeds": no_worse,
         "restored_observations": restored,
         "completed_trials": completed,
-        "environment": environment(f"benchmarks.{NAME}", list(argv or []), ["ray", "bayesian-optimization"]),
+        "environment": environment(f"benchmarks.{NAME}", list(argv if argv is not None else sys.argv[1:]), ["ray", "bayesian-optimization"]),
     }
     headers = ["", "sync (in driver)", "actor"]
     rows = [
