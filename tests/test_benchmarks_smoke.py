@@ -1,7 +1,8 @@
 """The benchmarks at tiny sizes (``--smoke``), so they keep working; these are not timed tests.
 
-The three that start their own Ray clusters in a subprocess (overhead, quota, searcher_latency;
-about 3 minutes together) are marked ``benchmark_smoke`` and left out of the default run:
+The four that start their own Ray in a subprocess (overhead, quota, searcher_latency,
+multi_fidelity; about 7 minutes together) are marked ``benchmark_smoke`` and left out of the
+default run:
 ``python -m pytest tests -q -m benchmark_smoke`` runs them.
 
 search_quality runs in this process (it needs no Ray); overhead runs as ``python -m`` in a
@@ -130,3 +131,35 @@ def test_pending_points_smoke(tmp_path):
     for run in data["runs"]:
         assert len(run["curve"]) == 14 and run["curve"] == sorted(run["curve"], reverse=True)  # best so far only improves
         assert run["best"] == run["curve"][-1] > -3.3224
+
+
+def test_mnist_curves_table_is_what_the_mnist_torch_trial_trains():
+    """The multi-fidelity table holds real learning curves: one configuration trained again by
+    the mnist-torch trial's own code gives the table's first epochs (to a digit or two of the
+    1,000 validation digits: BLAS kernels may differ between CPUs)."""
+    from benchmarks import mnist_curves as mc
+
+    table = mc.load_table()
+    assert table["epochs"] == mc.EPOCHS and table["grid"] == mc.GRID
+    assert set(table["curves"]) == {mc.key(c) for c in mc.configurations()}
+    for curve in table["curves"].values():
+        assert len(curve["val"]) == mc.EPOCHS and all(0 <= v <= 1 for v in curve["val"])
+    config = {"lr": 0.1, "optimizer": "sgd", "batch-size": 256, "num-hidden": 16, "num-layers": 1}
+    again = mc.train_curve(config, epochs=2)["val"]
+    assert again == pytest.approx(table["curves"][mc.key(config)]["val"][:2], abs=0.002)
+    # Early epochs mislead: the best configuration after 1 epoch is not the best after 27.
+    first = max(table["curves"], key=lambda k: table["curves"][k]["val"][0])
+    last = max(table["curves"], key=lambda k: table["curves"][k]["val"][-1])
+    assert first != last
+
+
+@pytest.mark.benchmark_smoke
+def test_multi_fidelity_smoke(tmp_path):
+    data = _run_module("multi_fidelity", tmp_path)
+    assert set(data["methods"]) == {"random", "random+asha", "hyperband", "pbt"}
+    for method, r in data["methods"].items():
+        assert r["seeds"] == 1 and len(r["median"]) == data["budget_epochs"], method
+        regrets = [r["regret_at"][str(c)] for c in data["checkpoints"]]
+        assert all(0 <= x for x in regrets) and regrets == sorted(regrets, reverse=True), method
+    # Early stopping spends fewer epochs per trial than training every trial to the end.
+    assert data["methods"]["random+asha"]["trials"] > data["methods"]["random"]["trials"]

@@ -11,7 +11,7 @@ trial's (perturbed) ``lr``, ``optimizer`` and ``batch-size``; the network's shap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -52,18 +52,40 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return (model(x).argmax(1) == y).float().mean().item()
 
 
-def train(config: dict[str, Any]) -> None:
+def setup(config: dict[str, Any]) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The network and optimizer a trial of ``config`` trains (seeded by ``seed``)."""
     optimizer_name = str(config.get("optimizer", "sgd"))
     if optimizer_name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer_name!r}")
-    epochs = int(config.get("num-epochs", 10))
-    batch_size = int(config.get("batch-size", 64))
     torch.manual_seed(int(config.get("seed", 0)))
-    data = load_mnist(config.get("data-dir"))
     model = build_model(str(config.get("model", "mlp")), int(config.get("num-layers", 2)), int(config.get("num-hidden", 128)))
-    optimizer = OPTIMIZERS[optimizer_name](model.parameters(), lr=float(config.get("lr", 0.01)))
-    loss_fn = nn.CrossEntropyLoss()
+    return model, OPTIMIZERS[optimizer_name](model.parameters(), lr=float(config.get("lr", 0.01)))
 
+
+def run_epochs(config: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, first_epoch: int = 0) -> Iterator[dict[str, Any]]:
+    """Train epochs ``first_epoch + 1 .. num-epochs``; yield each epoch's metrics."""
+    data = load_mnist(config.get("data-dir"))
+    batch_size = int(config.get("batch-size", 64))
+    loss_fn = nn.CrossEntropyLoss()
+    train_x, train_y = torch.from_numpy(data.train_x), torch.from_numpy(data.train_y)
+    val_x, val_y = torch.from_numpy(data.val_x), torch.from_numpy(data.val_y)
+    generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
+    for epoch in range(first_epoch, int(config.get("num-epochs", 10))):
+        model.train()
+        correct = 0
+        for idx in torch.randperm(len(train_y), generator=generator).split(batch_size):
+            out = model(train_x[idx])
+            loss = loss_fn(out, train_y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            correct += (out.argmax(1) == train_y[idx]).sum().item()
+        yield {"epoch": epoch + 1, "Train-accuracy": correct / len(train_y), "Validation-accuracy": _accuracy(model, val_x, val_y)}
+
+
+def train(config: dict[str, Any]) -> None:
+    model, optimizer = setup(config)
+    optimizer_name = str(config.get("optimizer", "sgd"))
     shape = {k: config.get(k) for k in ("model", "num-layers", "num-hidden")}
     first_epoch = 0
     with latest_checkpoint() as (directory, state):
@@ -77,22 +99,8 @@ def train(config: dict[str, Any]) -> None:
                     group["lr"] = float(config.get("lr", 0.01))
             first_epoch = state["epoch"]
 
-    train_x, train_y = torch.from_numpy(data.train_x), torch.from_numpy(data.train_y)
-    val_x, val_y = torch.from_numpy(data.val_x), torch.from_numpy(data.val_y)
-    generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
-    for epoch in range(first_epoch, epochs):
-        model.train()
-        correct = 0
-        for idx in torch.randperm(len(train_y), generator=generator).split(batch_size):
-            out = model(train_x[idx])
-            loss = loss_fn(out, train_y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            correct += (out.argmax(1) == train_y[idx]).sum().item()
+    def save(path: Path) -> None:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path / "model.pt")
 
-        def save(path: Path) -> None:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path / "model.pt")
-
-        metrics = {"epoch": epoch + 1, "Train-accuracy": correct / len(train_y), "Validation-accuracy": _accuracy(model, val_x, val_y)}
-        report_with_checkpoint(metrics, {"epoch": epoch + 1, "optimizer": optimizer_name, "shape": shape}, save)
+    for metrics in run_epochs(config, model, optimizer, first_epoch):
+        report_with_checkpoint(metrics, {"epoch": metrics["epoch"], "optimizer": optimizer_name, "shape": shape}, save)
