@@ -92,12 +92,13 @@ class Problem:
         gap = value - self.optimum if self.direction == "minimize" else self.optimum - value
         return max(0.0, float(gap))  # the published optima are rounded: clip the last digit's noise
 
-    def spec(self, algorithm: str, seed: int, budget: int) -> dict[str, Any]:
+    def spec(self, algorithm: str, seed: int, budget: int, settings: Sequence[tuple[str, Any]] = ()) -> dict[str, Any]:
         """The experiment spec an experiment on this problem would use (trial runnable as well)."""
+        algorithm_settings = [{"name": "random_state", "value": seed}, *({"name": k, "value": v} for k, v in settings)]
         return {
             "name": f"sq-{self.name}-{algorithm}",
             "objective": {"type": self.direction, "objectiveMetricName": self.metric},
-            "algorithm": {"algorithmName": algorithm, "algorithmSettings": [{"name": "random_state", "value": seed}]},
+            "algorithm": {"algorithmName": algorithm, "algorithmSettings": algorithm_settings},
             "parameters": self.parameters,
             "parallelTrialCount": 1,
             "maxTrialCount": budget,
@@ -249,9 +250,10 @@ def get_problem(name: str) -> Problem:
 # ---------------------------------------------------------------- runs
 
 
-def run_raytune_k8s(problem: Problem, algorithm: str, seed: int, budget: int) -> list[float]:
-    """Objective values of ``budget`` sequential evaluations by the searcher an experiment builds."""
-    spec = parse_spec(problem.spec(algorithm, seed, budget))
+def run_raytune_k8s(problem: Problem, algorithm: str, seed: int, budget: int, settings: Sequence[tuple[str, Any]] = ()) -> list[float]:
+    """Objective values of ``budget`` sequential evaluations by the searcher an experiment builds
+    (``settings``: algorithmSettings beyond ``random_state``)."""
+    spec = parse_spec(problem.spec(algorithm, seed, budget, settings))
     space = SearchSpace.from_spec(spec)
     searcher = create_searcher(spec.algorithm, space, spec.objective)
     fixed = spec.trial.fixed_parameters
@@ -401,6 +403,8 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         data["method"],
         "",
+        *([f"Settings given to raytune_k8s's algorithms in this run (not the peers): "
+           + ", ".join(f"`{k}: {v}`" for k, v in data["settings"].items()) + ".", ""] if data.get("settings") else []),
         "Seeds per method: " + ", ".join(f"{m} {n}" for m, n in data["seeds"].items())
         + (f". The GP methods ({', '.join(SLOW)}) get fewer: they took {_slow_cost(data)} CPU per evaluation here, "
            "against milliseconds for the others."
@@ -487,8 +491,9 @@ def _quiet() -> None:
     logging.getLogger("ray").setLevel(logging.ERROR)
 
 
-def run_task(task: tuple[str, str, int, int]) -> tuple[str, str, int, list[float], float, float]:
-    """One run: (problem, method, seed, budget) -> objective values, wall and CPU seconds.
+def run_task(task: tuple[str, str, int, int, tuple[tuple[str, Any], ...]]) -> tuple[str, str, int, list[float], float, float]:
+    """One run: (problem, method, seed, budget, our algorithms' extra settings) -> objective
+    values, wall and CPU seconds.
 
     CPU seconds are what the run costs whatever else shares the machine; wall seconds grow with
     the load.
@@ -498,12 +503,25 @@ def run_task(task: tuple[str, str, int, int]) -> tuple[str, str, int, list[float
     """
     from threadpoolctl import threadpool_limits
 
-    name, method, seed, budget = task
+    name, method, seed, budget, settings = task
     problem = get_problem(name)
     with threadpool_limits(limits=1):
         start, cpu = time.perf_counter(), time.process_time()
-        values = run_optuna(problem, seed, budget, method) if method in PEERS else run_raytune_k8s(problem, method, seed, budget)
+        values = run_optuna(problem, seed, budget, method) if method in PEERS else run_raytune_k8s(problem, method, seed, budget, settings)
         return name, method, seed, values, time.perf_counter() - start, time.process_time() - cpu
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """``name=value`` -> (name, value as int, float or text)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"--setting: expected NAME=VALUE, got {text!r}")
+    for kind in (int, float):
+        try:
+            return name, kind(value)
+        except ValueError:
+            pass
+    return name, value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -517,6 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="random draws to estimate the share of a synthetic space within the threshold")
     parser.add_argument("--problems", nargs="+", default=list(PROBLEM_NAMES), choices=PROBLEM_NAMES)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="an algorithmSetting for raytune_k8s's algorithms in this run (repeatable; not the peers)")
     parser.add_argument("--replot", type=Path, metavar="JSON",
                         help="only rewrite the .md and .png from an earlier run's JSON (into --out)")
     args = parser.parse_args(argv)
@@ -528,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke:
         args.budget, args.seeds, args.slow_seeds, args.jobs, args.fraction_samples = 10, 2, 1, 1, 1000
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
+    settings = tuple(_setting(text) for text in args.setting)
     slow_seeds = min(args.slow_seeds or args.seeds, args.seeds)
     seeds = {m: slow_seeds if m in SLOW else args.seeds for m in args.methods}
     _quiet()
@@ -536,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Slowest first, so parallel workers finish together.
     order = {m: i for i, m in enumerate(("bayesianoptimization", "optuna-gp", "tpe", "multivariate-tpe", "optuna-tpe", "cmaes", "optuna-cmaes", "sobol", "random"))}
     tasks = sorted(
-        ((p, m, s, args.budget) for p in args.problems for m in args.methods for s in range(seeds[m])),
+        ((p, m, s, args.budget, settings) for p in args.problems for m in args.methods for s in range(seeds[m])),
         key=lambda t: (order[t[1]], t[0] != "hartmann6", t[0], t[2]),
     )
     runs: dict[tuple[str, str], dict[int, tuple[list[float], float, float]]] = {}
@@ -562,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data: dict[str, Any] = {
         "benchmark": NAME, "smoke": args.smoke, "budget": args.budget, "checkpoints": checkpoints,
-        "seeds": seeds, "jobs": args.jobs, "method": METHOD_TEXT, "problems": {},
+        "seeds": seeds, "jobs": args.jobs, "method": METHOD_TEXT, "settings": dict(settings), "problems": {},
     }
     for name in args.problems:
         problem = get_problem(name)

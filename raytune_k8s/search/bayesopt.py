@@ -5,9 +5,10 @@ to ``bayes_opt.BayesianOptimization`` directly. Every numeric parameter is searc
 coordinate in [0, 1] (log-warped where the distribution is log, rounded onto steps and ints; a
 ``discrete`` list, ordered numbers, takes the coordinate's quantile); a ``categorical`` one is
 bayes_opt 3's typed categorical parameter, one-hot in the GP, so no order between categories is
-invented. Trials still running are pending points: by default the GP
-believes its own prediction there (Kriging believer; for UCB this is GP-BUCB, Desautels et al.
-2014), or a constant lie as in ``bayes_opt.acquisition.ConstantLiar``.
+invented. The GP's Matern 5/2 kernel has a length scale per coordinate (ARD). Trials still
+running are pending points: by default the GP believes its own prediction there (Kriging
+believer; for UCB this is GP-BUCB, Desautels et al. 2014), or a constant lie as in
+``bayes_opt.acquisition.ConstantLiar``.
 """
 
 from __future__ import annotations
