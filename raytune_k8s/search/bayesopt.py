@@ -5,10 +5,9 @@ to ``bayes_opt.BayesianOptimization`` directly. Every numeric parameter is searc
 coordinate in [0, 1] (log-warped where the distribution is log, rounded onto steps and ints; a
 ``discrete`` list, ordered numbers, takes the coordinate's quantile); a ``categorical`` one is
 bayes_opt 3's typed categorical parameter, one-hot in the GP, so no order between categories is
-invented. The GP's Matern 5/2 kernel has a length scale per coordinate (ARD). Trials still
-running are pending points: by default the GP believes its own prediction there (Kriging
-believer; for UCB this is GP-BUCB, Desautels et al. 2014), or a constant lie as in
-``bayes_opt.acquisition.ConstantLiar``.
+invented. Trials still running are pending points: by default the GP
+believes its own prediction there (Kriging believer; for UCB this is GP-BUCB, Desautels et al.
+2014), or a constant lie as in ``bayes_opt.acquisition.ConstantLiar``.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import numpy as np
 import sklearn
 import sklearn.base
 from bayes_opt import BayesianOptimization, acquisition
-from sklearn.gaussian_process.kernels import Matern
 from threadpoolctl import threadpool_limits
 
 from ..space import SearchSpace
@@ -123,7 +121,7 @@ class BayesOptSearcher(StatefulSearcher):
         }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "non-float parameters are experimental"
-            optimizer = BayesianOptimization(
+            return BayesianOptimization(
                 f=None,
                 pbounds=pbounds,
                 acquisition_function=_PendingAware(base, *self._acq_budget, strategy=self._pending_strategy),
@@ -131,17 +129,6 @@ class BayesOptSearcher(StatefulSearcher):
                 verbose=0,
                 allow_duplicate_points=True,
             )
-        # One length scale per coordinate (ARD), as Optuna's and BoTorch's GPs have; bayes_opt's
-        # default Matern shares one across all (median regret after 100 evaluations, 10 seeds:
-        # Hartmann6 4.1e-4 -> 1.1e-4, Branin 1.8e-4 -> 1.2e-4). A list, not an array: bayes_opt
-        # writes the kernel's parameters into its JSON state.
-        # The kernel's restarts draw from a seed of their own, not from the search's random state:
-        # the same results then give the same fit, before and after a save and restore.
-        optimizer.set_gp_params(
-            kernel=Matern(nu=2.5, length_scale=[1.0] * optimizer.space.dim, length_scale_bounds=(1e-3, 1e3)),
-            random_state=0 if seed is None else seed,
-        )
-        return optimizer
 
     # ---- Searcher API
 
