@@ -33,7 +33,7 @@ import numpy as np
 
 from raytune_k8s.search import create_searcher
 from raytune_k8s.space import SearchSpace
-from raytune_k8s.spec import parse_spec
+from raytune_k8s.spec import SpecError, parse_spec
 from raytune_k8s.trials.synthetic import BRANIN_MIN, HARTMANN6_MIN, branin_value, hartmann6_value
 
 from ._report import arg_parser, fmt, markdown_table, publish, pyplot, text_table, write_outputs
@@ -548,6 +548,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.budget, args.seeds, args.slow_seeds, args.jobs, args.fraction_samples = 10, 2, 1, 1, 1000
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
     settings = tuple(_setting(text) for text in args.setting)
+    for method in (m for m in args.methods if m not in PEERS and settings):
+        try:  # a bad setting is one line before anything runs, as in an experiment
+            run_raytune_k8s(get_problem(args.problems[0]), method, 0, 1, settings)
+        except SpecError as e:
+            parser.error(f"--setting for {method}: {e}")
     slow_seeds = min(args.slow_seeds or args.seeds, args.seeds)
     seeds = {m: slow_seeds if m in SLOW else args.seeds for m in args.methods}
     _quiet()
