@@ -228,7 +228,7 @@ def test_pbt_trial_resumes_from_a_copied_checkpoint_with_perturbed_params(ray_co
     tuner = tune.Tuner(
         tune.with_resources(_pbt_trainable, {"cpu": 0.1}),
         tune_config=tune.TuneConfig(metric="value", mode="max", search_alg=search.searcher, scheduler=search.scheduler,
-                                    num_samples=10, max_concurrent_trials=5),
+                                    num_samples=10, max_concurrent_trials=5, reuse_actors=True),  # as run() does
         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
     )
     results = tuner.fit()
