@@ -182,14 +182,14 @@ def measure_cli_cold(trials: int, parallel: int, storage: Path) -> tuple[float |
 AUTOSCALING_GRID = ((6, 0.0), (9, 0.0), (6, 15.0), (9, 15.0))
 SCALE_UP_GOAL_S = {6: 8.0, 9: 10.0}
 SCALE_DOWN_GOAL_OVER_IDLE_S = 3.0
-#: Most nodes starting Ray at once (see benchmarks.quota --max-starting: on this shared machine
-#: nodes started all at once abort when their agents take over 15 s to start).
-AUTOSCALING_MAX_STARTING = 2
+#: Most nodes starting Ray at once by default: no limit, as KubeRay creates every pod of a
+#: scale-up together (``--max-starting N`` caps it, for a machine too loaded to start them all).
+AUTOSCALING_MAX_STARTING: int | None = None
 
 
 def measure_autoscaling(
     parallel: int, storage: Path, *, trial_s: float = 5.0, idle_timeout_s: float = 10.0, timeout_s: float = 180.0,
-    grid: Sequence[tuple[int, float]] | None = None,
+    grid: Sequence[tuple[int, float]] | None = None, max_starting: int | None = AUTOSCALING_MAX_STARTING,
 ) -> dict[str, Any]:
     """Autoscaling reaction on the simulated autoscaling cluster (the real Ray autoscaler v2 with
     our pod provider, ``raytune_k8s.sim.AutoscalingLocalCluster``), at ``parallel`` workers and
@@ -207,14 +207,14 @@ def measure_autoscaling(
     """
     if grid is None:
         grid = AUTOSCALING_GRID if trial_s >= 5.0 else ()
-    first = _autoscaling_point(parallel, 0.0, storage, trial_s, idle_timeout_s, timeout_s)
-    points = [first] + [_autoscaling_point(n, pod, storage, trial_s, idle_timeout_s, timeout_s)
+    first = _autoscaling_point(parallel, 0.0, storage, trial_s, idle_timeout_s, timeout_s, max_starting)
+    points = [first] + [_autoscaling_point(n, pod, storage, trial_s, idle_timeout_s, timeout_s, max_starting)
                         for n, pod in grid if (n, pod) != (parallel, 0.0)]
     return {**first, "points": points}
 
 
 def _autoscaling_point(workers: int, pod_start_s: float, storage: Path, trial_s: float, idle_timeout_s: float,
-                       timeout_s: float) -> dict[str, Any]:
+                       timeout_s: float, max_starting: int | None) -> dict[str, Any]:
     import threading
 
     import ray
@@ -229,7 +229,7 @@ def _autoscaling_point(workers: int, pod_start_s: float, storage: Path, trial_s:
     spec["trial"] = {"trainable": "branin", "fixedParameters": {"sleep": trial_s}, "resources": {"cpu": 1}}
     samples: list[tuple[float, int]] = []
     with AutoscalingLocalCluster(worker_cpus=1, max_workers=workers, idle_timeout_s=idle_timeout_s,
-                                 pod_start_s=pod_start_s, max_starting=AUTOSCALING_MAX_STARTING) as cluster:
+                                 pod_start_s=pod_start_s, max_starting=max_starting) as cluster:
         ray.init(address=cluster.address, log_to_driver=False)
         try:
             cluster.wait_for_workers(0, timeout=60)
@@ -267,7 +267,7 @@ def _autoscaling_point(workers: int, pod_start_s: float, storage: Path, trial_s:
         "most_workers": most,
         "target_workers": workers,
         "pod_start_s": pod_start_s,
-        "max_starting": AUTOSCALING_MAX_STARTING,
+        "max_starting": max_starting,
         "scale_up_goal_s": None if goal is None else goal + pod_start_s,
         "idle_timeout_s": idle_timeout_s,
         "experiment_s": end - start,
@@ -368,7 +368,8 @@ def markdown(data: dict[str, Any]) -> str:
         markdown_table(ah, ar),
         "",
         f"Total run time {data['runtime_s']:.0f} s on {env['cpus']} CPUs ({env['platform']}; load average at the end "
-              f"{'/'.join(map(str, env['loadavg_1_5_15m']))} over 1/5/15 min: other work shared the machine), {env['date_utc']}; "
+              f"{'/'.join(map(str, env['loadavg_1_5_15m']))} over 1/5/15 min; the run's own processes count too, anything "
+        f"well above the CPU count is other work), {env['date_utc']}; "
         f"`{env['command']}`. Chart: `{NAME}.png`; raw runs: `{NAME}.json`.",
     ])
 
@@ -419,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cli-trials", type=int, default=100, help="trials of the cold-start CLI run (default 100)")
     parser.add_argument("--autoscaling", action=argparse.BooleanOptionalAction, default=True,
                         help="measure the autoscaling reaction on a fake multi-node cluster (default on)")
+    parser.add_argument("--max-starting", type=int, default=0,
+                        help="most simulated nodes starting Ray at once (default 0: no limit, as KubeRay starts pods)")
     parser.add_argument("--replot", type=Path, metavar="JSON",
                         help="only rewrite the .md and .png from an earlier run's JSON (into --out)")
     args = parser.parse_args(argv)
@@ -471,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs[key][n] = [measure_optuna(n, r, sampler) for r in range(max(3, args.repeats))]
         if args.autoscaling:
             sizes = {"trial_s": 1.0, "idle_timeout_s": 3.0} if args.smoke else {}
-            autoscaling = measure_autoscaling(args.parallel, storage, **sizes)
+            autoscaling = measure_autoscaling(args.parallel, storage, max_starting=args.max_starting or None, **sizes)
         else:
             autoscaling = {"scale_up_s": None, "scale_down_s": None, "available": None,
                            "note": "not measured: --no-autoscaling"}

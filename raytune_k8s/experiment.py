@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 SpecSource = str | os.PathLike[str] | Mapping[str, Any] | ExperimentSpec
 KATIB_MANIFEST_FILE = "katib-experiment.yaml"
 AUTO_LOGGERS_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+#: How long ``run`` waits before ``fit()`` for the searcher actor's first suggestions (Tune,
+#: finding none and no trial running, would sleep a whole second between asks).
+FIRST_SUGGESTIONS_WAIT_S = 10.0
 
 
 class ExperimentExistsError(RuntimeError):
@@ -193,6 +196,7 @@ def run(
     from .reporting import after_run, live_callbacks
 
     from .control import ExperimentControl
+    from .fifo import QueuedFIFOScheduler
     from .journal import ResultJournal
     from .recovery import CheckpointOfLastResult
     from .progress import ProgressLine
@@ -225,12 +229,14 @@ def run(
         plan.actor.limit_prefetch(parallel)
     with ray_session(address):
         try:
+            if plan.actor is not None:
+                plan.actor.start()  # its worker process starts while the Tuner is built
             experiment_dir.mkdir(parents=True, exist_ok=True)
             (experiment_dir / SPEC_FILE).write_text(plan.spec.to_yaml())
             if plan.source_text is not None:
                 (experiment_dir / KATIB_MANIFEST_FILE).write_text(plan.source_text)
             control = ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials)
-            scheduler = plan.scheduler
+            scheduler = plan.scheduler if plan.scheduler is not None else QueuedFIFOScheduler()
             if plan.scheduler is not None and plan.spec.early_stopping is not None:
                 from .stop_record import RecordingScheduler
                 from .stopping import rule_budget
@@ -262,7 +268,9 @@ def run(
                     verbose=0,
                 ),
             )
-            summary = _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control, json_logger_only=True)
+            first_suggestions = None if plan.actor is None else lambda: plan.actor.wait_for_suggestions(FIRST_SUGGESTIONS_WAIT_S)
+            summary = _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control, json_logger_only=True,
+                                         before_fit=first_suggestions)
         finally:
             if plan.actor is not None:
                 plan.actor.close()
@@ -305,7 +313,7 @@ def resume(
 
 
 def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None, control: Any,
-                       json_logger_only: bool = False) -> dict[str, Any]:
+                       json_logger_only: bool = False, before_fit: Callable[[], Any] | None = None) -> dict[str, Any]:
     from .interruption import RunOutcome, watch_for_interrupt
     from .scaling import parallelism_request, trial_bundles
     from .summary import build_summary, trial_rows, write_summary
@@ -317,7 +325,9 @@ def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, p
         # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
         slots = parallel or spec.parallel_trials
         with parallelism_request(trial_bundles(trial_resources(spec), slots), spec.name), _warm_actors(slots), \
-                _json_logger_only(json_logger_only), watch_for_interrupt() as outcome:
+                _cached_trainable_lookups(), _json_logger_only(json_logger_only), watch_for_interrupt() as outcome:
+            if before_fit is not None:  # after the scale-up request: workers start meanwhile
+                before_fit()
             tuner.fit()
     except BaseException as exc:
         failure = exc
@@ -354,6 +364,14 @@ def _json_logger_only(enabled: bool) -> Iterator[None]:
         yield
     finally:
         os.environ.pop(AUTO_LOGGERS_ENV, None)
+
+
+def _cached_trainable_lookups() -> Any:
+    """Tune looks the trainable up in Ray's GCS five times per trial; this thread's ``fit()``
+    remembers the answers (a private Tune name, loaded only here)."""
+    from .registry_cache import cached_trainable_lookups
+
+    return cached_trainable_lookups()
 
 
 def _warm_actors(slots: int) -> Any:

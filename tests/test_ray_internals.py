@@ -54,9 +54,9 @@ def test_only_the_internals_module_imports_private_ray():
 
 #: Private Ray names used outside ``sim/`` (each guarded where it is used): recovery.py reads
 #: Tune's saved state and puts a newer checkpoint back on a trial; warm_actors.py keeps idle
-#: trial actors.
+#: trial actors; registry_cache.py remembers the trainable look-ups.
 OUTSIDE_SIM = (("ray.train._internal.session", "_TrainingResult"), ("ray.tune.utils.object_cache", "_ObjectCache"),
-               ("ray.tune.utils.serialization", "_loads_with_cloudpickle"))
+               ("ray.tune.utils.serialization", "_loads_with_cloudpickle"), ("ray.tune.registry", "_global_registry"))
 
 
 @pytest.mark.parametrize("module, name", OUTSIDE_SIM)
@@ -64,7 +64,7 @@ def test_private_ray_name_used_outside_sim_exists(module, name):
     """Fails loudly when a Ray release moves a name that recovery or warm actors rely on."""
     import importlib
 
-    assert hasattr(importlib.import_module(module), name), f"{module}.{name} is gone: see recovery.py / warm_actors.py"
+    assert hasattr(importlib.import_module(module), name), f"{module}.{name} is gone: see recovery.py / warm_actors.py / registry_cache.py"
 
 
 def test_the_tune_state_recovery_rewrites_has_the_fields_it_expects():

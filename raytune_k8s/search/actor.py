@@ -72,6 +72,18 @@ class ActorSearcher(Searcher):
         self._started = 0  # suggestions given to trials since the courier last looked
         self._outbox: list[tuple[str, dict | None, bool]] = []  # results since the courier last looked
 
+    def start(self) -> None:
+        """Start the actor now (Ray must be up), so its first suggestions are computed while Tune
+        sets up rather than after Tune first asks."""
+        self._start_courier()
+
+    def wait_for_suggestions(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s until the actor's first answer arrives (True if it did). For
+        the driver before ``fit()``: Tune, finding no suggestion and nothing running, sleeps a
+        whole second before it asks again."""
+        self.start()
+        return self._arrived.wait(timeout)
+
     def limit_prefetch(self, prefetch: int) -> None:
         """Keep at most ``prefetch`` suggestions ready (the experiment's effective parallelism)."""
         self._prefetch = max(1, min(self._prefetch, prefetch))

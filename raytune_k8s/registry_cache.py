@@ -1,0 +1,124 @@
+"""Look a trainable up in Tune's registry once per experiment, not five times per trial.
+
+Tune's registry keeps each trainable in Ray's GCS key-value store, and Tune's controller looks
+the experiment's trainable up there five times for every trial it starts (``validate_trainable``
+three times, ``get_trainable_cls`` twice), each a synchronous round trip to the GCS. On a busy
+2-core node those round trips are a large part of the driver's cost per trial (measured in
+``benchmarks/README.md``). Inside :func:`cached_trainable_lookups` the thread running ``fit()``
+answers a repeated look-up from memory.
+
+The registry has no public hook, so this replaces the ``contains`` and ``get`` methods of
+``ray.tune.registry._global_registry`` (a private name), confined as :mod:`.warm_actors` is:
+
+* only while some ``fit()`` is inside the block, and only for the threads inside it; any other
+  thread, and a look-up that finds nothing, goes to the GCS as before;
+* ``register`` and ``unregister`` (anyone's) drop every remembered answer, so a trainable
+  registered again under the same name is read afresh;
+* if the private name is missing, it warns once and Tune looks up as it always did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from typing import Any, Callable, Iterator
+
+_state_lock = threading.Lock()
+_active = 0
+_originals: dict[str, Callable[..., Any]] = {}
+_own: set[str] = set()  # the replaced names that were the instance's own attributes, not its class's
+_local = threading.local()  # .memo, .generation: this thread's remembered answers, while in the block
+_generation = 0  # bumped by every register/unregister: remembered answers older than it are stale
+_warned = False
+
+
+def _registry() -> Any:
+    from ray.tune.registry import _global_registry
+
+    return _global_registry
+
+
+def _memo() -> dict[tuple[str, str], Any] | None:
+    memo = getattr(_local, "memo", None)
+    if memo is not None and _local.generation != _generation:
+        memo.clear()
+        _local.generation = _generation
+    return memo
+
+
+def _get(category: str, key: str) -> Any:
+    memo = _memo()
+    if memo is None:
+        return _originals["get"](category, key)
+    if (category, key) not in memo:
+        memo[(category, key)] = _originals["get"](category, key)
+    return memo[(category, key)]
+
+
+def _contains(category: str, key: str) -> bool:
+    memo = _memo()
+    if memo is not None and (category, key) in memo:
+        return True
+    return _originals["contains"](category, key)
+
+
+def _invalidating(name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        global _generation
+        try:
+            return _originals[name](*args, **kwargs)
+        finally:
+            _generation += 1
+
+    return call
+
+
+_REPLACEMENTS: dict[str, Callable[..., Any]] = {
+    "get": _get, "contains": _contains, "register": _invalidating("register"), "unregister": _invalidating("unregister"),
+}
+
+
+def _warn_once(reason: object) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(f"Tune's trainable look-ups are not cached on this Ray ({reason})", RuntimeWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def cached_trainable_lookups() -> Iterator[None]:
+    """Within this block, this thread's look-ups in Tune's trainable registry are remembered."""
+    global _active
+    try:
+        registry = _registry()
+        for name in _REPLACEMENTS:
+            getattr(registry, name)
+    except (ImportError, AttributeError) as missing:
+        _warn_once(missing)
+        yield
+        return
+    with _state_lock:
+        if _active == 0:
+            for name, replacement in _REPLACEMENTS.items():
+                _originals[name] = getattr(registry, name)
+                if name in vars(registry):
+                    _own.add(name)
+                setattr(registry, name, replacement)
+        _active += 1
+    outer = getattr(_local, "memo", None), getattr(_local, "generation", None)
+    _local.memo, _local.generation = {}, _generation
+    try:
+        yield
+    finally:
+        _local.memo, _local.generation = outer
+        with _state_lock:
+            _active -= 1
+            if _active == 0:
+                for name in _REPLACEMENTS:
+                    if name in _own:
+                        setattr(registry, name, _originals[name])
+                    else:
+                        delattr(registry, name)  # the class's method shows again
+                _originals.clear()
+                _own.clear()

@@ -1,0 +1,115 @@
+"""What keeps the driver's cost per trial flat (issue 13): the FIFO queue, the trainable look-ups
+remembered for one ``fit()``, and the searcher actor's suggestions ready before Tune first asks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.registry import TRAINABLE_CLASS, _global_registry, get_trainable_cls, register_trainable
+
+from raytune_k8s import registry_cache
+from raytune_k8s.experiment import prepare
+from raytune_k8s.fifo import QueuedFIFOScheduler
+from raytune_k8s.registry_cache import cached_trainable_lookups
+
+
+class Queued:
+    """What the scheduler reads of a trial: its status."""
+
+    def __init__(self, name: str, status: str = Trial.PENDING):
+        self.name, self.status = name, status
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def test_fifo_queue_picks_in_tune_order_and_forgets_ended_trials():
+    scheduler = QueuedFIFOScheduler()
+    a, b, c = Queued("a", Trial.RUNNING), Queued("b"), Queued("c")
+    for trial in (a, b, c):
+        scheduler.on_trial_add(None, trial)
+    assert scheduler.choose_trial_to_run(None) is b  # the first pending, past the running one
+    b.status = Trial.RUNNING
+    assert scheduler.choose_trial_to_run(None) is c
+    c.status, a.status = Trial.PAUSED, Trial.TERMINATED
+    assert scheduler.choose_trial_to_run(None) is c  # no pending: the first paused
+    assert a not in scheduler._queue  # ended: dropped on the way
+    b.status = Trial.PENDING  # Tune retries b after a failure and adds it again: back of the queue
+    scheduler.on_trial_add(None, b)
+    d = Queued("d")
+    scheduler.on_trial_add(None, d)
+    assert scheduler.choose_trial_to_run(None) is b
+    b.status = Trial.ERROR
+    assert scheduler.choose_trial_to_run(None) is d
+    scheduler.on_trial_complete(None, d, {})
+    c.status = Trial.TERMINATED
+    assert scheduler.choose_trial_to_run(None) is None
+    assert scheduler._queue == {}
+
+
+def test_fifo_queue_is_not_pickled_with_its_trials():
+    import pickle
+
+    scheduler = QueuedFIFOScheduler()
+    scheduler.on_trial_add(None, Queued("a"))
+    assert pickle.loads(pickle.dumps(scheduler))._queue == {}
+
+
+def test_trainable_look_ups_go_to_the_gcs_once_per_fit_and_only_in_its_thread(ray_connected, monkeypatch):
+    gets: list[str] = []
+    original_get = type(_global_registry).get
+
+    def counting_get(self, category, key):
+        gets.append(key)
+        return original_get(self, category, key)
+
+    monkeypatch.setattr(type(_global_registry), "get", counting_get)
+    register_trainable("speed-test-a", lambda config: {"v": 1})
+    with cached_trainable_lookups():
+        first = get_trainable_cls("speed-test-a")
+        assert get_trainable_cls("speed-test-a") is first
+        assert gets == ["speed-test-a"]
+        other: list = []
+        thread = threading.Thread(target=lambda: other.append(get_trainable_cls("speed-test-a")))
+        thread.start()
+        thread.join()
+        assert gets == ["speed-test-a"] * 2  # another thread reads the GCS as always
+        register_trainable("speed-test-a", lambda config: {"v": 2})  # registered again: read afresh
+        assert get_trainable_cls("speed-test-a") is not first
+        assert gets == ["speed-test-a"] * 3
+        with pytest.raises(tune.TuneError, match="Unknown trainable"):
+            get_trainable_cls("speed-test-never-registered")  # not remembered as present
+    assert "get" not in vars(_global_registry) and "contains" not in vars(_global_registry)
+    get_trainable_cls("speed-test-a")
+    assert gets == ["speed-test-a"] * 4  # outside the block: the GCS again
+    _global_registry.unregister(TRAINABLE_CLASS, "speed-test-a")
+
+
+def test_a_missing_registry_warns_once_and_runs_on(monkeypatch):
+    monkeypatch.setattr(registry_cache, "_warned", False)
+    monkeypatch.setattr(registry_cache, "_registry", lambda: object())
+    with pytest.warns(RuntimeWarning, match="not cached") as caught:
+        with cached_trainable_lookups():
+            pass
+        with cached_trainable_lookups():
+            pass
+    assert len([w for w in caught if "not cached" in str(w.message)]) == 1
+
+
+def test_the_searcher_actor_has_suggestions_ready_before_tune_asks(ray_connected):
+    plan = prepare({
+        "name": "ready-early", "objective": {"type": "minimize", "objectiveMetricName": "value"},
+        "algorithm": {"algorithmName": "random"}, "parallelTrialCount": 2, "maxTrialCount": 4,
+        "parameters": [{"name": name, "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}} for name in "xy"],
+        "trial": {"trainable": "branin"},
+    })
+    try:
+        plan.actor.start()
+        assert plan.actor.wait_for_suggestions(60)
+        config = plan.searcher.suggest("t0")  # the first ask finds one ready: no "ask again"
+        assert config is not None and 0 <= config["x"] <= 1
+    finally:
+        plan.actor.close()
