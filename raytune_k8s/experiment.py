@@ -109,7 +109,8 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
     if searcher_actor:
         from .search.actor import ActorSearcher
 
-        built_searcher = actor = ActorSearcher(built_searcher, prefetch=spec.parallel_trials, actor_options=searcher_resources(spec))
+        built_searcher = actor = ActorSearcher(built_searcher, prefetch=spec.parallel_trials, actor_options=searcher_resources(spec),
+                                               first_here=searcher is None)  # a user's searcher may be slow to start
     from .search.strategy import ObjectiveStrategy
 
     built_searcher = ObjectiveStrategy(built_searcher, spec.objective.metric, spec.objective.strategy(spec.objective.metric))

@@ -4,6 +4,7 @@ remembered for one ``fit()``, and the searcher actor's suggestions ready before 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from ray import tune
@@ -113,3 +114,31 @@ def test_the_searcher_actor_has_suggestions_ready_before_tune_asks(ray_connected
         assert config is not None and 0 <= config["x"] <= 1
     finally:
         plan.actor.close()
+
+
+def test_first_suggestions_made_in_the_driver_are_continued_by_the_actor(ray_connected):
+    """The first suggestions come from the driver at once; the actor then continues the same
+    searcher: a grid of 12 is walked once, nothing repeated or skipped."""
+    from ray.tune.search import Searcher
+
+    from raytune_k8s.search.actor import ActorSearcher
+
+    from .test_searcher_actor import _grid_of_twelve
+
+    searcher = ActorSearcher(_grid_of_twelve(), prefetch=3, first_here=True)
+    try:
+        searcher.start()
+        configs = [searcher.suggest(f"t{i}") for i in range(3)]
+        assert None not in configs  # ready at once: no actor has answered yet
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            config = searcher.suggest(f"t{len(configs)}")
+            if config == Searcher.FINISHED:
+                break
+            if config is not None:
+                configs.append(config)
+            time.sleep(0.01)
+        assert sorted((c["a"], c["b"]) for c in configs) == sorted((a, b) for a in range(1, 7) for b in ("x", "y"))
+        assert searcher.restarts == 0
+    finally:
+        searcher.close()

@@ -31,6 +31,7 @@ from ray.tune.search import Searcher
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .searcher_host import KeySet, SearcherHost
+from .stateful import bytes_via_file
 
 MAX_RESTARTS_IN_ROW = 3  # the actor died this often without answering once: give up
 
@@ -44,10 +45,12 @@ class ActorSearcher(Searcher):
     dies. It holds the searcher weakly and ends with it.
     """
 
-    def __init__(self, searcher: Searcher, *, prefetch: int, actor_options: dict[str, Any] | None = None):
+    def __init__(self, searcher: Searcher, *, prefetch: int, actor_options: dict[str, Any] | None = None,
+                 first_here: bool = False):
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self._template = searcher
         self._prefetch = prefetch
+        self._first_here = first_here  # start() makes the first suggestions in the driver
         self._actor_options = {"num_cpus": 0, **(actor_options or {})}
         self._snapshot: tuple[int, bytes, KeySet] | None = None
         self._results: dict[str, tuple[dict | None, bool]] = {}  # results not yet in a snapshot
@@ -73,9 +76,32 @@ class ActorSearcher(Searcher):
         self._outbox: list[tuple[str, dict | None, bool]] = []  # results since the courier last looked
 
     def start(self) -> None:
-        """Start the actor now (Ray must be up), so its first suggestions are computed while Tune
-        sets up rather than after Tune first asks."""
+        """Start the actor now (Ray must be up), so its suggestions are computed while Tune sets
+        up rather than after Tune first asks. With ``first_here`` (a searcher whose first
+        suggestions are cheap draws, as every built-in algorithm's are), the first ``prefetch``
+        are made here, so the first trials start while the actor's process is still starting."""
+        if self._first_here and self._courier is None and self._snapshot is None:
+            self._suggest_first_here()
         self._start_courier()
+
+    def _suggest_first_here(self) -> None:
+        """The searcher's first suggestions, made in the driver, and a snapshot of it after them
+        (the form the actor's own snapshots take), from which the actor starts: it continues the
+        same searcher, with those suggestions counted as handed out."""
+        items: list[tuple[str, dict]] = []
+        for index in range(self._prefetch):
+            config = self._template.suggest(f"s{index}")
+            if config is None or config == Searcher.FINISHED:
+                break
+            items.append((f"s{index}", config))
+        if not items:
+            return
+        state = {"searcher": bytes_via_file(self._template.save), "folded": KeySet(), "next_key": len(items),
+                 "finished": False, "undelivered": items}
+        with self._lock:
+            self._snapshot = (0, pickle.dumps(state), KeySet())
+            self._ready.extend(items)
+            self._arrived.set()
 
     def wait_for_suggestions(self, timeout: float) -> bool:
         """Block up to ``timeout`` s until the actor's first answer arrives (True if it did). For
