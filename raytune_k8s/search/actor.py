@@ -3,9 +3,10 @@
 Katib runs one suggestion service per experiment; we run one actor
 (:class:`~raytune_k8s.search.searcher_host.SearcherHost`), which hosts any Ray Tune
 ``Searcher`` (ours or a user's) and keeps suggestions ready ahead of the trials. The driver side,
-:class:`ActorSearcher`, never waits on the algorithm nor on Ray: Tune's calls take a ready
-suggestion or return None ("ask again"), and a courier thread carries results and hand-outs to
-the actor, one round trip at a time.
+:class:`ActorSearcher`, never waits on the algorithm nor on Ray while a trial is out: Tune's calls
+take a ready suggestion or return None ("ask again"), and a courier thread carries results and
+hand-outs to the actor, one round trip at a time. Only when no trial is out, where Tune would
+sleep a second before asking again, does ``suggest`` wait up to that second for the answer.
 
 Fault tolerance: the driver keeps the actor's latest snapshot plus every result it sent; if the
 actor dies, a new one is restored from the snapshot and the results it had not yet folded in are
@@ -34,6 +35,7 @@ from .searcher_host import KeySet, SearcherHost
 from .stateful import bytes_via_file
 
 MAX_RESTARTS_IN_ROW = 3  # the actor died this often without answering once: give up
+IDLE_WAIT_S = 1.0  # Tune's own sleep when the searcher has nothing and no trial is out
 
 
 class ActorSearcher(Searcher):
@@ -125,6 +127,16 @@ class ActorSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict | str | None:
         self._start_courier()
+        with self._lock:
+            # No trial of this search is out (none pending, running or paused): Tune, given
+            # None, sleeps a whole second before it asks again. Wait that second here instead,
+            # woken by the actor's answer; while any trial is out, never wait.
+            idle = not self._ready and not self._assigned and not self._finished and self._error is None
+            if idle:
+                self._arrived.clear()
+        if idle:
+            self._wake.set()
+            self._arrived.wait(IDLE_WAIT_S)
         with self._lock:
             if self._error is not None:
                 raise self._error
