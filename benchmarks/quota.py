@@ -258,11 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=10.0, help="replay: worker idle timeout (s)")
     parser.add_argument("--pod-start-s", type=float, default=0.0, help="replay: seconds each worker pod takes to start")
     parser.add_argument("--head-in-quota", action="store_true", help=f"replay: the head pod ({HEAD_VCPU} vCPU) counts against the tenant quota")
-    parser.add_argument("--max-starting", type=int, default=2,
-                        help="replay: most worker nodes of one cluster starting Ray at once (default 2; 0: no limit). "
-                             "A node's raylet aborts when its dashboard agent has not written its port within 15 s; with "
-                             "the machine's load average at 45-75 (other work), every node of the two clusters started at "
-                             "once did")
+    parser.add_argument("--max-starting", type=int, default=0,
+                        help="replay: most worker nodes of one cluster starting Ray at once (default 0: no limit, as "
+                             "KubeRay creates a scale-up's pods together). On a machine at load average 45-75 (other "
+                             "work), 2 kept nodes from giving up on their slow agents")
     parser.add_argument("--epochs", type=int, default=3, help="real: epochs per MXNet trial")
     parser.add_argument("--only", choices=sorted(QUOTAS), help=argparse_suppress())
     parser.add_argument("--partial-out", type=Path, help=argparse_suppress())
@@ -347,8 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     md = (
         f"# Katib quota comparison ({args.mode} mode{scale})\n\n{markdown_table(headers, rows)}\n\n"
         + "".join(f"Note: {n}\n\n" for n in notes)
-        + "Both tenants ran at the same time on this shared 2-core machine, under CPU contention from other work "
-        + f"(load average at the end {'/'.join(f'{x:.1f}' for x in os.getloadavg())} over 1/5/15 min).\n\n"
+        + "Both tenants ran at the same time on this 2-core machine, each on a simulated cluster of its own "
+        + f"(load average at the end {'/'.join(f'{x:.1f}' for x in os.getloadavg())} over 1/5/15 min; the run's own "
+        + "processes count too, anything well above 2 is other work).\n\n"
         + f"Command: `{data['environment']['command']}`\n"
     )
     plt = pyplot()
