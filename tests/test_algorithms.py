@@ -228,7 +228,10 @@ def test_pbt_trial_resumes_from_a_copied_checkpoint_with_perturbed_params(ray_co
     tuner = tune.Tuner(
         tune.with_resources(_pbt_trainable, {"cpu": 0.1}),
         tune_config=tune.TuneConfig(metric="value", mode="max", search_alg=search.searcher, scheduler=search.scheduler,
-                                    num_samples=10, max_concurrent_trials=5, reuse_actors=True),  # as run() does
+                                    # Tune's default: with reuse_actors=True (as run() does) a clean-clone run once
+                                    # ended with one 0.1-CPU trial's resources still held in the session's Ray, and
+                                    # later tests needing both CPUs waited for ever.
+                                    num_samples=10, max_concurrent_trials=5),
         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
     )
     results = tuner.fit()
