@@ -1,9 +1,9 @@
 """First-in, first-out trial order at a cost that does not grow with the experiment.
 
 Tune's ``FIFOScheduler`` picks the next trial by scanning every trial of the experiment, twice
-when none waits, and Tune asks it at every step of its loop: at 10,000 trials that scan is a
-third of the growth in cost per trial. This scheduler keeps the trials that may still run (added
-and not yet ended) in the order Tune added them, and picks from those.
+when none waits, and Tune asks it at every step of its loop (0.7 s of the driver's time over
+1,000 trials, profiled; more per step as trials accumulate). This scheduler keeps the trials that
+may still run (added and not yet ended) in the order Tune added them, and picks from those.
 """
 
 from __future__ import annotations
