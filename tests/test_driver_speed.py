@@ -142,3 +142,36 @@ def test_first_suggestions_made_in_the_driver_are_continued_by_the_actor(ray_con
         assert searcher.restarts == 0
     finally:
         searcher.close()
+
+
+def test_a_finished_search_stops_asking_its_actor_but_still_reports_results(ray_connected):
+    """A finished search's actor answers at once; asking it again with nothing to send spun the
+    driver and the actor at about 40 % of a core each for the rest of the experiment."""
+    from ray.tune.search import Searcher
+
+    from raytune_k8s.search.actor import ActorSearcher
+
+    from .test_searcher_actor import _grid_of_twelve, _wait_for
+
+    searcher = ActorSearcher(_grid_of_twelve(), prefetch=12, first_here=True)
+    try:
+        searcher.start()
+        given = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            config = searcher.suggest(f"t{len(given)}")
+            if config == Searcher.FINISHED:
+                break
+            if config is not None:
+                given.append(f"t{len(given)}")
+            time.sleep(0.01)
+        assert len(given) == 12
+        time.sleep(0.5)  # the last round trip comes back
+        before = searcher.round_trips
+        time.sleep(1.0)
+        assert searcher.round_trips - before <= 1
+        for trial_id in given:
+            searcher.on_trial_complete(trial_id, result={"v": 1.0})
+        assert _wait_for(lambda: searcher.observations() == 12, timeout=30)
+    finally:
+        searcher.close()

@@ -59,6 +59,7 @@ class ActorSearcher(Searcher):
         self._assigned: dict[str, str] = {}  # trial_id -> suggestion key
         self._ready: deque[tuple[str, dict]] = deque()
         self.restarts = 0
+        self.round_trips = 0  # exchanges with the actor so far
         self._failures_in_row = 0
         self._init_runtime()
 
@@ -197,8 +198,11 @@ class ActorSearcher(Searcher):
                 self._ready.extend(items)
                 self._finished = finished
                 self._arrived.set()
+        if self._finished and not (started or outbox):
+            return  # a finished search answers at once: asking again with nothing to send would spin
         known = self._snapshot[0] if self._snapshot else -1
         exchange = host.exchange.remote(known, started, outbox).future()
+        self.round_trips += 1
         exchange.add_done_callback(lambda _, wake=self._wake: wake.set())
         self._exchange = exchange
 
