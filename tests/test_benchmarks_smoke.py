@@ -112,6 +112,18 @@ def test_quota_replay_smoke(tmp_path):
             assert u[key] > 0, (user, key)
         # The ideal is the paper's trials packed into the slots with no overhead: never beaten.
         assert u["efficiency"] <= 1 and u["ideal_min"] <= u["wall_min"], (user, u["ideal_min"], u["wall_min"])
+        # Workers that came up late only delay the ideal.
+        assert len(u["workers_up_at_s"]) == slots and u["ideal_given_workers_min"] >= u["ideal_min"]
+        assert u["efficiency_given_workers"] > 0 and u["first_trial_s"] > 0
+
+
+def test_the_ideal_schedule_waits_for_each_worker():
+    from benchmarks.quota import ideal_makespan
+
+    assert ideal_makespan([2, 2], 2) == 2
+    assert ideal_makespan([2, 2], 2, ready_at=[0, 5]) == 4  # the late worker is never needed
+    assert ideal_makespan([2, 2], 2, ready_at=[3, 5]) == 7
+    assert ideal_makespan([1, 1, 1], 3, ready_at=[4]) == 2  # unlisted workers are there from the start
 
 
 @pytest.mark.benchmark_smoke
