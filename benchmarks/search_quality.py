@@ -403,7 +403,7 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         data["method"],
         "",
-        *([f"Settings given to raytune_k8s's algorithms in this run (not the peers): "
+        *(["Settings given to raytune_k8s's algorithms in this run (not the peers): "
            + ", ".join(f"`{k}: {v}`" for k, v in data["settings"].items()) + ".", ""] if data.get("settings") else []),
         "Seeds per method: " + ", ".join(f"{m} {n}" for m, n in data["seeds"].items())
         + (f". The GP methods ({', '.join(SLOW)}) get fewer: they took {_slow_cost(data)} CPU per evaluation here, "

@@ -8,7 +8,8 @@ three times, ``get_trainable_cls`` twice), each a synchronous round trip to the 
 answers a repeated look-up from memory.
 
 The registry has no public hook, so this replaces the ``contains`` and ``get`` methods of
-``ray.tune.registry._global_registry`` (a private name), confined as :mod:`.warm_actors` is:
+``ray.tune.registry._global_registry`` (a private name), confined as :mod:`.warm_actors` is
+(by :class:`.confined_patch.ConfinedPatch`):
 
 * only while some ``fit()`` is inside the block, and only for the threads inside it; any other
   thread, and a look-up that finds nothing, goes to the GCS as before;
@@ -21,16 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import warnings
 from typing import Any, Callable, Iterator
 
-_state_lock = threading.Lock()
-_active = 0
-_originals: dict[str, Callable[..., Any]] = {}
-_own: set[str] = set()  # the replaced names that were the instance's own attributes, not its class's
+from .confined_patch import ConfinedPatch
+
 _local = threading.local()  # .memo, .generation: this thread's remembered answers, while in the block
 _generation = 0  # bumped by every register/unregister: remembered answers older than it are stale
-_warned = False
 
 
 def _registry() -> Any:
@@ -50,9 +47,9 @@ def _memo() -> dict[tuple[str, str], Any] | None:
 def _get(category: str, key: str) -> Any:
     memo = _memo()
     if memo is None:
-        return _originals["get"](category, key)
+        return _PATCH.original("get")(category, key)
     if (category, key) not in memo:
-        memo[(category, key)] = _originals["get"](category, key)
+        memo[(category, key)] = _PATCH.original("get")(category, key)
     return memo[(category, key)]
 
 
@@ -60,14 +57,14 @@ def _contains(category: str, key: str) -> bool:
     memo = _memo()
     if memo is not None and (category, key) in memo:
         return True
-    return _originals["contains"](category, key)
+    return _PATCH.original("contains")(category, key)
 
 
 def _invalidating(name: str) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         global _generation
         try:
-            return _originals[name](*args, **kwargs)
+            return _PATCH.original(name)(*args, **kwargs)
         finally:
             _generation += 1
 
@@ -79,46 +76,19 @@ _REPLACEMENTS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _warn_once(reason: object) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        warnings.warn(f"Tune's trainable look-ups are not cached on this Ray ({reason})", RuntimeWarning, stacklevel=3)
+_PATCH = ConfinedPatch(lambda: _registry(), _REPLACEMENTS, missing="Tune's trainable look-ups are not cached on this Ray ({reason})")
 
 
 @contextlib.contextmanager
 def cached_trainable_lookups() -> Iterator[None]:
     """Within this block, this thread's look-ups in Tune's trainable registry are remembered."""
-    global _active
-    try:
-        registry = _registry()
-        for name in _REPLACEMENTS:
-            getattr(registry, name)
-    except (ImportError, AttributeError) as missing:
-        _warn_once(missing)
-        yield
-        return
-    with _state_lock:
-        if _active == 0:
-            for name, replacement in _REPLACEMENTS.items():
-                _originals[name] = getattr(registry, name)
-                if name in vars(registry):
-                    _own.add(name)
-                setattr(registry, name, replacement)
-        _active += 1
-    outer = getattr(_local, "memo", None), getattr(_local, "generation", None)
-    _local.memo, _local.generation = {}, _generation
-    try:
-        yield
-    finally:
-        _local.memo, _local.generation = outer
-        with _state_lock:
-            _active -= 1
-            if _active == 0:
-                for name in _REPLACEMENTS:
-                    if name in _own:
-                        setattr(registry, name, _originals[name])
-                    else:
-                        delattr(registry, name)  # the class's method shows again
-                _originals.clear()
-                _own.clear()
+    with _PATCH.applied() as applied:
+        if not applied:
+            yield
+            return
+        outer = getattr(_local, "memo", None), getattr(_local, "generation", None)
+        _local.memo, _local.generation = {}, _generation
+        try:
+            yield
+        finally:
+            _local.memo, _local.generation = outer

@@ -13,7 +13,8 @@ Tune has no public setting for its actor cache, so this leans on two private nam
 
 * imported only by :func:`warm_trial_actors`, and when either name is missing it warns once and
   Tune keeps its own cache (trials still run; idle actors are just not kept);
-* the controller's factory is replaced only while some ``fit()`` is inside the block, and the
+* the controller's factory is replaced (by :class:`.confined_patch.ConfinedPatch`) only while some
+  ``fit()`` is inside the block, and the
   replacement hands the larger cache only to a controller built in a thread that is inside the
   block (Tune builds it in the thread calling ``fit()``): other experiments in the process get
   Tune's own cache, and two experiments in two threads run at once, not one after the other.
@@ -24,14 +25,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-_state_lock = threading.Lock()  # guards the swap's reference count (held for microseconds)
-_active = 0
-_original: Callable[..., Any] | None = None
+from .confined_patch import ConfinedPatch
+
 _local = threading.local()  # .limit: this thread's experiment's limit, while in the block
-_warned = False
 
 
 @functools.cache
@@ -76,45 +74,35 @@ def _factory(may_keep_one: bool = True) -> Any:
     """What Tune's controller calls for its cache: ours in a thread inside the block, else Tune's."""
     limit = getattr(_local, "limit", None)
     if limit is None:
-        assert _original is not None
-        return _original(may_keep_one=may_keep_one)
+        return _PATCH.original("_ObjectCache")(may_keep_one=may_keep_one)
     return cache_class()(limit, may_keep_one)
 
 
-def _warn_once(reason: object) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        warnings.warn(f"trial actors are not kept warm on this Ray ({reason}); Tune's own actor cache is used",
-                      RuntimeWarning, stacklevel=3)
+def _controller_module() -> Any:
+    """Tune's controller module, whose ``_ObjectCache`` is replaced (Tune's private cache base
+    class must import too)."""
+    from ray.tune.execution import tune_controller
+
+    cache_class()
+    return tune_controller
+
+
+_PATCH = ConfinedPatch(
+    _controller_module, {"_ObjectCache": _factory},
+    missing="trial actors are not kept warm on this Ray ({reason}); Tune's own actor cache is used",
+)
 
 
 @contextlib.contextmanager
 def warm_trial_actors(limit: int) -> Iterator[None]:
     """Within this block, a Tune experiment started in this thread keeps up to ``limit`` idle
     trial actors for reuse (Tune reads the factory once, when ``fit()`` builds its controller)."""
-    global _active, _original
-    try:
-        from ray.tune.execution import tune_controller
-
-        cache_class()
-        current = tune_controller._ObjectCache
-    except (ImportError, AttributeError) as missing:
-        _warn_once(missing)
-        yield
-        return
-    with _state_lock:
-        if _active == 0:
-            _original = current
-            tune_controller._ObjectCache = _factory  # type: ignore[attr-defined]
-        _active += 1
-    outer, _local.limit = getattr(_local, "limit", None), limit
-    try:
-        yield
-    finally:
-        _local.limit = outer
-        with _state_lock:
-            _active -= 1
-            if _active == 0:
-                tune_controller._ObjectCache = _original  # type: ignore[attr-defined]
-                _original = None
+    with _PATCH.applied() as applied:
+        if not applied:
+            yield
+            return
+        outer, _local.limit = getattr(_local, "limit", None), limit
+        try:
+            yield
+        finally:
+            _local.limit = outer

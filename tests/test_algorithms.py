@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import qmc
 
-from raytune_k8s.search import ALGORITHMS, Search, create_search, create_searcher
+from raytune_k8s.search import ALGORITHMS, Search, create_search
 from raytune_k8s.search.hyperband import schedule
 from raytune_k8s.space import SearchSpace
 from raytune_k8s.spec import SpecError, parse_spec

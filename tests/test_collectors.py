@@ -3,8 +3,6 @@ what Katib's collectors read, what a trial reports, and that its processes end w
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import textwrap
 import time
@@ -13,7 +11,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from raytune_k8s.collectors import create_collector
 from raytune_k8s.collectors.stdout import StdOutCollector
 from raytune_k8s.spec import MetricsCollectorSpec
 from raytune_k8s.trials.command import CommandTrial, MetricsUnavailable, TrialTimeout, run_trial_process

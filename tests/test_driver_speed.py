@@ -90,7 +90,7 @@ def test_trainable_look_ups_go_to_the_gcs_once_per_fit_and_only_in_its_thread(ra
 
 
 def test_a_missing_registry_warns_once_and_runs_on(monkeypatch):
-    monkeypatch.setattr(registry_cache, "_warned", False)
+    monkeypatch.setattr(registry_cache._PATCH, "warned", False)
     monkeypatch.setattr(registry_cache, "_registry", lambda: object())
     with pytest.warns(RuntimeWarning, match="not cached") as caught:
         with cached_trainable_lookups():
@@ -98,6 +98,22 @@ def test_a_missing_registry_warns_once_and_runs_on(monkeypatch):
         with cached_trainable_lookups():
             pass
     assert len([w for w in caught if "not cached" in str(w.message)]) == 1
+
+
+def _suggest_until_finished(searcher, first: int = 0, timeout: float = 60) -> list[dict]:
+    """Ask as Tune does (trial ids t<first>, t<first+1>, ...) until the search is finished."""
+    from ray.tune.search import Searcher
+
+    configs: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        config = searcher.suggest(f"t{first + len(configs)}")
+        if config == Searcher.FINISHED:
+            return configs
+        if config is not None:
+            configs.append(config)
+        time.sleep(0.01)
+    raise AssertionError(f"not finished after {timeout} s: {len(configs)} suggestions")
 
 
 def test_the_searcher_actor_has_suggestions_ready_before_tune_asks(ray_connected):
@@ -119,8 +135,6 @@ def test_the_searcher_actor_has_suggestions_ready_before_tune_asks(ray_connected
 def test_first_suggestions_made_in_the_driver_are_continued_by_the_actor(ray_connected):
     """The first suggestions come from the driver at once; the actor then continues the same
     searcher: a grid of 12 is walked once, nothing repeated or skipped."""
-    from ray.tune.search import Searcher
-
     from raytune_k8s.search.actor import ActorSearcher
 
     from .test_searcher_actor import _grid_of_twelve
@@ -130,14 +144,7 @@ def test_first_suggestions_made_in_the_driver_are_continued_by_the_actor(ray_con
         searcher.start()
         configs = [searcher.suggest(f"t{i}") for i in range(3)]
         assert None not in configs  # ready at once: no actor has answered yet
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            config = searcher.suggest(f"t{len(configs)}")
-            if config == Searcher.FINISHED:
-                break
-            if config is not None:
-                configs.append(config)
-            time.sleep(0.01)
+        configs += _suggest_until_finished(searcher, first=len(configs))
         assert sorted((c["a"], c["b"]) for c in configs) == sorted((a, b) for a in range(1, 7) for b in ("x", "y"))
         assert searcher.restarts == 0
     finally:
@@ -147,8 +154,6 @@ def test_first_suggestions_made_in_the_driver_are_continued_by_the_actor(ray_con
 def test_a_finished_search_stops_asking_its_actor_but_still_reports_results(ray_connected):
     """A finished search's actor answers at once; asking it again with nothing to send spun the
     driver and the actor at about 40 % of a core each for the rest of the experiment."""
-    from ray.tune.search import Searcher
-
     from raytune_k8s.search.actor import ActorSearcher
 
     from .test_searcher_actor import _grid_of_twelve, _wait_for
@@ -156,15 +161,7 @@ def test_a_finished_search_stops_asking_its_actor_but_still_reports_results(ray_
     searcher = ActorSearcher(_grid_of_twelve(), prefetch=12, first_here=True)
     try:
         searcher.start()
-        given = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            config = searcher.suggest(f"t{len(given)}")
-            if config == Searcher.FINISHED:
-                break
-            if config is not None:
-                given.append(f"t{len(given)}")
-            time.sleep(0.01)
+        given = [f"t{i}" for i in range(len(_suggest_until_finished(searcher)))]
         assert len(given) == 12
         time.sleep(0.5)  # the last round trip comes back
         before = searcher.round_trips

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -249,7 +248,7 @@ def test_fields_without_effect_are_noted_not_ignored(tmp_path, capsys):
     assert main(["validate", str(path)]) == 0
     err = capsys.readouterr().err
     for field in ("metadata.labels", "spec.template.spec.restartPolicy", "spec.trialTemplate.trialSpec.spec.backoffLimit"):
-        assert f"note: " in err and field in err, err
+        assert "note: " in err and field in err, err
 
 
 def test_active_deadline_is_the_trial_timeout():

@@ -14,7 +14,6 @@ import time
 
 import cloudpickle
 import pytest
-from ray import tune
 from ray.tune.search import Searcher
 
 from raytune_k8s.search.actor import MAX_RESTARTS_IN_ROW, ActorSearcher
@@ -94,7 +93,7 @@ def test_a_missing_private_name_warns_once_and_runs_on(monkeypatch):
     from ray.tune.execution import tune_controller
 
     monkeypatch.delattr(tune_controller, "_ObjectCache")
-    monkeypatch.setattr(warm_actors, "_warned", False)
+    monkeypatch.setattr(warm_actors._PATCH, "warned", False)
     with pytest.warns(RuntimeWarning, match="not kept warm") as caught:
         with warm_trial_actors(2):
             pass

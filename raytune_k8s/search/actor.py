@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import pickle
 import threading
-import time
 import weakref
 from collections import deque
 from concurrent.futures import Future

@@ -125,7 +125,7 @@ def _check_trial(spec: ExperimentSpec, problems: Problems, notes: list[str]) -> 
 
         try:
             names = [p.name for p in spec.parameters] + list(NAS_ASSIGNMENTS.get(spec.algorithm.name, ()) if spec.nas_config else ())
-            trial = container_trial(spec.trial_template, names, notes, namespace=spec.namespace)
+            container_trial(spec.trial_template, names, notes, namespace=spec.namespace)
         except SpecError as exc:
             problems.extend(exc)
             return
