@@ -383,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         base += max(lanes, default=-1) + 2
     ax.set_yticks([])
     ax.set_ylabel("trial lanes: user1 (bottom), user2 (top)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)  # under user2's lanes, right of user1's
+    ax.set_xlim(left=0)
     ax.set_title(f"Both tenants' trials, as in Katib's Fig. 5 ({name})")
     ax.set_xlabel("minutes (paper scale)" if replay else "minutes")
     paths = write_outputs(args.out, name, data, md, fig)
