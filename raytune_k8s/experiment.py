@@ -326,7 +326,8 @@ def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, p
         # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
         slots = parallel or spec.parallel_trials
         with parallelism_request(trial_bundles(trial_resources(spec), slots), spec.name), _warm_actors(slots), \
-                _cached_trainable_lookups(), _json_logger_only(json_logger_only), watch_for_interrupt() as outcome:
+                _cached_trainable_lookups(), _skipping_trial_dataframes(), _json_logger_only(json_logger_only), \
+                watch_for_interrupt() as outcome:
             if before_fit is not None:  # after the scale-up request: workers start meanwhile
                 before_fit()
             tuner.fit()
@@ -373,6 +374,14 @@ def _cached_trainable_lookups() -> Any:
     from .registry_cache import cached_trainable_lookups
 
     return cached_trainable_lookups()
+
+
+def _skipping_trial_dataframes() -> Any:
+    """Tune reads every trial's results into a DataFrame at the end of ``fit()``, for a result
+    grid ``run`` never reads (a private Tune name, loaded only here)."""
+    from .unread_dataframes import skipping_trial_dataframes
+
+    return skipping_trial_dataframes()
 
 
 def _warm_actors(slots: int) -> Any:

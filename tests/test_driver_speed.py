@@ -172,3 +172,29 @@ def test_a_finished_search_stops_asking_its_actor_but_still_reports_results(ray_
         assert _wait_for(lambda: searcher.observations() == 12, timeout=30)
     finally:
         searcher.close()
+
+
+def test_the_result_grid_run_drops_gets_no_dataframes_and_others_still_do(ray_connected, tmp_path, monkeypatch):
+    from ray.tune.analysis.experiment_analysis import ExperimentAnalysis
+
+    from raytune_k8s import unread_dataframes
+    from raytune_k8s.unread_dataframes import skipping_trial_dataframes
+
+    def fit(name: str):
+        tuner = tune.Tuner(lambda config: {"v": config["x"]}, param_space={"x": tune.grid_search([1, 2])},
+                           run_config=tune.RunConfig(name=name, storage_path=str(tmp_path), verbose=0))
+        return tuner.fit()
+
+    with skipping_trial_dataframes():
+        grid = fit("skipped")
+        assert "_fetch_trial_dataframes" in vars(ExperimentAnalysis)  # ours, while the block is open
+    assert sorted(r.metrics["v"] for r in grid) == [1, 2]  # metrics, paths and errors as before
+    assert all(r.metrics_dataframe is None for r in grid)
+    grid = fit("kept")  # outside the block: Tune's own
+    assert sorted(r.metrics_dataframe["v"].iloc[-1] for r in grid) == [1, 2]
+
+    monkeypatch.setattr(unread_dataframes._PATCH, "warned", False)
+    monkeypatch.delattr(ExperimentAnalysis, "_fetch_trial_dataframes")  # a Ray without it
+    with pytest.warns(RuntimeWarning, match="built as always"):
+        with skipping_trial_dataframes():
+            pass

@@ -54,7 +54,8 @@ def test_only_the_internals_module_imports_private_ray():
 
 #: Private Ray names used outside ``sim/`` (each guarded where it is used): recovery.py reads
 #: Tune's saved state and puts a newer checkpoint back on a trial; warm_actors.py keeps idle
-#: trial actors; registry_cache.py remembers the trainable look-ups.
+#: trial actors; registry_cache.py remembers the trainable look-ups; unread_dataframes.py skips
+#: the analysis's DataFrames (a method of a public class: pinned below).
 OUTSIDE_SIM = (("ray.train._internal.session", "_TrainingResult"), ("ray.tune.utils.object_cache", "_ObjectCache"),
                ("ray.tune.utils.serialization", "_loads_with_cloudpickle"), ("ray.tune.registry", "_global_registry"))
 
@@ -65,6 +66,12 @@ def test_private_ray_name_used_outside_sim_exists(module, name):
     import importlib
 
     assert hasattr(importlib.import_module(module), name), f"{module}.{name} is gone: see recovery.py / warm_actors.py / registry_cache.py"
+
+
+def test_the_analysis_method_unread_dataframes_replaces_exists():
+    from ray.tune.analysis.experiment_analysis import ExperimentAnalysis
+
+    assert "_fetch_trial_dataframes" in vars(ExperimentAnalysis), "see unread_dataframes.py"
 
 
 def test_the_tune_state_recovery_rewrites_has_the_fields_it_expects():
