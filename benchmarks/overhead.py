@@ -353,7 +353,7 @@ def markdown(data: dict[str, Any]) -> str:
         "clock when it starts) and the marginal cost per trial, the slope of the median wall time between the two sizes "
         f"({data['sizes']} trials; plain Ray Tune's defaults, which start a new trial actor per trial, {data['default_sizes']}); "
         f"{data['repeats']} run(s) per size (the column beside it takes the slope between the fastest run at each size: "
-        "on this machine the same run can take 16 s or 30 s, and noise only adds time). The Ray paths share one warm local Ray head with {NUM_CPUS} CPUs (token auth), "
+        f"on this machine the same run can take 16 s or 30 s, and noise only adds time). The Ray paths share one warm local Ray head with {NUM_CPUS} CPUs (token auth), "
         f"trials {fmt(trial_cpu(data['parallel']))} CPU each; an untimed plain-Tune warm-up ran first (not in --smoke) and the "
         "paths alternate, so drifting load hits all alike. raytune_k8s is the whole `raytune_k8s.run` (spec checks, "
         "searcher actor, Tuner, summary.json; no report); plain Ray Tune is `Tuner(...)` + `fit()` with Tune's default "
