@@ -11,7 +11,8 @@ which this module holds:
 * if the object or a name is missing (another Ray release), it warns once and the block runs
   with nothing replaced.
 
-Which thread a replacement serves is the caller's business (both keep a thread-local).
+A replacement that should serve only the threads inside a block reads a thread-local, which
+:meth:`ConfinedPatch.applied` sets for the block's thread and puts back at its end.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ class ConfinedPatch:
         return self._originals[name]
 
     @contextlib.contextmanager
-    def applied(self) -> Iterator[bool]:
-        """Within this block the replacements are in place; yields False (after warning once)
-        when they could not be made."""
+    def applied(self, local: threading.local | None = None, **values: Any) -> Iterator[bool]:
+        """Within this block the replacements are in place, and ``local`` has ``values`` in this
+        thread (each put back as it was, or None, at the end); yields False (after warning
+        once, setting nothing) when the replacements could not be made."""
         try:
             target = self._target()
             for name in self._replacements:
@@ -64,9 +66,14 @@ class ConfinedPatch:
                         self._own.add(name)
                     setattr(target, name, replacement)
             self._active += 1
+        outer = {name: getattr(local, name, None) for name in values}
+        for name, value in values.items():
+            setattr(local, name, value)
         try:
             yield True
         finally:
+            for name, value in outer.items():
+                setattr(local, name, value)
             with self._lock:
                 self._active -= 1
                 if self._active == 0:

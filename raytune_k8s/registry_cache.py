@@ -82,13 +82,5 @@ _PATCH = ConfinedPatch(lambda: _registry(), _REPLACEMENTS, missing="Tune's train
 @contextlib.contextmanager
 def cached_trainable_lookups() -> Iterator[None]:
     """Within this block, this thread's look-ups in Tune's trainable registry are remembered."""
-    with _PATCH.applied() as applied:
-        if not applied:
-            yield
-            return
-        outer = getattr(_local, "memo", None), getattr(_local, "generation", None)
-        _local.memo, _local.generation = {}, _generation
-        try:
-            yield
-        finally:
-            _local.memo, _local.generation = outer
+    with _PATCH.applied(_local, memo={}, generation=_generation):
+        yield

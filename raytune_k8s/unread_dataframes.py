@@ -47,12 +47,5 @@ _PATCH = ConfinedPatch(
 def skipping_trial_dataframes() -> Iterator[None]:
     """Within this block, an ``ExperimentAnalysis`` built in this thread reads no trial's
     results into a DataFrame."""
-    with _PATCH.applied() as applied:
-        if not applied:
-            yield
-            return
-        outer, _local.skip = getattr(_local, "skip", False), True
-        try:
-            yield
-        finally:
-            _local.skip = outer
+    with _PATCH.applied(_local, skip=True):
+        yield

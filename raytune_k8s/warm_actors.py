@@ -97,12 +97,5 @@ _PATCH = ConfinedPatch(
 def warm_trial_actors(limit: int) -> Iterator[None]:
     """Within this block, a Tune experiment started in this thread keeps up to ``limit`` idle
     trial actors for reuse (Tune reads the factory once, when ``fit()`` builds its controller)."""
-    with _PATCH.applied() as applied:
-        if not applied:
-            yield
-            return
-        outer, _local.limit = getattr(_local, "limit", None), limit
-        try:
-            yield
-        finally:
-            _local.limit = outer
+    with _PATCH.applied(_local, limit=limit):
+        yield

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from raytune_k8s.confined_patch import ConfinedPatch
@@ -24,6 +26,20 @@ def test_names_are_replaced_while_any_block_is_open_and_put_back_as_they_were():
         assert target.get() == "patched"  # the inner block's end does not undo the outer's swap
     assert target.get() == "class" and "get" not in vars(target)  # the class's method shows again
     assert target.own == "own"
+
+
+def test_the_block_sets_its_thread_local_values_and_puts_them_back():
+    local = threading.local()
+    patch = ConfinedPatch(lambda: Target, {"get": lambda self: "patched"}, missing="{reason}")
+    seen_elsewhere: list = []
+    with patch.applied(local, limit=3):
+        with patch.applied(local, limit=5):
+            assert local.limit == 5 and Target().get() == "patched"
+        assert local.limit == 3
+        thread = threading.Thread(target=lambda: seen_elsewhere.append(getattr(local, "limit", "unset")))
+        thread.start()
+        thread.join()
+    assert local.limit is None and seen_elsewhere == ["unset"] and Target().get() == "class"
 
 
 def test_a_missing_name_warns_once_and_replaces_nothing():
