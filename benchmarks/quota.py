@@ -79,7 +79,8 @@ def start_order(lanes: list[list[float]]) -> list[float]:
 def ideal_makespan(durations: Sequence[float], slots: int, ready_at: Sequence[float] = ()) -> float:
     """List scheduling in order on ``slots`` slots with zero overhead; slot k is free from
     ``ready_at[k]`` (default 0: every worker there from the start)."""
-    free = sorted(list(ready_at[:slots]) + [0.0] * (slots - len(ready_at[:slots])))
+    ready = list(ready_at)[:slots]
+    free = sorted(ready + [0.0] * (slots - len(ready)))  # a sorted list is a heap
     end = 0.0
     for d in durations:
         t = heapq.heappop(free)
@@ -190,7 +191,7 @@ def run_replay(user: str, time_scale: float, storage: Path, idle_timeout_s: floa
     intervals = _intervals(summary, origin)
     ideal = ideal_makespan(durations_s, slots)
     # The same schedule with each worker free only from when it came up: what is left between
-    # that and the measured wall time is ours (scheduling, trial start), not the nodes' start.
+    # that and the last trial's end is ours (scheduling, trial start), not the nodes' start.
     ideal_nodes = ideal_makespan(durations_s, slots, watch.up_at)
     wall = summary["wall_s"]
     return {

@@ -13,11 +13,11 @@ Tune has no public setting for its actor cache, so this leans on two private nam
 
 * imported only by :func:`warm_trial_actors`, and when either name is missing it warns once and
   Tune keeps its own cache (trials still run; idle actors are just not kept);
-* the controller's factory is replaced (by :class:`.confined_patch.ConfinedPatch`) only while some
-  ``fit()`` is inside the block, and the
-  replacement hands the larger cache only to a controller built in a thread that is inside the
-  block (Tune builds it in the thread calling ``fit()``): other experiments in the process get
-  Tune's own cache, and two experiments in two threads run at once, not one after the other.
+* the controller's factory is replaced (by :class:`.confined_patch.ConfinedPatch`) only while
+  some ``fit()`` is inside the block, and the replacement hands the larger cache only to a
+  controller built in a thread that is inside the block (Tune builds it in the thread calling
+  ``fit()``): other experiments in the process get Tune's own cache, and two experiments in two
+  threads run at once, not one after the other.
 """
 
 from __future__ import annotations
