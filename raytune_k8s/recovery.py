@@ -117,16 +117,17 @@ def _checkpoint_index(path: str) -> int:
 def adopt_checkpoint(trial: Any, path: str) -> bool:
     """Make ``path``, a checkpoint the trial wrote after the one Tune tracks as its latest, the
     one it restores from; False if it is not newer or no longer exists."""
-    from ray.train._internal.session import _TrainingResult
     from ray.tune import Checkpoint
+
+    from .tune_internals import set_tracked_checkpoints, tracked_checkpoints, training_result
 
     current = trial.checkpoint.path if trial.checkpoint is not None else ""
     if _checkpoint_index(path) <= _checkpoint_index(current) or not Path(path).exists():
         return False
     manager = trial.run_metadata.checkpoint_manager
     # Checkpoints already deleted (num_to_keep) are no longer tracked.
-    manager._checkpoint_results = [r for r in manager._checkpoint_results if Path(r.checkpoint.path).exists()]
-    manager.register_checkpoint(_TrainingResult(checkpoint=Checkpoint.from_directory(path), metrics=dict(trial.last_result)))
+    set_tracked_checkpoints(manager, [r for r in tracked_checkpoints(manager) if Path(r.checkpoint.path).exists()])
+    manager.register_checkpoint(training_result(Checkpoint.from_directory(path), dict(trial.last_result)))
     trial.storage.current_checkpoint_index = _checkpoint_index(path)
     return True
 
@@ -195,9 +196,11 @@ def reconcile(experiment_dir: str | Path) -> Reconciled:
 
 
 def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str, _Journaled], done: Reconciled) -> None:
-    from ray.tune.utils.serialization import TuneFunctionEncoder, _loads_with_cloudpickle
+    from ray.tune.utils.serialization import TuneFunctionEncoder
 
-    state = _loads_with_cloudpickle(state_path.read_bytes())
+    from .tune_internals import load_tune_state
+
+    state = load_tune_state(state_path.read_bytes())
     known: dict[str, int] = {}
     for i, (trial_json, _) in enumerate(state["trial_data"]):
         known[json.loads(trial_json)["trial_id"]] = i

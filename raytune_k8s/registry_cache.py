@@ -8,8 +8,8 @@ three times, ``get_trainable_cls`` twice), each a synchronous round trip to the 
 answers a repeated look-up from memory.
 
 The registry has no public hook, so this replaces the ``contains`` and ``get`` methods of
-``ray.tune.registry._global_registry`` (a private name), confined as :mod:`.warm_actors` is
-(by :class:`.confined_patch.ConfinedPatch`):
+Tune's process-wide registry (a private name, reached through :mod:`.tune_internals`), confined
+as :mod:`.warm_actors` is (by :class:`.confined_patch.ConfinedPatch`):
 
 * only while some ``fit()`` is inside the block, and only for the threads inside it; any other
   thread, and a look-up that finds nothing, goes to the GCS as before;
@@ -25,15 +25,10 @@ import threading
 from typing import Any, Callable, Iterator
 
 from .confined_patch import ConfinedPatch
+from .tune_internals import trainable_registry
 
 _local = threading.local()  # .memo, .generation: this thread's remembered answers, while in the block
 _generation = 0  # bumped by every register/unregister: remembered answers older than it are stale
-
-
-def _registry() -> Any:
-    from ray.tune.registry import _global_registry
-
-    return _global_registry
 
 
 def _memo() -> dict[tuple[str, str], Any] | None:
@@ -76,7 +71,7 @@ _REPLACEMENTS: dict[str, Callable[..., Any]] = {
 }
 
 
-_PATCH = ConfinedPatch(lambda: _registry(), _REPLACEMENTS, missing="Tune's trainable look-ups are not cached on this Ray ({reason})")
+_PATCH = ConfinedPatch(lambda: trainable_registry(), _REPLACEMENTS, missing="Tune's trainable look-ups are not cached on this Ray ({reason})")
 
 
 @contextlib.contextmanager

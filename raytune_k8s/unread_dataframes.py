@@ -8,8 +8,8 @@ reads the experiment directory itself (:mod:`.summary`), and resume reads Tune's
 Inside :func:`skipping_trial_dataframes`, an analysis built in this thread has no DataFrames
 (each ``Result.metrics_dataframe`` is None); the rest of the grid is as before.
 
-Tune has no setting for it, so this replaces the private method
-``ExperimentAnalysis._fetch_trial_dataframes``, confined as :mod:`.warm_actors` is (by
+Tune has no setting for it, so this replaces a private method of ``ExperimentAnalysis``
+(:data:`.tune_internals.ANALYSIS_DATAFRAMES`), confined as :mod:`.warm_actors` is (by
 :class:`.confined_patch.ConfinedPatch`): only while some ``fit()`` is inside the block, only for
 the threads inside it, and with one warning and nothing skipped if the name is missing.
 """
@@ -21,24 +21,19 @@ import threading
 from typing import Any, Iterator
 
 from .confined_patch import ConfinedPatch
+from .tune_internals import ANALYSIS_DATAFRAMES, experiment_analysis_class
 
 _local = threading.local()  # .skip: True while this thread is inside the block
-
-
-def _analysis_class() -> Any:
-    from ray.tune.analysis.experiment_analysis import ExperimentAnalysis
-
-    return ExperimentAnalysis
 
 
 def _fetch_trial_dataframes(self: Any) -> dict[str, Any]:
     if getattr(_local, "skip", False):
         return {}
-    return _PATCH.original("_fetch_trial_dataframes")(self)
+    return _PATCH.original(ANALYSIS_DATAFRAMES)(self)
 
 
 _PATCH = ConfinedPatch(
-    _analysis_class, {"_fetch_trial_dataframes": _fetch_trial_dataframes},
+    experiment_analysis_class, {ANALYSIS_DATAFRAMES: _fetch_trial_dataframes},
     missing="Tune's per-trial DataFrames are built as always on this Ray ({reason})",
 )
 

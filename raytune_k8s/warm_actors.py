@@ -7,9 +7,9 @@ every idle trial actor but one, and when the suggestions arrive it starts new wo
 (seconds each on a busy node), so freed slots wait longer than with a blocking searcher
 (measured: median 3.3 s against 0.27 s with warm actors, 60 BO trials, parallelism 4).
 
-Tune has no public setting for its actor cache, so this leans on two private names,
-``ray.tune.utils.object_cache._ObjectCache`` and the ``_ObjectCache`` that
-``ray.tune.execution.tune_controller`` builds its cache from. It is confined:
+Tune has no public setting for its actor cache, so this leans on two private names (both
+reached through :mod:`.tune_internals`): Tune's cache class, which :func:`cache_class` extends,
+and the factory of it that Tune's controller module builds its cache from. It is confined:
 
 * imported only by :func:`warm_trial_actors`, and when either name is missing it warns once and
   Tune keeps its own cache (trials still run; idle actors are just not kept);
@@ -28,17 +28,17 @@ import threading
 from typing import Any, Iterator
 
 from .confined_patch import ConfinedPatch
+from .tune_internals import CONTROLLER_CACHE_FACTORY, controller_module, object_cache_base
 
 _local = threading.local()  # .limit: this thread's experiment's limit, while in the block
 
 
 @functools.cache
 def cache_class() -> type:
-    """The cache class, built on first use (Tune's private base class is imported here only):
+    """The cache class, built on first use (Tune's private base class is imported only then):
     ``cache_class()(limit)`` is a cache for one controller."""
-    from ray.tune.utils.object_cache import _ObjectCache
 
-    class _WarmActorCache(_ObjectCache):
+    class _WarmActorCache(object_cache_base()):  # type: ignore[misc]
         """Tune's actor cache, keeping up to ``limit`` idle actors instead of one."""
 
         def __init__(self, limit: int, may_keep_one: bool = True):
@@ -74,21 +74,19 @@ def _factory(may_keep_one: bool = True) -> Any:
     """What Tune's controller calls for its cache: ours in a thread inside the block, else Tune's."""
     limit = getattr(_local, "limit", None)
     if limit is None:
-        return _PATCH.original("_ObjectCache")(may_keep_one=may_keep_one)
+        return _PATCH.original(CONTROLLER_CACHE_FACTORY)(may_keep_one=may_keep_one)
     return cache_class()(limit, may_keep_one)
 
 
 def _controller_module() -> Any:
-    """Tune's controller module, whose ``_ObjectCache`` is replaced (Tune's private cache base
+    """Tune's controller module, whose cache factory is replaced (Tune's private cache base
     class must import too)."""
-    from ray.tune.execution import tune_controller
-
     cache_class()
-    return tune_controller
+    return controller_module()
 
 
 _PATCH = ConfinedPatch(
-    _controller_module, {"_ObjectCache": _factory},
+    _controller_module, {CONTROLLER_CACHE_FACTORY: _factory},
     missing="trial actors are not kept warm on this Ray ({reason}); Tune's own actor cache is used",
 )
 

@@ -91,7 +91,7 @@ def test_trainable_look_ups_go_to_the_gcs_once_per_fit_and_only_in_its_thread(ra
 
 def test_a_missing_registry_warns_once_and_runs_on(monkeypatch):
     monkeypatch.setattr(registry_cache._PATCH, "warned", False)
-    monkeypatch.setattr(registry_cache, "_registry", lambda: object())
+    monkeypatch.setattr(registry_cache, "trainable_registry", lambda: object())  # a Ray without it
     with pytest.warns(RuntimeWarning, match="not cached") as caught:
         with cached_trainable_lookups():
             pass
@@ -187,9 +187,10 @@ def test_the_result_grid_run_drops_gets_no_dataframes_and_others_still_do(ray_co
 
     with skipping_trial_dataframes():
         grid = fit("skipped")
-        assert "_fetch_trial_dataframes" in vars(ExperimentAnalysis)  # ours, while the block is open
+        assert ExperimentAnalysis._fetch_trial_dataframes is unread_dataframes._fetch_trial_dataframes
     assert sorted(r.metrics["v"] for r in grid) == [1, 2]  # metrics, paths and errors as before
     assert all(r.metrics_dataframe is None for r in grid)
+    assert ExperimentAnalysis._fetch_trial_dataframes is not unread_dataframes._fetch_trial_dataframes
     grid = fit("kept")  # outside the block: Tune's own
     assert sorted(r.metrics_dataframe["v"].iloc[-1] for r in grid) == [1, 2]
 

@@ -52,26 +52,43 @@ def test_only_the_internals_module_imports_private_ray():
         assert "ray._" not in text and "_private" not in text, f"{path.name} uses a private Ray name"
 
 
-#: Private Ray names used outside ``sim/`` (each guarded where it is used): recovery.py reads
-#: Tune's saved state and puts a newer checkpoint back on a trial; warm_actors.py keeps idle
-#: trial actors; registry_cache.py remembers the trainable look-ups; unread_dataframes.py skips
-#: the analysis's DataFrames (a method of a public class: pinned below).
-OUTSIDE_SIM = (("ray.train._internal.session", "_TrainingResult"), ("ray.tune.utils.object_cache", "_ObjectCache"),
-               ("ray.tune.utils.serialization", "_loads_with_cloudpickle"), ("ray.tune.registry", "_global_registry"))
+def test_tune_internals_names_exist():
+    """Every private Tune / Train name the driver uses (``raytune_k8s/tune_internals.py``): fails
+    by name when a Ray release moves one."""
+    from ray.train import Checkpoint
+
+    from raytune_k8s import tune_internals as ti
+
+    assert isinstance(ti.object_cache_base(), type)
+    assert getattr(ti.controller_module(), ti.CONTROLLER_CACHE_FACTORY) is ti.object_cache_base()
+    registry = ti.trainable_registry()
+    assert all(callable(getattr(registry, name)) for name in ("get", "contains", "register", "unregister"))
+    assert ti.ANALYSIS_DATAFRAMES in vars(ti.experiment_analysis_class())
+    result = ti.training_result(Checkpoint.from_directory("/tmp"), {"v": 1})
+    assert result.metrics == {"v": 1}
+    assert ti.load_tune_state(b'{"trial_data": []}') == {"trial_data": []}
 
 
-@pytest.mark.parametrize("module, name", OUTSIDE_SIM)
-def test_private_ray_name_used_outside_sim_exists(module, name):
-    """Fails loudly when a Ray release moves a name that recovery or warm actors rely on."""
-    import importlib
+def test_only_tune_internals_imports_private_ray_outside_sim():
+    """One quarantined module: no other module of the package (outside ``sim/``, which has its
+    own) imports a private Ray module or name."""
+    import ast
+    from pathlib import Path
 
-    assert hasattr(importlib.import_module(module), name), f"{module}.{name} is gone: see recovery.py / warm_actors.py / registry_cache.py"
+    import raytune_k8s
 
-
-def test_the_analysis_method_unread_dataframes_replaces_exists():
-    from ray.tune.analysis.experiment_analysis import ExperimentAnalysis
-
-    assert "_fetch_trial_dataframes" in vars(ExperimentAnalysis), "see unread_dataframes.py"
+    package = Path(raytune_k8s.__file__).parent
+    for path in package.rglob("*.py"):
+        if path.name == "tune_internals.py" or "sim" in path.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ray":
+                private = [p for p in node.module.split(".") if p.startswith("_")] + \
+                          [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.relative_to(package)} imports {private} from {node.module}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not any(p.startswith("_") for p in alias.name.split(".")), f"{path.name} imports {alias.name}"
 
 
 def test_the_tune_state_recovery_rewrites_has_the_fields_it_expects():
