@@ -32,10 +32,41 @@ CLUSTER_DIR = REPO_ROOT / "cluster"
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 
 
+#: Set (to 1) where the CRDs must be present: CI (.ci/run) sets it, so that their absence there
+#: fails the run instead of skipping the schema checks.
+REQUIRE_CRDS_ENV = "RAYTUNE_K8S_REQUIRE_CRDS"
+
+
 def crds_dir() -> Path:
     """KubeRay CRDs: $RAYTUNE_K8S_CRDS_DIR, else ../shared/crds beside the repository."""
     env = os.environ.get("RAYTUNE_K8S_CRDS_DIR")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "crds"
+
+
+def missing_crds() -> str | None:
+    """Why the KubeRay CRD schemas cannot be read (what is missing, and where to get it), or
+    None when they are all there."""
+    path = crds_dir()
+    missing = [name for name in (*CRD_FILES.values(), "README.md") if not (path / name).is_file()]
+    if not missing:
+        return None
+    return (f"KubeRay CRD schemas not found ({', '.join(missing)} in {path}): copy "
+            "ray-operator/config/crd/bases/ray.io_rayclusters.yaml and ray.io_rayjobs.yaml of KubeRay "
+            "v1.7.0 (github.com/ray-project/kuberay, tag v1.7.0) and a README.md naming v1.7.0 into a "
+            "folder, and set RAYTUNE_K8S_CRDS_DIR to it")
+
+
+def require_crds() -> Path:
+    """The CRDs' folder; where they are missing, skip the calling test with :func:`missing_crds`,
+    or fail it when ``$RAYTUNE_K8S_REQUIRE_CRDS`` is set (CI)."""
+    import pytest
+
+    why = missing_crds()
+    if why is not None:
+        if os.environ.get(REQUIRE_CRDS_ENV, "") not in ("", "0"):
+            pytest.fail(f"{why} ({REQUIRE_CRDS_ENV} is set: they are required here)", pytrace=False)
+        pytest.skip(why)
+    return crds_dir()
 
 
 # libyaml's loader when PyYAML has it: the CRDs are 40k lines.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -176,11 +177,8 @@ def with_components(tmp_path_factory) -> dict[str, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def crds() -> Path:
-    path = cs.crds_dir()
-    missing = [name for name in cs.CRD_FILES.values() if not (path / name).is_file()]
-    assert not missing, (f"KubeRay CRD schemas not found ({', '.join(missing)} in {path}; set "
-                         "RAYTUNE_K8S_CRDS_DIR to KubeRay v1.7.0's ray-operator/config/crd/bases)")
-    return path
+    """The KubeRay CRDs' folder: skips where the repository stands alone, fails in CI."""
+    return cs.require_crds()
 
 
 def all_renders(rendered, platform, with_components) -> dict[str, list[dict[str, Any]]]:
@@ -818,6 +816,28 @@ def test_autoscaler_and_upgrade_settings(rendered):
 # --------------------------------------------------------------------------- operator and image
 
 
+def test_crds_are_of_the_pinned_release(crds):
+    assert f"v{kr.KUBERAY_VERSION}" in (crds / "README.md").read_text()
+
+
+@pytest.mark.parametrize("required, outcome", [("", "1 skipped"), ("1", "1 error")])
+def test_missing_crds_skip_on_a_plain_clone_and_fail_in_ci(tmp_path, required, outcome):
+    """A clone with nothing beside it skips the CRD checks, saying what to fetch; with
+    $RAYTUNE_K8S_REQUIRE_CRDS (set by .ci/run) their absence fails the run."""
+    env = {**os.environ, "RAYTUNE_K8S_CRDS_DIR": str(tmp_path), cs.REQUIRE_CRDS_ENV: required}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         f"{__file__}::test_crds_are_of_the_pinned_release"],
+        capture_output=True, text=True, env=env, cwd=cs.REPO_ROOT, timeout=300)
+    assert outcome in proc.stdout, proc.stdout[-3000:]
+    assert proc.returncode == (0 if not required else 1), proc.stdout[-3000:]
+    assert "ray.io_rayclusters.yaml" in proc.stdout and "RAYTUNE_K8S_CRDS_DIR" in proc.stdout
+
+
+def test_ci_requires_the_crds():
+    assert f"export {cs.REQUIRE_CRDS_ENV}=1" in (cs.REPO_ROOT / ".ci" / "run").read_text()
+
+
 def test_operator_is_pinned_to_the_release_of_the_crds():
     readme = (CLUSTER / "operator" / "README.md").read_text()
     values = helm_values()
@@ -826,7 +846,6 @@ def test_operator_is_pinned_to_the_release_of_the_crds():
     assert f"pinned to {kr.KUBERAY_VERSION}" in OPERATOR_VALUES.read_text()
     walk_through = (CLUSTER / "README.md").read_text()
     assert set(re.findall(r"kuberay/kuberay-operator --version (\S+)", walk_through)) == {kr.KUBERAY_VERSION}
-    assert f"v{kr.KUBERAY_VERSION}" in (cs.crds_dir() / "README.md").read_text()
     assert sorted(values["watchNamespace"]) == sorted(TENANTS)
     assert values["singleNamespaceInstall"] is True, "namespaced RBAC for the operator"
     assert values["resources"]["requests"] == values["resources"]["limits"]
