@@ -12,16 +12,26 @@ An experiment leaves when it ends, however it ends. One whose driver is gone wit
 *lease*, a tiny actor its driver owns, which Ray destroys together with the driver; the
 coordinator pings every lease each ``POLL_S`` and drops the experiments whose lease is dead.
 
-The tenant quota (the head's ``RAYTUNE_K8S_QUOTA_*`` environment, or the ``quota`` an experiment
-joins with) is shared fairly (:func:`fair_shares`): trials are granted one at a time,
-round robin over the experiments in the order they joined, each time to an experiment that
-still wants more and whose trial still fits what is left of the quota, until every ask is met
-or nothing more fits. Two experiments that each ask for the whole quota get half of it each
-(the earlier one gets the odd trial).
+The tenant quota (the head's ``RAYTUNE_K8S_QUOTA_*`` environment) is shared fairly
+(:func:`fair_shares`): trials are granted one at a time, round robin over the experiments in the
+order they joined, each time to an experiment that still wants more and whose trial still fits
+what is left of the quota, until every ask is met or nothing more fits. Two experiments that
+each ask for the whole quota get half of it each (the earlier one gets the odd trial).
+
+The ``quota`` an experiment joins with is its own: it bounds that experiment's share only (its
+granted trials together fit it, as well as what is left of the tenant quota), and changes
+neither the tenant quota nor any other experiment's share. With no tenant quota on the head,
+only each experiment's own quota (if any) bounds its share.
+
+The lease watcher runs for the coordinator's whole life: an error while checking leases or
+setting the request is logged (one line on the actor's stderr, once while it repeats at every
+poll) and the check is tried again at the next poll; a request that could not be set is set
+then.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -43,12 +53,21 @@ Bundle = dict[str, float]
 _QUOTA_RESOURCES = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
 
 
-def fair_shares(asks: Sequence[Sequence[Bundle]], quota: Mapping[str, float | None] | None) -> list[int]:
+QuotaMap = Mapping[str, "float | None"]
+
+
+def _limits(quota: QuotaMap | None) -> dict[str, float]:
+    return {_QUOTA_RESOURCES[k]: float(v) for k, v in (quota or {}).items() if v is not None and k in _QUOTA_RESOURCES}
+
+
+def fair_shares(asks: Sequence[Sequence[Bundle]], quota: QuotaMap | None,
+                own: Sequence[QuotaMap | None] | None = None) -> list[int]:
     """How many of its bundles each experiment gets (``asks`` in the order they joined):
-    round robin, one trial at a time, within ``quota`` (``cpu``/``gpu``/``memory``; None or a
-    missing key: no limit)."""
-    limits = {_QUOTA_RESOURCES[k]: float(v) for k, v in (quota or {}).items() if v is not None and k in _QUOTA_RESOURCES}
-    left = dict(limits)
+    round robin, one trial at a time, within ``quota`` (the shared one: ``cpu``/``gpu``/
+    ``memory``; None or a missing key: no limit) and, for experiment ``i``, within its own
+    quota ``own[i]``, which bounds its share alone."""
+    left = _limits(quota)
+    own_left = [_limits(q) for q in own] if own is not None else [{} for _ in asks]
     granted = [0] * len(asks)
     progress = True
     while progress:
@@ -57,10 +76,11 @@ def fair_shares(asks: Sequence[Sequence[Bundle]], quota: Mapping[str, float | No
             if granted[i] >= len(bundles):
                 continue
             bundle = bundles[granted[i]]
-            if any(bundle.get(r, 0.0) > left[r] + 1e-9 for r in left):
+            if any(bundle.get(r, 0.0) > limit[r] + 1e-9 for limit in (left, own_left[i]) for r in limit):
                 continue
-            for r in left:
-                left[r] -= bundle.get(r, 0.0)
+            for limit in (left, own_left[i]):
+                for r in limit:
+                    limit[r] -= bundle.get(r, 0.0)
             granted[i] += 1
             progress = True
     return granted
@@ -71,6 +91,8 @@ class _Experiment:
     name: str
     bundles: list[Bundle]
     lease: Any
+    #: the experiment's own quota: bounds its share only (module docstring)
+    quota: dict[str, float | None] | None = None
     joined: float = field(default_factory=time.time)
 
 
@@ -80,7 +102,7 @@ class ScalingCoordinator:
     def __init__(self, poll_s: float = POLL_S):
         self._lock = threading.Lock()
         self._experiments: dict[str, _Experiment] = {}
-        # On our RayCluster the head's environment states the tenant's trial quota.
+        # On our RayCluster the head's environment states the tenant's trial quota, shared by all.
         from .scaling import quota_from_env
 
         env_quota = quota_from_env()
@@ -94,11 +116,10 @@ class ScalingCoordinator:
     def join(self, experiment_id: str, name: str, bundles: list[Bundle], lease: list[Any],
              quota: dict[str, float | None] | None = None) -> int:
         """Add an experiment (``lease``: a one-element list holding its lease actor, so Ray
-        passes the handle, not a call on it); returns how many of its bundles are requested."""
+        passes the handle, not a call on it); returns how many of its bundles are requested.
+        ``quota``: the experiment's own, which bounds its share alone (module docstring)."""
         with self._lock:
-            if quota:
-                self._quota = quota
-            self._experiments[experiment_id] = _Experiment(name, list(bundles), lease[0])
+            self._experiments[experiment_id] = _Experiment(name, list(bundles), lease[0], dict(quota) if quota else None)
             return self._update()[experiment_id]
 
     def leave(self, experiment_id: str) -> None:
@@ -107,12 +128,12 @@ class ScalingCoordinator:
                 self._update()
 
     def state(self) -> dict[str, Any]:
-        """What it holds: each experiment's name, bundles asked and granted, the request, and
-        the experiments dropped because their driver was gone."""
+        """What it holds: each experiment's name, bundles asked and granted and own quota, the
+        request, the experiments dropped because their driver was gone, and the tenant quota."""
         with self._lock:
             shares = self._shares()
             return {
-                "experiments": {i: {"name": e.name, "asked": len(e.bundles), "granted": shares[i]}
+                "experiments": {i: {"name": e.name, "asked": len(e.bundles), "granted": shares[i], "quota": e.quota}
                                 for i, e in self._experiments.items()},
                 "request": list(self._request),
                 "dropped": list(self._dropped),
@@ -123,7 +144,8 @@ class ScalingCoordinator:
 
     def _shares(self) -> dict[str, int]:
         ids = list(self._experiments)
-        granted = fair_shares([self._experiments[i].bundles for i in ids], self._quota)
+        granted = fair_shares([self._experiments[i].bundles for i in ids], self._quota,
+                              [self._experiments[i].quota for i in ids])
         return dict(zip(ids, granted))
 
     def _update(self) -> dict[str, int]:
@@ -134,32 +156,53 @@ class ScalingCoordinator:
         request = [b for i, n in shares.items() for b in self._experiments[i].bundles[:n]]
         if request != self._request:
             request_resources(bundles=request)
-            self._request = request
+            self._request = request  # only once set: a request that failed is set at the next poll
         return shares
 
     def _watch(self, poll_s: float) -> None:
+        """Every ``poll_s``: drop the experiments whose lease is dead. Runs for good: any error
+        is logged and the check is tried again at the next poll."""
+        logged: set[str] = set()  # the errors of the last poll: each is logged once while it lasts
+        while True:
+            time.sleep(poll_s)
+            errors: list[str] = []
+            try:
+                self._check_leases(errors)
+            except Exception as error:  # noqa: BLE001 - the watcher must outlive any error
+                errors.append(f"lease check failed, watching on: {_one_line(error)}")
+            for message in errors:
+                if message not in logged:
+                    print(f"raytune-k8s scaling coordinator: {message}", file=sys.stderr, flush=True)
+            logged = set(errors)
+
+    def _check_leases(self, errors: list[str]) -> None:
+        """Drop the experiments whose lease is dead and set the request; ``errors`` gets a line
+        for each lease whose check failed otherwise (kept: not known dead)."""
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError
 
-        while True:
-            time.sleep(poll_s)
-            with self._lock:
-                leases = {i: e.lease for i, e in self._experiments.items()}
-            gone = []
-            for experiment_id, lease in leases.items():
-                try:
-                    ray.get(lease.ping.remote(), timeout=PING_TIMEOUT_S)
-                except RayActorError:
-                    gone.append(experiment_id)
-                except GetTimeoutError:
-                    pass  # busy, not dead
-            if gone:
-                with self._lock:
-                    for experiment_id in gone:
-                        experiment = self._experiments.pop(experiment_id, None)
-                        if experiment is not None:
-                            self._dropped.append(experiment.name)
-                    self._update()
+        with self._lock:
+            leases = {i: e.lease for i, e in self._experiments.items()}
+        gone = []
+        for experiment_id, lease in leases.items():
+            try:
+                ray.get(lease.ping.remote(), timeout=PING_TIMEOUT_S)
+            except RayActorError:
+                gone.append(experiment_id)
+            except GetTimeoutError:
+                pass  # busy, not dead
+            except Exception as error:  # noqa: BLE001 - not known dead: kept; the other leases are checked
+                errors.append(f"lease of {experiment_id} failed its check, kept: {_one_line(error)}")
+        with self._lock:
+            for experiment_id in gone:
+                experiment = self._experiments.pop(experiment_id, None)
+                if experiment is not None:
+                    self._dropped.append(experiment.name)
+            self._update()  # also sets a request that an earlier update failed to set
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:500]}"
 
 
 class Lease:
@@ -209,8 +252,14 @@ class Membership:
 
         try:
             ray.get(self._coordinator.leave.remote(self.experiment_id), timeout=30)
-            ray.kill(self._lease)
         except (RayError, ConnectionError, TimeoutError) as error:
             # The cluster may be gone: nothing is left to withdraw from. Otherwise the dead
             # lease makes the coordinator drop this experiment within a second anyway.
             print(f"warning: could not leave the scaling coordinator: {error}", file=sys.stderr, flush=True)
+        finally:
+            # However leaving went: a driver that lives on (a notebook, a service) must not keep
+            # its workers requested through a live lease.
+            try:
+                ray.kill(self._lease)
+            except (RayError, ConnectionError, ValueError) as error:
+                print(f"warning: could not end this experiment's lease: {error}", file=sys.stderr, flush=True)
