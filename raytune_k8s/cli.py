@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cluster", help="a local simulated autoscaling Ray cluster (development, tests, benchmarks)")
     cluster = p.add_subparsers(required=True, metavar="ACTION")
     q = cluster.add_parser("up", help="start it in the background (fake worker nodes stand in for worker pods)")
-    q.add_argument("--worker-cpus", type=float, default=1, help="CPUs per worker node (default 1)")
+    q.add_argument("--worker-cpus", type=_whole_number, default=1, help="CPUs per worker node, a whole number (default 1)")
     q.add_argument("--max-workers", type=int, default=4, help="most worker nodes at once (default 4)")
     q.add_argument("--idle-timeout-s", type=float, default=60, help="idle seconds before a worker is removed (default 60)")
     q.add_argument("--pod-start-s", type=float, default=0, help="seconds each worker takes to start, as a pod's scheduling and image pull (default 0)")
@@ -111,6 +111,17 @@ def _quantity(parse: Any) -> Any:
         return text
 
     return check
+
+
+def _whole_number(text: str) -> int:
+    """A positive whole number as ``ray start`` takes it ("1" and "1.0" are both 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0 or value != int(value):
+        raise argparse.ArgumentTypeError(f"a Ray node takes a positive whole number of CPUs, not {text}")
+    return int(value)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -154,7 +165,8 @@ def _cluster_up(args: argparse.Namespace) -> int:
         f"local autoscaling Ray cluster up: 0..{state['max_workers']} workers x {state['worker_cpus']:g} CPU, "
         f"idle timeout {state['idle_timeout_s']:g} s, pod start {state['pod_start_s']:g} s (head pid {state['pid']}, state in {state['state_file']})\n"
         f"dashboard and Jobs API: {state['dashboard_url']}\n\n"
-        f"export RAY_ADDRESS={state['address']} RAY_AUTH_MODE=token RAYTUNE_K8S_WORKER_CPU={state['worker_cpus']:g} RAYTUNE_K8S_WORKER_MEMORY=0\n\n"
+        f"export RAY_ADDRESS={state['address']} RAY_AUTH_MODE=token RAYTUNE_K8S_WORKER_CPU={state['worker_cpus']:g} RAYTUNE_K8S_WORKER_MEMORY=0 "
+        f"RAYTUNE_K8S_FAILED_STARTS={state['failed_starts']}\n\n"
         f"then:  raytune-k8s run examples/<experiment>.yaml\n"
         f"or:    ray job submit --address {state['dashboard_url']} --working-dir . -- "
         f"raytune-k8s run examples/<experiment>.yaml\n"

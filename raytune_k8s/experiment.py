@@ -72,7 +72,8 @@ def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor:
     spec = loaded.spec
     try:
         space = SearchSpace.from_spec(spec)
-        search = create_search(spec.algorithm, space, spec.objective, spec.nas_config)
+        search = create_search(spec.algorithm, space, spec.objective, spec.nas_config, parallel_trials=spec.parallel_trials)
+        loaded.notes.extend(search.notes)
         built_searcher, scheduler = search.searcher, create_scheduler(spec.early_stopping)
         if search.scheduler is not None:  # pbt steers the running trials itself
             if scheduler is not None:
@@ -201,6 +202,7 @@ def run(
     from .journal import ResultJournal
     from .recovery import CheckpointOfLastResult
     from .progress import ProgressLine
+    from .resource_watch import ResourceWatch
     from .runtime import ray_session
     from .scaling import effective_parallelism
     from .summary import SPEC_FILE
@@ -261,7 +263,8 @@ def run(
                     stop=control,
                     callbacks=[control, ResultJournal(experiment_dir), CheckpointOfLastResult(),
                                ProgressLine(plan.spec.objective, plan.spec.max_trials), JsonLoggerCallback(),
-                               *live_callbacks(plan.spec, optuna_storage)],
+                               ResourceWatch(trial_resources(plan.spec), parallel or plan.spec.parallel_trials),
+                               *live_callbacks(plan.spec, optuna_storage, experiment_dir)],
                     failure_config=tune.FailureConfig(max_failures=retries),
                     # PBT copies other trials' checkpoints: keep more than the last two (Ray's advice)
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2 if plan.spec.algorithm.name != "pbt" else 4),

@@ -35,6 +35,9 @@ QUOTA_CPU_ENV, QUOTA_MEMORY_ENV, QUOTA_GPU_ENV = "RAYTUNE_K8S_QUOTA_CPU", "RAYTU
 DEFAULT_QUOTA_NAME = "raytune-trials"
 #: What the largest worker of the cluster offers, as Kubernetes quantities.
 WORKER_CPU_ENV, WORKER_MEMORY_ENV, WORKER_GPU_ENV = "RAYTUNE_K8S_WORKER_CPU", "RAYTUNE_K8S_WORKER_MEMORY", "RAYTUNE_K8S_WORKER_GPU"
+#: A file of workers that failed to start (JSON lines: instance, node, time, reason), which the
+#: simulated cluster's provider writes and its head's environment names; the run reports them.
+FAILED_STARTS_ENV = "RAYTUNE_K8S_FAILED_STARTS"
 
 # ResourceQuota keys per resource; a pod must satisfy every one that is set, so the smallest wins.
 _CPU_KEYS = ("limits.cpu", "requests.cpu", "cpu")

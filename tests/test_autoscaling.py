@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -201,6 +202,86 @@ def test_cluster_up_and_down_from_the_command_line(tmp_path, monkeypatch, capsys
     assert _cluster_processes(temp_dir) == [] and not temp_dir.exists()
     assert not (tmp_path / "cluster.json").exists()
     assert main(["cluster", "down"]) == 0 and "no cluster" in capsys.readouterr().out
+
+
+def _two_trial_spec(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "objective": {"type": "minimize", "objectiveMetricName": "value"},
+        "algorithm": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": 3}]},
+        "parameters": [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": -5, "max": 10}},
+                       {"name": "y", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 15}}],
+        "parallelTrialCount": 1, "maxTrialCount": 2,
+        "trial": {"trainable": "branin", "resources": {"cpu": 1}},
+    }
+
+
+def test_cluster_up_with_one_cpu_workers_runs_a_submitted_experiment(tmp_path):
+    """``cluster up --worker-cpus 1`` starts workers that Ray accepts (``--num-cpus 1``, not
+    ``1.0``, which ``ray start`` refused, so that no trial ever ran), and ``ray job submit`` of an
+    experiment then runs its trials there."""
+    state_file = tmp_path / "cluster.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env["RAYTUNE_K8S_CLUSTER_STATE"] = str(state_file)
+    cli = [sys.executable, "-m", "raytune_k8s"]
+    up = subprocess.run([*cli, "cluster", "up", "--worker-cpus", "1", "--max-workers", "1", "--idle-timeout-s", "5"],
+                        env=env, capture_output=True, text=True, timeout=180)
+    assert up.returncode == 0, up.stderr[-3000:]
+    state = json.loads(state_file.read_text())
+    try:
+        work = tmp_path / "work"
+        work.mkdir()
+        (work / "experiment.yaml").write_text(yaml.safe_dump(_two_trial_spec("one-cpu-workers")))
+        submit = subprocess.run(
+            [shutil.which("ray") or "ray", "job", "submit", "--address", state["dashboard_url"], "--working-dir", str(work),
+             "--", "raytune-k8s", "run", "experiment.yaml", "--storage-path", str(tmp_path / "runs"), "--no-report"],
+            env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=300)
+        assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+        summary = json.loads((tmp_path / "runs" / "one-cpu-workers" / "summary.json").read_text())
+        assert summary["status"] == "Succeeded" and summary["trials"] == 2
+        assert not Path(state["failed_starts"]).exists(), Path(state["failed_starts"]).read_text()
+    finally:
+        down = subprocess.run([*cli, "cluster", "down"], env=env, capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0, down.stderr
+    assert _cluster_processes(Path(state["temp_dir"])) == []
+
+
+def test_a_worker_that_fails_to_start_is_reported_with_its_error(tmp_path):
+    """A worker whose ``ray start`` dies is recorded by the provider with its log's last line,
+    the run prints it at once, and after the (lowered) resource wait says what it waits for."""
+    if ray.is_initialized():
+        ray.shutdown()  # the session's Ray; `ray_connected` reconnects later tests
+    head = AutoscalingLocalCluster(worker_cpus=1, max_workers=1, idle_timeout_s=5,
+                                   worker_start_args=["--no-such-option"])
+    with head:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(yaml.safe_dump(_two_trial_spec("failing-workers")))
+        env = {**head.client_env(), "RAYTUNE_K8S_RESOURCE_WAIT_S": "5"}
+        with open(tmp_path / "run.log", "wb") as log:
+            driver = subprocess.Popen([sys.executable, "-m", "raytune_k8s", "run", str(spec), "--address", head.address,
+                                       "--storage-path", str(tmp_path / "runs"), "--no-report"],
+                                      stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        start = time.monotonic()
+        try:
+            def said() -> bool:
+                text = (tmp_path / "run.log").read_text(errors="replace")
+                return "failed to start" in text and "waiting" in text
+            _until(said, 60, "the run reports the failed worker and the wait")
+        finally:
+            driver.send_signal(signal.SIGTERM)
+            driver.wait(120)
+        took = time.monotonic() - start
+        out = (tmp_path / "run.log").read_text(errors="replace")
+        line = next(line for line in out.splitlines() if "failed to start" in line)
+        assert line.startswith("worker n1 failed to start: ") and "no-such-option" in line, out[-3000:]
+        wait = next(line for line in out.splitlines() if line.startswith("waiting "))
+        assert "for resources: 1 trial(s) pending, 0 running of 1; each trial needs cpu 1" in wait, wait
+        assert "the cluster has 1 node(s) with CPU 0 free of 0" in wait and "one worker offers CPU 1" in wait, wait
+        assert took < 60, took
+        records = [json.loads(r) for r in head.failed_starts_file.read_text().splitlines()]
+        assert records[0]["node"] == "n1" and "no-such-option" in records[0]["reason"]
+        if len(records) >= 3:  # retried with a growing back-off (1 s, 2 s, ...), not at every autoscaler step
+            assert records[2]["time"] - records[1]["time"] >= 0.9 * 1.0
 
 
 @pytest.fixture(scope="module")

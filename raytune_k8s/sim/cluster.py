@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..scaling import WORKER_CPU_ENV, WORKER_MEMORY_ENV
+from ..scaling import FAILED_STARTS_ENV, WORKER_CPU_ENV, WORKER_MEMORY_ENV
 
 __all__ = [
     "TOKEN_FILE", "PROVIDER", "HEAD_NODE_TYPE", "WORKER_NODE_TYPE", "STATE_FILE", "STATE_ENV", "NODE_STOP_GRACE_S",
@@ -109,6 +109,8 @@ class LocalRayHead:
 
     def launch(self) -> None:
         """Run ``ray start --head --block`` (returns at once; see :meth:`wait_ready`)."""
+        from .provider import ray_count
+
         use_token_auth()
         ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
         ensure_auth_token(ray_cli)
@@ -116,7 +118,7 @@ class LocalRayHead:
             ray_cli, "start", "--head", "--block", "--disable-usage-stats",
             f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
             "--dashboard-host=127.0.0.1", "--include-dashboard=true",
-            f"--num-cpus={self.num_cpus}", f"--temp-dir={self.temp_dir}",
+            f"--num-cpus={ray_count(self.num_cpus, '--num-cpus')}", f"--temp-dir={self.temp_dir}",
             f"--ray-client-server-port={free_port()}",
             # Its default (52365) is one port per machine: a second head's agent could not start,
             # and without it `ray job submit` answers "No available agent".
@@ -248,12 +250,16 @@ class AutoscalingLocalCluster(LocalRayHead):
         max_starting: int | None = None,
         object_store_mb: int = 100,
         update_interval_s: int = 1,
+        worker_start_args: Sequence[str] = (),
     ):
         if max_workers < 1 or worker_cpus <= 0:
             raise ValueError("a cluster needs max_workers >= 1 and worker_cpus > 0")
+        if float(worker_cpus) != int(worker_cpus):
+            raise ValueError(f"worker CPUs must be a whole number (Ray starts a node with whole CPUs), not {worker_cpus:g}")
         if pod_start_s < 0:
             raise ValueError("pod_start_s must be >= 0")
-        from .provider import HEAD_INSTANCE_ID
+        from .provider import FAILED_STARTS_FILE, HEAD_INSTANCE_ID
+
 
         super().__init__(
             num_cpus=0,
@@ -271,6 +277,11 @@ class AutoscalingLocalCluster(LocalRayHead):
                 **_source_tree_path(),
             },
         )
+        nodes_dir = self.temp_dir / "nodes"
+        # Drivers on the head (and clients given client_env()) report workers that fail to start.
+        self.failed_starts_file = nodes_dir / FAILED_STARTS_FILE
+        self.extra_env[FAILED_STARTS_ENV] = str(self.failed_starts_file)
+        self.worker_start_args = [str(a) for a in worker_start_args]
         self.worker_cpus = worker_cpus
         self.max_workers = max_workers
         self.idle_timeout_s = idle_timeout_s
@@ -282,7 +293,8 @@ class AutoscalingLocalCluster(LocalRayHead):
 
     def client_env(self) -> dict[str, str]:
         """A client's environment: token authentication, and the worker size (for drivers)."""
-        return {**super().client_env(), WORKER_CPU_ENV: f"{self.worker_cpus:g}", WORKER_MEMORY_ENV: "0"}
+        return {**super().client_env(), WORKER_CPU_ENV: f"{self.worker_cpus:g}", WORKER_MEMORY_ENV: "0",
+                FAILED_STARTS_ENV: str(self.failed_starts_file)}
 
     def autoscaler_config(self) -> dict[str, Any]:
         """The autoscaler's cluster config: the head type and one worker type."""
@@ -302,7 +314,8 @@ class AutoscalingLocalCluster(LocalRayHead):
                 "gcs_address": self.address,
                 "head_node_id": HEAD_INSTANCE_ID,
                 "head_node_type": HEAD_NODE_TYPE,
-                "node_dir": str(self.temp_dir / "nodes"),
+                "node_dir": str(self.failed_starts_file.parent),
+                "worker_start_args": self.worker_start_args,
                 "pod_start_s": self.pod_start_s,
                 "max_starting": self.max_starting,
                 "disable_launch_config_check": True,
@@ -426,6 +439,7 @@ class AutoscalingLocalCluster(LocalRayHead):
             "idle_timeout_s": self.idle_timeout_s,
             "pod_start_s": self.pod_start_s,
             "log": str(self._log),
+            "failed_starts": str(self.failed_starts_file),
         }
 
 

@@ -53,6 +53,28 @@ from ray.autoscaler.tags import (
 
 #: How long a node's raylet waits for its agents to register (not the 15 s port-file wait).
 AGENT_REGISTER_TIMEOUT_MS = "300000"
+#: Where a node that failed to start is recorded (one JSON line each), under ``node_dir``: the
+#: head's environment names the file (:data:`raytune_k8s.scaling.FAILED_STARTS_ENV`) for drivers.
+FAILED_STARTS_FILE = "failed_starts.jsonl"
+#: After consecutive failed starts, the next start waits 2**(n-1) s, at most this long.
+MAX_BACKOFF_S = 30.0
+
+
+def ray_count(value: float, flag: str) -> str:
+    """``value`` as ``ray start`` takes it for ``flag`` (a whole number: ``--num-cpus 1.0`` is
+    refused by Ray's CLI); ValueError naming the flag for a fractional value."""
+    if float(value) != int(value):
+        raise ValueError(f"{flag}: Ray starts a node with a whole number, not {value:g}")
+    return str(int(value))
+
+
+def last_line(log: Path) -> str:
+    """The last non-empty line of a log file ("" when it has none)."""
+    try:
+        lines = log.read_bytes().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
 
 def free_port() -> int:
@@ -90,6 +112,8 @@ class PodProvider(NodeProvider):
         head_id = provider_config.get("head_node_id", HEAD_INSTANCE_ID)
         self._lock = threading.RLock()
         self._count = 0
+        self._failed_in_a_row = 0  # consecutive failed starts: the next start backs off
+        self._extra_start_args = [str(a) for a in provider_config.get("worker_start_args") or []]
         self._nodes: dict[str, dict[str, Any]] = {
             head_id: {"tags": {TAG_RAY_NODE_KIND: NODE_KIND_HEAD, TAG_RAY_NODE_NAME: head_id,
                                TAG_RAY_USER_NODE_TYPE: provider_config.get("head_node_type", "ray.head.default"),
@@ -162,28 +186,52 @@ class PodProvider(NodeProvider):
 
     def _boot(self, instance_id: str, node_type: str, node_dir: Path, resources: dict[str, float],
               labels: dict[str, str]) -> None:
-        """The pod's start: ``pod_start_s``, then Ray on it (at most ``max_starting`` at once)."""
-        time.sleep(self._pod_start_s)
+        """The pod's start: ``pod_start_s`` (plus a back-off after failed starts), then Ray on it
+        (at most ``max_starting`` at once). A node whose ``ray start`` exits before its node
+        registered is recorded as failed, with its log's last line (:meth:`_record_failed_start`)."""
+        with self._lock:
+            backoff = min(MAX_BACKOFF_S, 2.0 ** (self._failed_in_a_row - 1)) if self._failed_in_a_row else 0.0
+        time.sleep(self._pod_start_s + backoff)
         with self._starting:
             with self._lock:
                 if instance_id not in self._nodes:
                     return  # deleted before it started
                 node_dir.mkdir(parents=True, exist_ok=True)
-                proc = self._start(instance_id, node_type, node_dir, resources, labels)
+                try:
+                    proc = self._start(instance_id, node_type, node_dir, resources, labels)
+                except (OSError, ValueError) as exc:
+                    del self._nodes[instance_id]  # gone: the autoscaler sees it terminated
+                    self._record_failed_start(instance_id, node_dir, str(exc))
+                    return
                 self._nodes[instance_id]["proc"] = proc
             log = node_dir / "pod.log"
             deadline = time.monotonic() + START_TIMEOUT_S
             while proc.poll() is None and time.monotonic() < deadline:
                 if STARTED in log.read_bytes():
+                    with self._lock:
+                        self._failed_in_a_row = 0
                     return
                 time.sleep(0.2)
+            if proc.poll() is not None and STARTED not in log.read_bytes():
+                self._record_failed_start(instance_id, node_dir, last_line(log) or f"ray start exited with {proc.returncode}")
+
+    def _record_failed_start(self, instance_id: str, node_dir: Path, reason: str) -> None:
+        """Append ``{"instance", "node", "time", "reason"}`` to :data:`FAILED_STARTS_FILE` (what a
+        driver reports to the user) and count the failure for the next start's back-off."""
+        with self._lock:
+            self._failed_in_a_row += 1
+            record = {"instance": instance_id, "node": node_dir.name, "time": time.time(), "reason": reason}
+            self._node_dir.mkdir(parents=True, exist_ok=True)
+            with open(self._node_dir / FAILED_STARTS_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
 
     def _start(self, instance_id: str, node_type: str, node_dir: Path, resources: dict[str, float],
                labels: dict[str, str]) -> subprocess.Popen[bytes]:
         cmd = [
             ray_cli(), "start", f"--address={self._gcs_address}", "--block", "--disable-usage-stats",
             f"--temp-dir={node_dir}",
-            f"--num-cpus={resources.pop('CPU', 0)}", f"--num-gpus={resources.pop('GPU', 0)}",
+            f"--num-cpus={ray_count(resources.pop('CPU', 0), '--num-cpus')}",
+            f"--num-gpus={ray_count(resources.pop('GPU', 0), '--num-gpus')}",
             # Many nodes share this machine's ports: any free port for workers, and for the agents
             # ports chosen here (their defaults are one per machine).
             "--min-worker-port=0", "--max-worker-port=0",
@@ -198,6 +246,7 @@ class PodProvider(NodeProvider):
             cmd.append(f"--resources={json.dumps(resources)}")
         if labels:
             cmd.append(f"--labels={','.join(f'{k}={v}' for k, v in labels.items())}")
+        cmd += self._extra_start_args
         env = {**os.environ, "RAY_CLOUD_INSTANCE_ID": instance_id, "RAY_NODE_TYPE_NAME": node_type}
         # A pod has CPUs of its own; these nodes share this machine's, so the agents may need
         # longer to register (the 15 s wait for the agent's port file stays: see the module doc).
