@@ -120,7 +120,11 @@ class ScalingCoordinator:
         ``quota``: the experiment's own, which bounds its share alone (module docstring)."""
         with self._lock:
             self._experiments[experiment_id] = _Experiment(name, list(bundles), lease[0], dict(quota) if quota else None)
-            return self._update()[experiment_id]
+            try:
+                return self._update()[experiment_id]
+            except BaseException:
+                del self._experiments[experiment_id]  # not joined: its bad quota must not break the others
+                raise
 
     def leave(self, experiment_id: str) -> None:
         with self._lock:
@@ -240,8 +244,12 @@ class Membership:
 
         self._coordinator = coordinator()
         self._lease = ray.remote(Lease).options(num_cpus=0, resources={HEAD_RESOURCE: 0.001}).remote()
-        self.granted = ray.get(self._coordinator.join.remote(
-            self.experiment_id, self.name, self.bundles, [self._lease], self.quota))
+        try:
+            self.granted = ray.get(self._coordinator.join.remote(
+                self.experiment_id, self.name, self.bundles, [self._lease], self.quota))
+        except BaseException:
+            ray.kill(self._lease)  # a join that failed half way must not keep the bundles requested
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -141,3 +141,15 @@ def test_failed_leave_still_ends_the_lease(ray_connected, no_tenant_quota, capfd
     assert "warning: could not leave the scaling coordinator" in capfd.readouterr().err
     with pytest.raises(RayActorError):
         ray.get(lease.ping.remote(), timeout=30)
+
+
+def test_failed_join_leaves_nothing_behind(ray_connected, no_tenant_quota):
+    membership = Membership("join-fails", [ONE], {"cpu": "lots"})  # type: ignore[dict-item]
+    with pytest.raises(ray.exceptions.RayTaskError, match="could not convert string to float"):
+        membership.__enter__()
+    with pytest.raises(RayActorError):
+        ray.get(membership._lease.ping.remote(), timeout=30)
+    actor = ray.get_actor(coordinator.NAME, namespace=coordinator.NAMESPACE)
+    assert "join-fails" not in [e["name"] for e in ray.get(actor.state.remote())["experiments"].values()]
+    with Membership("joins-after", [ONE]) as after:  # the coordinator still works for the others
+        assert after.granted == 1
