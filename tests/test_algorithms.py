@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -275,3 +277,64 @@ def test_hyperband_experiment_runs_every_rung_through_tune(ray_connected, tmp_pa
     assert summary["status"] == "Succeeded" and summary["trials"] == 6, budgets
     # Bracket s=1: 3 trials at budget 1, the best 1 of them promoted to 3; bracket s=0: 2 at 3.
     assert budgets == sorted([1.0] * 3 + [3.0] + [3.0] * 2)
+
+
+# ---------------------------------------------------------------- issue 25: Katib's Hyperband and sobol as Katib runs them
+
+
+def _hyperband_below_eta() -> dict:
+    return {
+        "name": "hb-one-bracket",
+        "objective": {"type": "minimize", "objectiveMetricName": "value"},
+        "algorithm": {"algorithmName": "hyperband", "algorithmSettings": [
+            {"name": "resource_name", "value": "y"}, {"name": "r_l", "value": 2}, {"name": "random_state", "value": 0}]},
+        "parameters": [
+            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": -5, "max": 10}},
+            {"name": "y", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 15}},
+        ],
+        "parallelTrialCount": 3,
+        "maxTrialCount": 10,
+        "trial": {"trainable": "branin"},
+    }
+
+
+def test_hyperband_with_r_l_below_eta_is_one_bracket_at_the_full_budget():
+    """Katib takes r_l < eta (s_max = floor(log_eta r_l) = 0): one bracket whose trials, as many as
+    its first request (parallelTrialCount), all run at the full budget r_l; then it is done."""
+    from raytune_k8s.experiment import check
+
+    loaded = check(_hyperband_below_eta())
+    assert loaded.notes == ["hyperband: r_l 2 < eta 3: Hyperband has one bracket of 3 trials (parallelTrialCount, "
+                            "Katib's first request) at the full budget y = 2, i.e. random search"]
+    spec = loaded.spec
+    search = create_search(spec.algorithm, SearchSpace.from_spec(spec), spec.objective, parallel_trials=spec.parallel_trials)
+    searcher = search.searcher
+    assert [(r.trials, r.budget) for r in searcher.rungs] == [(3, 2.0)]
+    configs = [searcher.suggest(str(i)) for i in range(3)]
+    assert all(isinstance(c, dict) and c["y"] == 2.0 for c in configs), configs
+    assert len({c["x"] for c in configs}) == 3  # three random configurations
+    assert searcher.suggest("3") is None  # the bracket is running
+    for i, c in enumerate(configs):
+        searcher.on_trial_complete(str(i), {"value": c["x"] ** 2})
+    assert searcher.suggest("4") == "FINISHED"
+
+
+def test_sobol_without_a_seed_says_so_once_in_our_words(tmp_path):
+    """Optuna's own "No seed is provided for `QMCSampler`" must not reach the terminal."""
+    import yaml
+
+    from .conftest import REPO
+
+    doc = yaml.safe_load((REPO / "examples" / "mnist-mxnet-sobol.yaml").read_text())
+    doc["algorithm"].pop("algorithmSettings")
+    path = tmp_path / "sobol.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    done = subprocess.run([sys.executable, "-m", "raytune_k8s.cli", "validate", str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "QMCSampler" not in done.stderr and "No seed" not in done.stderr, done.stderr
+    notes = [line for line in done.stderr.splitlines() if "sobol" in line]
+    assert notes == ["note: sobol: no random_state setting, so the scrambled Sobol sequence is seeded at random "
+                     "(set random_state to repeat a run's trials)"], done.stderr
+    seeded = subprocess.run([sys.executable, "-m", "raytune_k8s.cli", "validate", str(REPO / "examples" / "mnist-mxnet-sobol.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert seeded.returncode == 0 and "sobol" not in seeded.stderr, seeded.stderr

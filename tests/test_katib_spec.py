@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,8 +102,6 @@ def test_leading_separator_is_fine_but_two_documents_are_not(tmp_path):
     (lambda d: d.update(kind="Suggestion"), "kind", "expected 'Experiment'"),
     (lambda d: d["metadata"].pop("name"), "metadata.name", "required field is missing"),
     (lambda d: d["spec"].update(parallelTrials=2), "spec.parallelTrials", "unknown field"),
-    (lambda d: d["spec"]["objective"].update(metricStrategies=[{"name": "acc", "value": "max"}]),
-     "spec.objective.metricStrategies[0].name", "'acc' is not a metric"),
     (lambda d: d["spec"]["objective"].update(metricStrategies=[{"name": "loss", "value": "mean"}]),
      "spec.objective.metricStrategies[0].value", "Input should be"),
     (lambda d: d["spec"]["trialTemplate"]["trialParameters"][0].update(reference="learning_rate"),
@@ -255,3 +254,88 @@ def test_active_deadline_is_the_trial_timeout():
     def edit(doc):
         doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 600
     assert command_trial(load_document(_manifest(edit)).spec).timeout_s == 600
+
+
+# ---------------------------------------------------------------- issue 25: real Katib files
+
+_ALL_COMMENTED = """\
+  objective:
+    type: minimize
+    goal: 0.001
+    objectiveMetricName: loss
+    additionalMetricNames:
+      # - accuracy
+    metricStrategies:
+      # - {name: loss, value: min}
+  algorithm:
+    algorithmName: random
+    algorithmSettings:
+      # - {name: random_state, value: "1"}
+"""
+
+
+def test_a_list_with_every_item_commented_out_is_empty_as_in_katib(tmp_path):
+    """YAML reads a key whose items are all commented out as null; Katib's Go slices take it as
+    empty, and so do we, in a manifest and in the short format, for every list field."""
+    text = (REPO / "examples" / "katib" / "random.yaml").read_text()
+    head, rest = text.split("  objective:\n", 1)
+    rest = rest.split("  parallelTrialCount:", 1)[1]
+    path = tmp_path / "commented.yaml"
+    path.write_text(head + _ALL_COMMENTED + "  parallelTrialCount:" + rest)
+    assert yaml.safe_load(path.read_text())["spec"]["objective"]["additionalMetricNames"] is None
+    spec = load_document(str(path)).spec
+    assert spec.objective.additional_metrics == [] and spec.objective.metric_strategies == []
+    assert spec.algorithm.settings == [] and spec.objective.metrics == ["loss"]
+
+    def nulls(doc):
+        doc["spec"]["trialTemplate"]["trialParameters"] = None
+        doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
+            "python3", "/opt/pytorch-mnist/mnist.py", "--lr=0.01"]
+        doc["spec"]["earlyStopping"] = {"algorithmName": "medianstop", "algorithmSettings": None}
+        doc["spec"]["metricsCollectorSpec"] = {"source": {"filter": {"metricsFormat": None}}}
+    spec = load_document(_manifest(nulls)).spec
+    assert spec.trial_template.trial_parameters == [] and spec.early_stopping.settings == []
+    assert spec.metrics_collector.source.filter.metrics_format == []
+    # nasConfig's lists too (operations may not be empty, so it is the usual error, not a type error)
+    err = _error(_manifest(lambda d: d["spec"].update(nasConfig={"graphConfig": {"numLayers": 2, "inputSizes": None}, "operations": None})))
+    assert err.field == "spec.nasConfig.operations" and "at least 1 item" in err.reason, err.problems
+    assert "valid list" not in str(err)
+
+    short = (REPO / "examples" / "mnist-mxnet-random.yaml").read_text()
+    assert "additionalMetricNames: [Train-accuracy]" in short
+    loaded = load_document(short.replace("additionalMetricNames: [Train-accuracy]", "additionalMetricNames: ", 1))
+    assert loaded.spec.objective.additional_metrics == []
+    err = _error({**yaml.safe_load(short), "parameters": None})
+    assert (err.field, err.reason) == ("parameters", "needs at least one parameter (or a nasConfig, for neural architecture search)")
+
+
+def test_a_metric_strategy_for_no_metric_of_the_objective_is_a_warning_not_an_error(tmp_path, capsys):
+    """Katib ignores a metricStrategies entry naming no metric of the objective (a typo); we say so."""
+    def edit(doc):
+        doc["spec"]["objective"]["additionalMetricNames"] = ["accuracy"]
+        doc["spec"]["objective"]["metricStrategies"] = [{"name": "loss", "value": "latest"}, {"name": "acuracy", "value": "max"}]
+    loaded = load_document(_manifest(edit))
+    assert loaded.spec.objective.strategy("loss") == "latest" and loaded.spec.objective.strategy("accuracy") == "latest"
+    assert loaded.warnings == ["spec.objective.metricStrategies[1]: 'acuracy' is not the objective metric or an "
+                               "additional metric; ignored"]
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(_manifest(edit)))
+    assert main(["validate", str(path)]) == 0
+    assert "warning: spec.objective.metricStrategies[1]: 'acuracy' is not the objective metric or an additional metric; " \
+           "ignored\n" in capsys.readouterr().err
+    short = {**yaml.safe_load((REPO / "examples" / "mnist-mxnet-random.yaml").read_text())}
+    short["objective"] = {**short["objective"], "metricStrategies": [{"name": "Validation-acuracy", "value": "max"}]}
+    assert load_document(short).warnings == [
+        "objective.metricStrategies[0]: 'Validation-acuracy' is not the objective metric or an additional metric; ignored"]
+
+
+def test_a_configmap_template_outside_a_pod_is_our_one_line_error(monkeypatch, tmp_path):
+    """With KUBERNETES_SERVICE_HOST set but no service-account files (not a pod), loading the
+    in-cluster configuration fails: that is our one-line error, not the client's exception."""
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    assert not Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
+    err = _error(_manifest(lambda d: d["spec"]["trialTemplate"].update(
+        configMap={"configMapName": "tpl", "templatePath": "job.yaml"}, trialSpec=None)))
+    assert len(err.problems) == 1 and err.field == "spec.trialTemplate.configMap", err.problems
+    assert err.reason.startswith("cannot load the in-cluster Kubernetes configuration") and "\n" not in err.reason, err.reason

@@ -14,11 +14,17 @@ from __future__ import annotations
 import itertools
 import re
 from decimal import Decimal
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 Scalar = Union[int, float, str]
+_T = TypeVar("_T")
+
+#: A list field of Katib's API (a Go slice): null, as YAML reads a key whose items are all
+#: commented out, is the empty list, as Katib takes it. Every list field of the spec models uses it
+#: (a feasibleSpace's ``list`` is optional, so null is already accepted there).
+KatibList = Annotated[list[_T], BeforeValidator(lambda value: [] if value is None else value)]
 
 #: Operation types the torch networks of this package can build (Katib's DARTS and ENAS names).
 OPERATION_TYPES = (
@@ -81,7 +87,7 @@ class NasParameter(_Model):
 
 class NasOperation(_Model):
     type: str = Field(alias="operationType", min_length=1)
-    parameters: list[NasParameter] = Field(default_factory=list)
+    parameters: KatibList[NasParameter] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> NasOperation:
@@ -95,15 +101,15 @@ class NasOperation(_Model):
 
 class GraphConfig(_Model):
     num_layers: int = Field(alias="numLayers", gt=0)
-    input_sizes: list[int] = Field(default_factory=list, alias="inputSizes")
-    output_sizes: list[int] = Field(default_factory=list, alias="outputSizes")
+    input_sizes: KatibList[int] = Field(default_factory=list, alias="inputSizes")
+    output_sizes: KatibList[int] = Field(default_factory=list, alias="outputSizes")
 
 
 class NasConfig(_Model):
     """Katib's ``spec.nasConfig``."""
 
     graph: GraphConfig = Field(alias="graphConfig")
-    operations: list[NasOperation] = Field(min_length=1)
+    operations: KatibList[NasOperation] = Field(min_length=1)
 
     def candidates(self) -> list[Operation]:
         """Every concrete operation, in order: the product of each operation's parameter values."""

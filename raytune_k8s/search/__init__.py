@@ -46,11 +46,16 @@ class Search:
 
     searcher: Searcher
     scheduler: TrialScheduler | None = None
+    #: What the settings amount to, where that is not what their names suggest (``note:`` lines).
+    notes: tuple[str, ...] = ()
 
 
-def create_search(algorithm: Algorithm, space: SearchSpace, objective: Objective, nas_config: Any = None) -> Search:
+def create_search(
+    algorithm: Algorithm, space: SearchSpace, objective: Objective, nas_config: Any = None, *, parallel_trials: int | None = None
+) -> Search:
     """Build the search an experiment asks for; unknown names and settings raise SpecError.
-    The NAS algorithms also take the spec's ``nasConfig``."""
+    The NAS algorithms also take the spec's ``nasConfig``; hyperband the ``parallelTrialCount``
+    (its one bracket's size when ``r_l < eta``, as in Katib)."""
     target = ALGORITHMS.get(algorithm.name)
     if target is None:
         raise SpecError(
@@ -62,6 +67,8 @@ def create_search(algorithm: Algorithm, space: SearchSpace, objective: Objective
     factory = getattr(importlib.import_module(module_name), function or "create")
     if algorithm.name in NAS_ALGORITHMS:
         built = factory(space, objective, settings, nas_config=nas_config)
+    elif algorithm.name == "hyperband":
+        built = factory(space, objective, settings, parallel_trials=parallel_trials)
     else:
         built = factory(space, objective, settings)
     settings.reject_unused()

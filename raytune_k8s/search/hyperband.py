@@ -14,7 +14,9 @@ budget ``r = r_l eta^-s``; rung ``i`` runs ``n_i = ceil(n eta^-i)`` of them with
 ``r eta^i`` and keeps the best ``ceil(n_i / eta)`` for rung ``i + 1``.
 
 Settings (Katib's): ``resource_name`` (required; a numeric parameter of the experiment), ``r_l``
-(required, > 1), ``eta`` (default 3); ours: ``random_state``.
+(required, >= 1), ``eta`` (default 3); ours: ``random_state``. With ``r_l < eta`` (``s_max = 0``)
+there is one bracket of full-budget trials, random search; Katib's service makes it as many trials
+as its first request asks for (``parallelTrialCount``), and so do we when told that count.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ray.tune.search import Searcher
 from ..space import SearchSpace
 from ..spec import Objective, SpecError
 from ..settings import Settings
+from . import Search
 from .stateful import StatefulSearcher
 
 _FIELD = "algorithm.algorithmSettings"
@@ -42,12 +45,19 @@ class Rung:
     budget: float  # r_i
 
 
-def schedule(r_l: float, eta: int) -> list[list[Rung]]:
-    """Every bracket's rungs, most exploratory bracket first."""
-    s_max = int(math.floor(math.log(r_l) / math.log(eta) + 1e-9))
+def s_max_of(r_l: float, eta: int) -> int:
+    return int(math.floor(math.log(r_l) / math.log(eta) + 1e-9))
+
+
+def schedule(r_l: float, eta: int, single_bracket_trials: int | None = None) -> list[list[Rung]]:
+    """Every bracket's rungs, most exploratory bracket first. ``single_bracket_trials``: the
+    trials of the one bracket when ``s_max`` is 0 (Katib: its first request), instead of 1."""
+    s_max = s_max_of(r_l, eta)
     brackets = []
     for s in range(s_max, -1, -1):
         n = math.ceil((s_max + 1) * eta**s / (s + 1))
+        if s_max == 0 and single_bracket_trials:
+            n = single_bracket_trials
         r = r_l * eta ** (-s)
         brackets.append([Rung(s, i, math.ceil(n * eta ** (-i)), r * eta**i) for i in range(s + 1)])
     return brackets
@@ -56,12 +66,13 @@ def schedule(r_l: float, eta: int) -> list[list[Rung]]:
 class HyperbandSearcher(StatefulSearcher):
     """Hands out each rung's trials, waits for the rung, promotes its best ``1/eta``."""
 
-    def __init__(self, space: SearchSpace, metric: str, mode: str, *, resource: str, r_l: float, eta: int = 3, seed: int | None = None):
+    def __init__(self, space: SearchSpace, metric: str, mode: str, *, resource: str, r_l: float, eta: int = 3, seed: int | None = None,
+                 single_bracket_trials: int | None = None):
         super().__init__(metric=metric, mode=mode)
         self._space = space
         self._resource = next(d for d in space if d.name == resource)
         self._eta = eta
-        self._rungs = [rung for bracket in schedule(r_l, eta) for rung in bracket]
+        self._rungs = [rung for bracket in schedule(r_l, eta, single_bracket_trials) for rung in bracket]
         self._rng = np.random.default_rng(seed)
         self._rung = -1  # index into _rungs
         self._queue: list[dict[str, Any]] = []  # the current rung's configurations not handed out yet
@@ -78,7 +89,8 @@ class HyperbandSearcher(StatefulSearcher):
         """Trials the whole schedule runs (Katib's maxTrialCount should be at least this)."""
         return sum(r.trials for r in self._rungs)
 
-    def _budget(self, rung: Rung) -> int | float:
+    def budget(self, rung: Rung) -> int | float:
+        """The value the budget parameter gets in ``rung``."""
         whole = self._resource.kind == "int" or (self._resource.kind == "discrete" and all(isinstance(v, int) for v in self._resource.values))
         return int(round(rung.budget)) if whole else float(rung.budget)
 
@@ -90,7 +102,7 @@ class HyperbandSearcher(StatefulSearcher):
             return
         rung = self._rungs[self._rung]
         configs = survivors if rung.index > 0 else [self._space.sample(self._rng) for _ in range(rung.trials)]
-        self._queue = [{**c, self._resource.name: self._budget(rung)} for c in configs]
+        self._queue = [{**c, self._resource.name: self.budget(rung)} for c in configs]
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self._rung >= len(self._rungs):
@@ -126,7 +138,9 @@ class HyperbandSearcher(StatefulSearcher):
             setattr(self, name, state[name])
 
 
-def create(space: SearchSpace, objective: Objective, settings: Settings) -> HyperbandSearcher:
+def create(space: SearchSpace, objective: Objective, settings: Settings, *, parallel_trials: int | None = None) -> Search:
+    """``parallel_trials``: the experiment's parallelTrialCount, Katib's first request, which is
+    the one bracket's size when ``r_l < eta``."""
     for required in ("resource_name", "r_l"):
         if required not in settings:
             raise SpecError(_FIELD, f"hyperband needs the setting {required!r} (resource_name: the budget parameter; r_l: its largest value)")
@@ -140,6 +154,12 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Hype
         and isinstance(dimension.values[0], (int, float)) and not isinstance(dimension.values[0], bool)
     if dimension is None or (dimension.kind not in ("int", "double") and not constant):
         raise SpecError(_FIELD, f"resource_name {resource!r} must name an int or double parameter of the experiment")
-    if r_l < eta:
-        raise SpecError(_FIELD, f"r_l must be at least eta ({eta}) for more than one rung, got {r_l}")
-    return HyperbandSearcher(space, objective.metric, objective.mode, resource=resource, r_l=r_l, eta=eta, seed=seed)
+    searcher = HyperbandSearcher(space, objective.metric, objective.mode, resource=resource, r_l=r_l, eta=eta, seed=seed,
+                                 single_bracket_trials=parallel_trials)
+    notes: tuple[str, ...] = ()
+    if s_max_of(r_l, eta) == 0:  # Katib accepts it: s_max = 0
+        (rung,) = searcher.rungs
+        whom = " (parallelTrialCount, Katib's first request)" if parallel_trials else ""
+        notes = (f"hyperband: r_l {r_l:g} < eta {eta}: Hyperband has one bracket of {rung.trials} trials{whom} "
+                 f"at the full budget {resource} = {searcher.budget(rung):g}, i.e. random search",)
+    return Search(searcher, notes=notes)

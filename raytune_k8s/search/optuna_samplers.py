@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -21,6 +21,9 @@ from ..space import Dimension, SearchSpace
 from ..spec import Objective
 from ..settings import Settings
 from .stateful import StatefulSearcher
+
+if TYPE_CHECKING:
+    from . import Search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -107,12 +110,21 @@ create_multivariate_tpe = _creator(multivariate_tpe_sampler)
 #: ``sobol``: a scrambled Sobol sequence (Optuna's QMCSampler on scipy's Sobol engine). Optuna
 #: draws the first trial at random (it learns the space from it); trials 2, 3, ... are the points
 #: of ``scipy.stats.qmc.Sobol(d, scramble=True, seed=random_state)``.
+#: Without ``random_state`` the seed is random: create_sobol's note says so, in place of the
+#: warning Optuna would log.
 def sobol_sampler(settings: Settings) -> optuna.samplers.QMCSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.QMCSampler(
-            qmc_type="sobol", scramble=True, seed=settings.optional_integer("random_state"), warn_independent_sampling=False
+            qmc_type="sobol", scramble=True, seed=settings.optional_integer("random_state"), warn_independent_sampling=False,
+            warn_asynchronous_seeding=False,
         )
 
 
-create_sobol = _creator(sobol_sampler)
+def create_sobol(space: SearchSpace, objective: Objective, settings: Settings) -> Search:
+    from . import Search
+
+    searcher = OptunaSearcher(space, objective.metric, objective.mode, sobol_sampler(settings))
+    unseeded = settings.optional_integer("random_state") is None
+    return Search(searcher, notes=("sobol: no random_state setting, so the scrambled Sobol sequence is seeded at random "
+                                   "(set random_state to repeat a run's trials)",) if unseeded else ())

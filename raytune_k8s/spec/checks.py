@@ -18,15 +18,17 @@ _LARGEST_INT = 2**53  # every whole number up to it is exact as a float (what se
 NAS_ASSIGNMENTS = {"darts": ("algorithm-settings", "search-space", "num-layers"), "enas": ("architecture", "nn_config")}
 
 
-def check_semantics(spec: ExperimentSpec, notes: list[str] | None = None) -> None:
-    """Raise one SpecError holding every problem found."""
+def check_semantics(spec: ExperimentSpec, notes: list[str] | None = None, warnings: list[str] | None = None) -> None:
+    """Raise one SpecError holding every problem found; likely mistakes that Katib runs anyway
+    are added to ``warnings`` (``"field: reason"``)."""
     notes = notes if notes is not None else []
+    warnings = warnings if warnings is not None else []
     problems = Problems()
     if not _NAME.match(spec.name):
         problems.add("name", f"{spec.name!r} must be lowercase letters, digits and '-' (a Kubernetes name)")
     if spec.max_trials is not None and spec.parallel_trials > spec.max_trials:
         problems.add("parallelTrialCount", f"{spec.parallel_trials} is greater than maxTrialCount {spec.max_trials}")
-    _check_objective(spec, problems)
+    _check_objective(spec, problems, warnings)
     if not spec.parameters and spec.nas_config is None:
         problems.add("parameters", "needs at least one parameter (or a nasConfig, for neural architecture search)")
     seen: set[str] = set()
@@ -44,7 +46,7 @@ def check_semantics(spec: ExperimentSpec, notes: list[str] | None = None) -> Non
     problems.raise_if_any()
 
 
-def _check_objective(spec: ExperimentSpec, problems: Problems) -> None:
+def _check_objective(spec: ExperimentSpec, problems: Problems, warnings: list[str]) -> None:
     obj = spec.objective
     if obj.goal is not None and not math.isfinite(obj.goal):
         problems.add("objective.goal", f"must be a finite number, got {obj.goal}")
@@ -52,8 +54,8 @@ def _check_objective(spec: ExperimentSpec, problems: Problems) -> None:
     if len(set(obj.additional_metrics)) != len(obj.additional_metrics) or obj.metric in obj.additional_metrics:
         problems.add("objective.additionalMetricNames", "metric names must be distinct and differ from objectiveMetricName")
     for i, s in enumerate(obj.metric_strategies):
-        if s.name not in names:
-            problems.add(f"objective.metricStrategies[{i}].name", f"{s.name!r} is not a metric of the objective ({', '.join(names)})")
+        if s.name not in names:  # Katib ignores it: a strategy is only looked up by a metric's name
+            warnings.append(f"objective.metricStrategies[{i}]: {s.name!r} is not the objective metric or an additional metric; ignored")
 
 
 def _check_parameter(param: Parameter, at: str, problems: Problems) -> None:

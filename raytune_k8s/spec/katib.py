@@ -393,8 +393,19 @@ def _trial_spec_from_config_map(template: KatibTrialTemplate, namespace: str | N
     import yaml
     from kubernetes import client, config
 
-    config.load_incluster_config()
-    ns = cm.config_map_namespace or namespace or open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read().strip()
+    try:
+        config.load_incluster_config()
+    except Exception as exc:  # ConfigException: no service-account token (not a pod, or none mounted)
+        raise SpecError(at, f"cannot load the in-cluster Kubernetes configuration to read ConfigMap "
+                        f"{cm.config_map_name}: {str(exc).rstrip('.')}; put the template inline as trialSpec") from None
+    ns = cm.config_map_namespace or namespace
+    if not ns:
+        try:
+            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+                ns = f.read().strip()
+        except OSError as exc:
+            raise SpecError(at, f"no namespace for ConfigMap {cm.config_map_name} (give configMapNamespace): "
+                            f"{exc.strerror or exc}") from None
     try:
         data = client.CoreV1Api().read_namespaced_config_map(cm.config_map_name, ns).data or {}
     except Exception as exc:  # the API's own error says why (403, 404, ...)

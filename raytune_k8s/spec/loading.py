@@ -49,19 +49,22 @@ def load_document(source: SpecSource) -> LoadedSpec:
     if not isinstance(data, Mapping):
         raise SpecError("", "the experiment must be a YAML mapping", origin)
     notes: list[str] = []
+    warnings: list[str] = []
     katib = is_manifest(data)
     try:
         if katib:
             data = manifest_to_spec(data, notes)
         spec = _validate_model(data)
-        check_semantics(spec, notes)
+        check_semantics(spec, notes, warnings)
     except SpecError as exc:
         if katib:
             exc = SpecError.of([(manifest_path(f), r) for f, r in exc.problems])
         raise exc.at(origin) from None
     if katib:
         notes = [manifest_path(n.split(": ", 1)[0]) + ": " + n.split(": ", 1)[1] if n.startswith("trialTemplate") else n for n in notes]
-    return LoadedSpec(spec, origin, katib, notes)
+    if katib:
+        warnings = [manifest_path(w.split(": ", 1)[0]) + ": " + w.split(": ", 1)[1] for w in warnings]
+    return LoadedSpec(spec, origin, katib, notes, warnings)
 
 
 def parse_spec(source: SpecSource) -> ExperimentSpec:

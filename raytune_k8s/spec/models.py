@@ -8,7 +8,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..nas.config import NasConfig, katib_number
+from ..nas.config import KatibList, NasConfig, katib_number
 
 Scalar = Union[bool, int, float, str]
 
@@ -28,8 +28,8 @@ class Objective(_Model):
     type: Literal["maximize", "minimize"]
     metric: str = Field(alias="objectiveMetricName", min_length=1)
     goal: float | None = None
-    additional_metrics: list[str] = Field(default_factory=list, alias="additionalMetricNames")
-    metric_strategies: list[MetricStrategy] = Field(default_factory=list, alias="metricStrategies")
+    additional_metrics: KatibList[str] = Field(default_factory=list, alias="additionalMetricNames")
+    metric_strategies: KatibList[MetricStrategy] = Field(default_factory=list, alias="metricStrategies")
 
     @property
     def mode(self) -> Literal["max", "min"]:
@@ -73,7 +73,7 @@ class Resources(_Model):
 
 class Algorithm(_Model):
     name: str = Field(alias="algorithmName", min_length=1)
-    settings: list[Setting] = Field(default_factory=list, alias="algorithmSettings")
+    settings: KatibList[Setting] = Field(default_factory=list, alias="algorithmSettings")
     resources: Resources | None = None
 
     def settings_dict(self) -> dict[str, Scalar]:
@@ -82,7 +82,7 @@ class Algorithm(_Model):
 
 class EarlyStopping(_Model):
     name: str = Field(alias="algorithmName", min_length=1)
-    settings: list[Setting] = Field(default_factory=list, alias="algorithmSettings")
+    settings: KatibList[Setting] = Field(default_factory=list, alias="algorithmSettings")
 
     def settings_dict(self) -> dict[str, Scalar]:
         return {s.name: s.value for s in self.settings}
@@ -138,7 +138,7 @@ class KatibTrialTemplate(_Model):
 
     primary_container_name: str | None = Field(default=None, alias="primaryContainerName")
     primary_pod_labels: dict[str, str] | None = Field(default=None, alias="primaryPodLabels")
-    trial_parameters: list[TrialParameter] = Field(default_factory=list, alias="trialParameters")
+    trial_parameters: KatibList[TrialParameter] = Field(default_factory=list, alias="trialParameters")
     trial_spec: dict[str, Any] | None = Field(default=None, alias="trialSpec")
     config_map: ConfigMapSource | None = Field(default=None, alias="configMap")
     success_condition: str | None = Field(default=None, alias="successCondition")
@@ -156,7 +156,7 @@ class FileSystemPath(_Model):
 
 
 class MetricsFilter(_Model):
-    metrics_format: list[str] = Field(default_factory=list, alias="metricsFormat")
+    metrics_format: KatibList[str] = Field(default_factory=list, alias="metricsFormat")
 
 
 class MetricsSource(_Model):
@@ -186,7 +186,7 @@ class ExperimentSpec(_Model):
     objective: Objective
     algorithm: Algorithm
     early_stopping: EarlyStopping | None = Field(default=None, alias="earlyStopping")
-    parameters: list[Parameter] = Field(default_factory=list)
+    parameters: KatibList[Parameter] = Field(default_factory=list)
     parallel_trials: int = Field(default=3, gt=0, le=100_000, alias="parallelTrialCount")
     max_trials: int | None = Field(default=None, gt=0, le=10_000_000, alias="maxTrialCount")
     max_failed_trials: int | None = Field(default=None, ge=0, le=10_000_000, alias="maxFailedTrialCount")
