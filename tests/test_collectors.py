@@ -178,3 +178,73 @@ def test_katib_program_path_runs_our_stand_in(tmp_path):
     run_trial_process(trial, {}, tmp_path, "t", reports.append)
     losses = [r["loss"] for r in reports]
     assert len(losses) == 4 and losses[-1] < losses[0], losses  # 8 batches, one line every 2: it learns
+
+
+def test_killed_runner_process_takes_the_trial_tree_with_it(tmp_path):
+    """The trial actor's process SIGKILLed (nothing in it runs: no finally, no thread): the
+    trial's process and its grandchild still die within seconds. A threaded parent running the
+    trial off its main thread stands in for the Ray worker."""
+    import os
+    import signal
+    import subprocess
+
+    import raytune_k8s
+
+    pid_file = tmp_path / "grandchild.pid"
+    program = tmp_path / "train.py"
+    program.write_text(textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        open({str(pid_file)!r} + ".tmp", "w").write(f"{{os.getpid()}} {{child.pid}}")
+        os.rename({str(pid_file)!r} + ".tmp", {str(pid_file)!r})
+        while True:
+            print("loss=1.0", flush=True)
+            time.sleep(0.2)
+    """))
+    runner = textwrap.dedent(f"""
+        import sys, threading, time
+        from pathlib import Path
+        from raytune_k8s.trials.command import CommandTrial, run_trial_process
+        trial = CommandTrial(argv=(sys.executable, {str(program)!r}), metric_names=("loss",))
+        threading.Thread(target=run_trial_process, args=(trial, {{}}, Path({str(tmp_path)!r}), "t", lambda r: None),
+                         daemon=True).start()
+        time.sleep(600)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(Path(raytune_k8s.__file__).parents[1])}
+    parent = subprocess.Popen([sys.executable, "-c", runner], env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        trial_pid, grandchild_pid = map(int, pid_file.read_text().split())
+        trial, grandchild = psutil.Process(trial_pid), psutil.Process(grandchild_pid)
+        assert trial.ppid() == parent.pid and grandchild.ppid() == trial_pid
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while (alive := [p for p in (trial, grandchild) if _running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alive == [], f"outlived their killed runner: {alive}"
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid in map(int, pid_file.read_text().split()) if pid_file.exists() else ():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_no_preexec_fn_in_the_package():
+    """Python code between fork and exec is unsafe in a threaded process (a Ray worker is one)."""
+    import raytune_k8s
+
+    package = Path(raytune_k8s.__file__).parent
+    assert [p.name for p in package.rglob("*.py") if "preexec_fn" in p.read_text()] == []

@@ -3,7 +3,8 @@
 ``${trialParameters.NAME}`` placeholders are filled in (a parameter's value, or Katib's trial
 metadata), the metrics collector reads what the process prints or writes, and every observation
 of the objective is reported to Ray Tune. The process (and everything it started) ends with the
-trial: on success, failure, early stopping, timeout or error.
+trial: on success, failure, early stopping, timeout or error, and when its trial actor's process
+is killed (:class:`_Watchdog`).
 
 Under ``pbt`` a command trial runs in segments, Katib's way (:class:`Segments`): each run of the
 process is one of Katib's PBT trials, given a checkpoint directory that starts as a copy of the
@@ -12,7 +13,6 @@ checkpoint the trial resumes from.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
 import shlex
@@ -238,11 +238,24 @@ class _Runner:
         self.warned = False
 
     def run(self, argv: list[str], env: Mapping[str, str], cwd: str) -> int:
+        with _Watchdog() as watchdog:
+            # A session (and process group) of its own, which _end_process_group and the watchdog
+            # end whole. Nothing of ours runs in the child before exec: Python code there is
+            # unsafe in a threaded process such as a Ray worker.
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                errors="replace", bufsize=1, start_new_session=True,
+            )
+            try:
+                watchdog.watch(proc.pid)
+            except BaseException:
+                _end_process_group(proc)
+                raise
+            return self._follow(proc, argv)
+
+    def _follow(self, proc: subprocess.Popen[str], argv: list[str]) -> int:
+        """Read ``proc`` to its end, reporting; its process group ends however this returns."""
         started = time.monotonic()
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            errors="replace", bufsize=1, start_new_session=True, preexec_fn=_die_with_parent,
-        )
         lines: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
         reader = threading.Thread(target=_read_lines, args=(proc, lines), daemon=True)
         reader.start()
@@ -308,12 +321,60 @@ def _read_lines(proc: subprocess.Popen[str], lines: "queue.Queue[str | None]") -
         lines.put(None)
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGKILL when the trial's thread goes away (a killed trial actor)."""
+#: The watchdog's program (see :class:`_Watchdog`): the first line on stdin is the process group
+#: to watch; stdin then closing without "done" means the trial's runner is gone.
+_WATCHDOG = """
+import os, signal, sys
+line = sys.stdin.readline().strip()
+if line.isdigit() and sys.stdin.read() != "done":
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        os.killpg(int(line), signal.SIGKILL)
     except OSError:
         pass
+"""
+
+
+class _Watchdog:
+    """Ends a trial's process group when the process running the trial dies, however it dies:
+    ``ray.kill`` of the trial actor, an out-of-memory kill, a crashed worker; nothing in that
+    process runs then (no ``finally``, no thread), so this is a separate small process.
+
+    It runs in a session of its own (outside the group it watches, so ending the group spares
+    it), and blocks reading a pipe whose only writer is the trial's runner: the kernel closes
+    the runner's end when its process dies, and the watchdog SIGKILLs the group unless the
+    runner wrote "done" first (it does on every way out of :meth:`_Runner.run`, after ending
+    the group itself). Nothing is polled and no pid is guessed, and unlike PR_SET_PDEATHSIG it
+    follows the whole process (not the thread that started the child) and reaches the
+    grandchildren too. Only the instants between starting the trial's process and handing its
+    group to the watchdog are unguarded."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _WATCHDOG], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            text=True, start_new_session=True,
+        )
+
+    def watch(self, pgid: int) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{pgid}\n")
+        self.proc.stdin.flush()
+
+    def __enter__(self) -> "_Watchdog":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        """The group is ended: let the watchdog go without killing anything."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("done")
+            self.proc.stdin.close()
+        except OSError:  # it is gone already
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _end_process_group(proc: subprocess.Popen[str]) -> None:
