@@ -180,3 +180,30 @@ def test_run_interrupted_with_ctrl_c_leaves_nothing(tmp_path, ray_tmp):
     assert proc.returncode != 0, err[-3000:]
     assert _none_left(ray_tmp) == []
     assert not sleeper.is_running() or sleeper.status() == psutil.STATUS_ZOMBIE
+
+
+# ---------------------------------------------------------------- listing a session's processes
+
+
+def test_listing_processes_skips_unreadable_ones_and_lets_bugs_through(tmp_path):
+    from raytune_k8s.sim.cluster import _cmdline
+
+    marker = tmp_path / f"marker-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(marker)])
+    try:
+        listed = _wait_for(lambda: _cluster_processes(marker), 10, "the marked process is not listed")
+        assert [p.pid for p in listed] == [proc.pid]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _cluster_processes(marker) == []
+    with pytest.raises(psutil.NoSuchProcess):
+        listed[0].cmdline()
+    assert _cmdline(listed[0]) == "", "a process gone since it was listed has no command line"
+
+    class Broken(psutil.Process):
+        def cmdline(self) -> list[str]:
+            raise RuntimeError("a bug, not a process that went away")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        _cmdline(Broken(os.getpid()))

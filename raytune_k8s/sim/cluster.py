@@ -444,9 +444,11 @@ class AutoscalingLocalCluster(LocalRayHead):
 
 
 def _cmdline(proc: Any) -> str:
+    import psutil
+
     try:
         return " ".join(proc.cmdline())
-    except Exception:  # gone, or not ours to read
+    except psutil.Error:  # gone, a zombie, or not ours to read; anything else is a bug to see
         return ""
 
 
