@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +20,10 @@ EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        from .runtime import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"  # read by the run, and by a driver submitted from here
     from .experiment import ExperimentExistsError
 
     try:
@@ -46,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--optuna-storage", metavar="URL",
                    help="mirror the trials live into this Optuna storage (a journal file path or an RDB URL like "
                         "sqlite:///x.db), for optuna-dashboard URL")
+    _verbose_option(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("validate", help="check an experiment file and exit")
@@ -56,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("experiment_dir")
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
     _quota_options(p)
+    _verbose_option(p)
     p.set_defaults(func=_resume)
 
     p = sub.add_parser("results", help="show an experiment's trials, best first")
@@ -100,6 +107,11 @@ def _quota(args: argparse.Namespace) -> Any:
     if args.quota_cpu is None and args.quota_memory is None:
         return None
     return Quota.parse(cpu=args.quota_cpu, memory=args.quota_memory)
+
+
+def _verbose_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show Ray's and Tune's logs and the trials' own output ($RAYTUNE_K8S_VERBOSE=1 does too)")
 
 
 def _quantity(parse: Any) -> Any:

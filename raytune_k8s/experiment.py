@@ -199,11 +199,12 @@ def run(
 
     from .control import ExperimentControl
     from .fifo import QueuedFIFOScheduler
+    from .atomic_files import write_atomic
     from .journal import ResultJournal
     from .recovery import CheckpointOfLastResult
     from .progress import ProgressLine
     from .resource_watch import ResourceWatch
-    from .runtime import ray_session
+    from .runtime import quiet_ray_logs, ray_session
     from .scaling import effective_parallelism
     from .summary import SPEC_FILE
 
@@ -230,12 +231,12 @@ def run(
     parallel = effective_parallelism(plan.spec.parallel_trials, trial_resources(plan.spec), quota)
     if plan.actor is not None:
         plan.actor.limit_prefetch(parallel)
-    with ray_session(address):
+    with quiet_ray_logs(), ray_session(address):
         try:
             if plan.actor is not None:
                 plan.actor.start()  # its worker process starts while the Tuner is built
             experiment_dir.mkdir(parents=True, exist_ok=True)
-            (experiment_dir / SPEC_FILE).write_text(plan.spec.to_yaml())
+            write_atomic(experiment_dir / SPEC_FILE, plan.spec.to_yaml())  # a resume reads it
             if plan.source_text is not None:
                 (experiment_dir / KATIB_MANIFEST_FILE).write_text(plan.source_text)
             control = ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials)
@@ -290,22 +291,32 @@ def resume(
     from ray import tune
 
     from .control import ExperimentControl
-    from .runtime import ray_session
+    from .runtime import quiet_ray_logs, ray_session
     from .scaling import effective_parallelism
     from .search.actor import closing_searchers_created
     from .summary import SPEC_FILE
     from .trials import resolve_trainable
+    from .tune_internals import restored_run_config
 
     experiment_dir = Path(experiment_dir).expanduser().resolve()
     spec_file = experiment_dir / SPEC_FILE
     if not spec_file.exists():
         raise SpecError("", f"{experiment_dir} holds no raytune-k8s experiment ({SPEC_FILE} is missing)")
-    spec = load_document(spec_file).spec  # the searcher itself comes back from Tune's state
-    parallel = effective_parallelism(spec.parallel_trials, trial_resources(spec), quota)
-    from .recovery import reconcile
+    from .recovery import ResumeError, ResumeGuard, check_saved_state, journal_expectations, journal_summary, reconcile
 
+    try:
+        spec = load_document(spec_file).spec  # the searcher itself comes back from Tune's state
+    except SpecError as exc:
+        raise ResumeError(f"cannot resume {experiment_dir}: {SPEC_FILE}, written when the experiment started, cannot be "
+                          f"read ({exc}). Nothing was started and nothing in the directory was changed. Safe: "
+                          f"{journal_summary(experiment_dir)}. To continue, put a good copy of it back and run resume "
+                          "again.") from None
+    parallel = effective_parallelism(spec.parallel_trials, trial_resources(spec), quota)
+    check_saved_state(experiment_dir)  # every file the resume reads is whole, or it stops here
     reconcile(experiment_dir)  # a driver killed between Tune's saves: finished trials stay finished
-    with ray_session(address), closing_searchers_created():
+    started, ended = journal_expectations(experiment_dir)
+    states_before = set(experiment_dir.glob("experiment_state-*.json"))
+    with quiet_ray_logs(), ray_session(address), closing_searchers_created():
         tuner = tune.Tuner.restore(
             str(experiment_dir),
             trainable=tune.with_resources(resolve_trainable(spec), trial_resources(spec)),
@@ -313,12 +324,29 @@ def resume(
             resume_errored=False,
             restart_errored=False,
         )
-        return _fit_and_summarize(tuner, spec, experiment_dir, parallel, ExperimentControl(spec.objective, spec.max_failed_trials))
+        # Tune runs the callbacks and stopper it unpickled from tuner.pkl: the goal and
+        # max-failed stops are that ExperimentControl's, not a new one's.
+        run_config = restored_run_config(tuner)
+        callbacks = list(run_config.callbacks or [])
+        control = next((c for c in callbacks if isinstance(c, ExperimentControl)), None)
+        if control is None:  # not one of run()'s experiments: stop rules of its own
+            control = ExperimentControl(spec.objective, spec.max_failed_trials)
+            callbacks.append(control)
+        run_config.callbacks = [*callbacks, ResumeGuard(experiment_dir, started, ended)]
+        try:
+            return _fit_and_summarize(tuner, spec, experiment_dir, parallel, control)
+        except ResumeError:
+            # Nothing ran: leave no new experiment state a later resume would take as the newest.
+            for path in set(experiment_dir.glob("experiment_state-*.json")) - states_before:
+                path.unlink(missing_ok=True)
+            raise
 
 
 def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None, control: Any,
                        json_logger_only: bool = False, before_fit: Callable[[], Any] | None = None) -> dict[str, Any]:
+    from .atomic_files import atomic_experiment_sync
     from .interruption import RunOutcome, watch_for_interrupt
+    from .journal import closing_journals
     from .scaling import parallelism_request, trial_bundles
     from .summary import build_summary, trial_rows, write_summary
 
@@ -330,7 +358,7 @@ def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, p
         slots = parallel or spec.parallel_trials
         with parallelism_request(trial_bundles(trial_resources(spec), slots), spec.name), _warm_actors(slots), \
                 _cached_trainable_lookups(), _skipping_trial_dataframes(), _json_logger_only(json_logger_only), \
-                watch_for_interrupt() as outcome:
+                atomic_experiment_sync(), closing_journals(), watch_for_interrupt() as outcome:
             if before_fit is not None:  # after the scale-up request: workers start meanwhile
                 before_fit()
             tuner.fit()

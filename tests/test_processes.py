@@ -163,6 +163,37 @@ def test_run_that_fails_leaves_nothing(tmp_path, ray_tmp):
     assert _none_left(ray_tmp) == []
 
 
+RAY_CHATTER = ("Checkpoint successfully created", "Experiment state snapshotting", "Started a local Ray instance",
+               "Token authentication is enabled")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_terminal_shows_progress_and_errors_and_ray_only_when_verbose(tmp_path, ray_tmp, verbose):
+    """By default: our progress lines, each failed trial's error, the table and the paths, none
+    of Ray's and Tune's chatter; ``--verbose`` shows that chatter too."""
+    cmd, kw = _embedded_run(
+        tmp_path, ray_tmp,
+        {"function": "raytune_k8s.trials.probes:counter", "fixedParameters": {"steps": 12, "sleep": 0.05}},
+        objective={"type": "maximize", "objectiveMetricName": "step"}, maxTrialCount=1)
+    done = subprocess.run(cmd + (["--verbose"] if verbose else []), capture_output=True, timeout=300, **kw)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    assert "1/1 done" in out and "summary.json" in out, out[-3000:]
+    shown = [chatter for chatter in RAY_CHATTER if chatter in out]
+    if verbose:
+        assert "Checkpoint successfully created" in shown and "Started a local Ray instance" in shown, shown
+    else:
+        assert shown == [], shown
+
+    failing = {"command": "python3 -c 'import sys; print(\"no data at /data/mnist\", file=sys.stderr); sys.exit(3)'"}
+    (tmp_path / "failing").mkdir()
+    cmd, kw = _embedded_run(tmp_path / "failing", ray_tmp, failing)
+    done = subprocess.run(cmd + (["--verbose"] if verbose else []), capture_output=True, timeout=300, **kw)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("  error: ")]
+    assert errors and "exited with status 3" in errors[0] and "traceback: " in errors[0], done.stderr[-3000:]
+
+
 def test_run_interrupted_with_ctrl_c_leaves_nothing(tmp_path, ray_tmp):
     """The trial reports as a training program does, and leaves a silent grandchild running (a
     trial that reports nothing at all holds Tune's stop up for 10 s: README, Known limits)."""
