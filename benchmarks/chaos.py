@@ -22,7 +22,13 @@ Head loss (issue 15): a shorter experiment whose whole head (driver, GCS, raylet
 node) is killed halfway; a new head starts on the same storage and the same command is
 resubmitted with ``--resume-if-exists``, as KubeRay's HTTPMode resubmission would.
 
+Head loss, repeated (issue 25): ``--head-loss-repeats N`` runs the head-loss scenario N times in
+a row, each on fresh heads and a fresh experiment, and records per run the final status, the
+trials in the summary, lost results, duplicates and finished trials re-run; ``--only head-loss``
+skips the other scenarios and keeps their sections of ``chaos.json``/``chaos.md`` as they were.
+
     python -m benchmarks.chaos             # about 30 min on 2 shared cores
+    python -m benchmarks.chaos --only head-loss --head-loss-repeats 20
     python -m benchmarks.chaos --smoke --out /tmp/chaos
 """
 
@@ -309,7 +315,64 @@ def run_head_loss(spec: dict[str, Any], work: Path, parallel: int) -> dict[str, 
             "new_head_up_s": round(back_at - lost_at, 1), **_outcome(storage / spec["name"], log_dir)}
 
 
+def head_loss_clean(run: dict[str, Any], trials: int) -> bool:
+    """Succeeded with every trial in the summary, nothing lost, duplicated or re-run."""
+    return (run.get("status") == "Succeeded" and run.get("trials_completed") == trials and run.get("trials_total") == trials
+            and run.get("lost_results") == 0 and run.get("duplicate_results") == 0 and run.get("completed_trials_rerun") == 0)
+
+
+def run_head_loss_repeats(spec: dict[str, Any], work: Path, parallel: int, repeats: int,
+                          keep_failed: Path | None = None) -> dict[str, Any]:
+    """The head-loss scenario ``repeats`` times in a row, each with fresh heads, storage and logs."""
+    import shutil
+
+    runs = []
+    for i in range(1, repeats + 1):
+        run_work = work / f"run{i:02d}"
+        (run_work / "logs").mkdir(parents=True)
+        run_spec = {**spec, "trial": {**spec["trial"], "fixedParameters": {**spec["trial"]["fixedParameters"],
+                                                                          "log_dir": str(run_work / "logs")}}}
+        try:
+            result = run_head_loss(run_spec, run_work, parallel)
+        except Exception as exc:  # recorded as a run that did not finish, not hidden
+            result = {"status": None, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+        result = {"run": i, **result, "clean": head_loss_clean(result, spec["maxTrialCount"])}
+        if not result["clean"]:
+            log = run_work / "driver.log"
+            result["driver_log_tail"] = log.read_text()[-6000:] if log.exists() else ""
+            if keep_failed is not None:
+                shutil.copytree(run_work, keep_failed / run_work.name, dirs_exist_ok=True)
+        runs.append(result)
+        print(f"head loss {i}/{repeats}: " + json.dumps({k: result.get(k) for k in (
+            "status", "reason", "trials_completed", "trials_total", "lost_results", "duplicate_results",
+            "completed_trials_rerun", "trials_done_when_head_lost", "wall_s", "clean", "error")}), flush=True)
+        shutil.rmtree(run_work, ignore_errors=True)
+    clean = sum(r["clean"] for r in runs)
+    return {"repeats": repeats, "trials": spec["maxTrialCount"], "parallel": parallel, "clean": clean,
+            "all_clean": clean == repeats, "runs": runs}
+
+
+def _head_loss_repeats_markdown(r: dict[str, Any]) -> list[str]:
+    rows = [[x["run"], x.get("status"), x.get("reason"), f"{x.get('trials_completed')}/{x.get('trials_total')}",
+             x.get("lost_results"), x.get("duplicate_results"), x.get("completed_trials_rerun"),
+             x.get("trials_done_when_head_lost"), x.get("wall_s"), "yes" if x["clean"] else "**no**"] for x in r["runs"]]
+    env = r.get("environment", {})
+    return [
+        "## Head loss, repeated",
+        "",
+        f"The head-loss scenario {r['repeats']} times in a row ({r['trials']} trials at P = {r['parallel']} each; driver "
+        "and whole head SIGKILLed once half the trials were done, a new head, `run --resume-if-exists`), each run on "
+        f"fresh heads and a fresh experiment directory. Clean (Succeeded, all {r['trials']} trials in the summary, 0 lost, "
+        f"0 duplicates, 0 finished trials re-run): **{r['clean']} of {r['repeats']}**. Load average when written: "
+        f"{env.get('loadavg_1_5_15m')}; command: `{r.get('command')}`.",
+        "",
+        markdown_table(["run", "status", "reason", "trials in summary", "lost results", "duplicates",
+                        "finished trials re-run", "done at head loss", "wall s", "clean"], rows),
+    ]
+
+
 def _markdown(data: dict[str, Any]) -> str:
+    repeats = _head_loss_repeats_markdown(data["head_loss_repeats"]) if data.get("head_loss_repeats") else []
     c, p, h = data["chaos"], data["fault_free"], data["head_loss"]
     rows = [
         ["raytune_k8s (this run)", c["trials_completed"], c["trials_failed"], c["lost_results"], c["duplicate_results"],
@@ -325,7 +388,7 @@ def _markdown(data: dict[str, Any]) -> str:
         f"P = {data['parallel']}, random search (seed {data['seed']}), witness trials ({data['steps']} steps of "
         f"{data['sleep_s']} s, a checkpoint each). Faults (seed {data['seed']}): {kinds}. The driver was SIGKILLed at "
         "50% and `raytune-k8s resume` continued it. Measured on a 2-core machine (load average "
-        f"{data['environment']['loadavg_1_5_15m']} over 1/5/15 min when written, this benchmark's own load included; "
+        f"{data.get('chaos_environment', data['environment'])['loadavg_1_5_15m']} over 1/5/15 min when written, this benchmark's own load included; "
         "other work on the machine makes the wall times noisy).",
         "",
         markdown_table(["run", "completed", "failed", "lost results", "duplicate results", "completed trials re-run",
@@ -344,6 +407,8 @@ def _markdown(data: dict[str, Any]) -> str:
         f"{h['duplicate_results']} duplicate results, {h['completed_trials_rerun']} completed trials re-run "
         f"({h['wall_s']} s in all).",
         "",
+        *repeats,
+        *([""] if repeats else []),
         "Fault log (seconds since the start):",
         "",
         markdown_table(["t s", "kind", "target", "trials done"],
@@ -375,7 +440,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--node-every", type=float, default=20.0)
     parser.add_argument("--trial-every", type=float, default=15.0)
     parser.add_argument("--head-loss-trials", type=int, default=18)
+    parser.add_argument("--head-loss-repeats", type=int, default=0,
+                        help="run the head-loss scenario this many times in a row and tabulate each run")
+    parser.add_argument("--only", choices=["head-loss"], default=None,
+                        help="run only the head-loss repeats; the other sections of chaos.json/.md are kept")
+    parser.add_argument("--keep-failed", type=Path, default=None, help="copy the work folder of a run that is not clean here")
     args = parser.parse_args(argv)
+    if args.only == "head-loss":
+        return _main_head_loss_only(args, argv)
     if args.smoke:
         args.trials, args.parallel, args.node_every, args.trial_every, args.head_loss_trials = 12, 3, 15.0, 10.0, 6
     started = time.monotonic()
@@ -393,6 +465,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fault-free: {json.dumps({k: v for k, v in data['fault_free'].items() if not isinstance(v, list)})}", flush=True)
         data["chaos"] = run_chaos(specs["chaos"], work / "chaos", args.parallel, args.seed, args.node_every, args.trial_every)
         data["head_loss"] = run_head_loss(specs["head_loss"], work / "head_loss", args.parallel)
+        if args.head_loss_repeats:
+            data["head_loss_repeats"] = run_head_loss_repeats(specs["head_loss"], work / "head_loss_repeats", args.parallel,
+                                                              args.head_loss_repeats, args.keep_failed)
+            data["head_loss_repeats"]["command"] = "python -m benchmarks.chaos " + " ".join(argv if argv is not None else sys.argv[1:])
         data["driver_logs_tail"] = {name: (work / name / "driver.log").read_text()[-3000:] for name in specs}
     c = data["chaos"]
     data["wall_ratio"] = round(c["wall_s"] / data["fault_free"]["wall_s"], 2)
@@ -410,6 +486,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     text += f"\nfaults: {c['faults_by_kind']}; wall ratio {data['wall_ratio']}; goal {'met' if not misses else 'missed: ' + ', '.join(misses)}"
     publish(args.out, NAME, data, started, argv, ["ray"], text, _markdown, _figure)
     return 0
+
+
+def _main_head_loss_only(args: Any, argv: Sequence[str] | None) -> int:
+    """``--only head-loss``: the repeats alone, written into the existing results (whose other
+    sections, and the environment they were measured in, are kept)."""
+    from benchmarks._report import environment
+
+    started = time.monotonic()
+    previous = Path(args.out) / f"{NAME}.json"
+    if not previous.exists():
+        raise SystemExit(f"--only head-loss adds to {previous}, which does not exist: run the full benchmark first")
+    data = json.loads(previous.read_text())
+    data.setdefault("chaos_environment", data.get("environment"))
+    data.setdefault("chaos_runtime_s", data.get("runtime_s"))
+    repeats = args.head_loss_repeats or 1
+    with tempfile.TemporaryDirectory(prefix="rtk8s-chaos-") as tmp:
+        work = Path(tmp)
+        spec = witness_spec("chaos-head-loss", args.head_loss_trials, args.parallel, args.seed, args.steps, args.sleep,
+                            work / "logs")
+        result = run_head_loss_repeats(spec, work, args.parallel, repeats, args.keep_failed)
+    command = "python -m benchmarks.chaos " + " ".join(argv if argv is not None else sys.argv[1:])
+    result.update(command=command, runtime_s=round(time.monotonic() - started, 1),
+                  environment=environment(f"benchmarks.{NAME}", list(argv if argv is not None else sys.argv[1:]), ["ray"]))
+    data["head_loss_repeats"] = result
+    rows = [[x["run"], x.get("status"), x.get("trials_completed"), x.get("lost_results"), x.get("duplicate_results"),
+             x.get("completed_trials_rerun"), x.get("wall_s"), x["clean"]] for x in result["runs"]]
+    text = text_table(["run", "status", "trials", "lost", "duplicates", "re-run", "wall s", "clean"], rows)
+    text += f"\nclean: {result['clean']} of {repeats}"
+    publish(args.out, NAME, data, started, argv, ["ray"], text, _markdown, _figure)
+    return 0 if result["all_clean"] else 1
 
 
 if __name__ == "__main__":

@@ -16,23 +16,34 @@ from __future__ import annotations
 import json
 import os
 import time
+import weakref
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import Any, Iterator
 
 from ray.tune import Callback
 
 JOURNAL_FILE = "journal.jsonl"
 FSYNC_EVERY_S = 0.5
+#: The key of the journal's length (bytes) in the state Tune saves for it.
+JOURNAL_BYTES = "journal_bytes"
 
 
 class ResultJournal(Callback):
     """Appends trial events to ``<experiment_dir>/journal.jsonl``: ``start`` (with Tune's own
     serialized trial, so a trial the saved experiment state does not know yet can be restored),
-    ``result``, ``checkpoint`` (its path), ``complete`` and ``error``."""
+    ``result``, ``checkpoint`` (its path), ``complete`` and ``error``.
+
+    Each event is one ``write`` of a whole line to a file opened for appending, so a kill never
+    leaves half an event. Tune saves the journal's length with its experiment state
+    (:meth:`get_state`): a resume that finds a shorter journal knows it was cut, not just
+    behind (:func:`raytune_k8s.recovery.check_saved_state`). The file is closed at the
+    experiment's end, and on every other way out of ``fit()`` (:func:`closing_journals`)."""
 
     def __init__(self, experiment_dir: Path):
         self.path = Path(experiment_dir) / JOURNAL_FILE
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
+        self._size = 0
         self._synced = 0.0
         self._dirty = False
 
@@ -42,21 +53,52 @@ class ResultJournal(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"].parent)  # type: ignore[misc]
 
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
+
     def _write(self, event: dict[str, Any]) -> None:
         from ray.tune.utils.util import SafeFallbackEncoder
 
-        if self._file is None:
+        if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a")
-        self._file.write(json.dumps(event, cls=SafeFallbackEncoder) + "\n")
-        self._file.flush()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._size = os.fstat(self._fd).st_size
+            _open_journals.add(self)
+        data = (json.dumps(event, cls=SafeFallbackEncoder) + "\n").encode()
+        view = memoryview(data)
+        while view:  # a regular file takes it in one write; the loop is for the rare short write
+            view = view[os.write(self._fd, view):]
+        self._size += len(data)
         self._dirty = True
         self._sync(force=False)
 
     def _sync(self, force: bool) -> None:
-        if self._file is not None and self._dirty and (force or time.monotonic() - self._synced >= FSYNC_EVERY_S):
-            os.fsync(self._file.fileno())
+        if self._fd is not None and self._dirty and (force or time.monotonic() - self._synced >= FSYNC_EVERY_S):
+            os.fsync(self._fd)
             self._synced, self._dirty = time.monotonic(), False
+
+    def close(self) -> None:
+        """fsync and close the file (it reopens, appending, if another event comes)."""
+        if self._fd is None:
+            return
+        try:
+            self._sync(force=True)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+            _open_journals.discard(self)
+
+    # ---- saved with Tune's experiment state
+
+    def get_state(self) -> dict[str, Any]:
+        size = self._size if self._fd is not None else (self.path.stat().st_size if self.path.exists() else 0)
+        return {JOURNAL_BYTES: size}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        pass  # the file itself is the state; the length is for the check before a resume
+
+    # ---- Tune's events
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         state, metadata = trial.get_json_state()
@@ -79,10 +121,25 @@ class ResultJournal(Callback):
         self._sync(force=False)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._sync(force=True)
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self.close()
+
+
+#: Journals with an open file (weakly: one dropped unclosed is closed by the OS at exit).
+_open_journals: "weakref.WeakSet[ResultJournal]" = weakref.WeakSet()
+
+
+@contextmanager
+def closing_journals() -> Iterator[None]:
+    """Every journal opened in this block is closed when it ends, however it ends (Tune calls
+    ``on_experiment_end`` only when its loop ran, not on an error before it or on a
+    KeyboardInterrupt)."""
+    before = set(_open_journals)
+    try:
+        yield
+    finally:
+        for journal in list(_open_journals):
+            if journal not in before:
+                journal.close()
 
 
 def read_journal(experiment_dir: Path) -> Iterator[dict[str, Any]]:

@@ -12,24 +12,47 @@ added (and counted by the search generator), and every journaled result is in ``
 The search state is made to agree (:func:`_reconcile_search`). While a run goes on,
 :class:`CheckpointOfLastResult` gives a retried trial the checkpoint its last result named.
 
+Before any of that, :func:`check_saved_state` reads every file the resume will read (Tune's
+``tuner.pkl``, experiment state, search and callback states, and our journal): a damaged one
+falls back to its previous version (kept by :mod:`.atomic_files`) or an older session's, and
+without one the resume stops with a :class:`ResumeError` that says what was found and what is
+safe; Tune, given a file it cannot read, would log "Failed to restore the run state" and start
+the experiment over. :class:`ResumeGuard` checks, before the resumed run's first step, that Tune
+really holds every trial the journal knows, finished ones finished.
+
 This reads and writes Tune's private file formats (Ray is pinned; ``tests/test_reliability.py``
-trips when they change). If they cannot be read, the resume goes on with Tune's state as it is,
-with one warning.
+trips when they change). If their content is not what this module expects, nothing is changed,
+the resume goes on with Tune's state as it is (one warning), and :class:`ResumeGuard` stops it if
+finished trials would run again. A rewrite is all or nothing: every new file is computed first,
+then written (each atomically), and put back as it was if a write fails.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import pickletools
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune import Callback
 
-from .journal import read_journal
+from .atomic_files import PREVIOUS_SUFFIX, previous_path, write_atomic
+from .journal import JOURNAL_BYTES, JOURNAL_FILE, read_journal
+from .trials import RETURNED_MARKER
 from .tune_state import ERROR, TERMINATED
+
+TUNER_FILE = "tuner.pkl"
+#: What a saved state in a format this module does not expect raises while it is read.
+FORMAT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, pickle.UnpicklingError, EOFError)
+
+
+class ResumeError(RuntimeError):
+    """The experiment cannot be resumed as it was: what was found, and what is safe."""
 
 
 @dataclass
@@ -80,6 +103,12 @@ def _journaled(experiment_dir: Path) -> dict[str, _Journaled]:
             trial.completed = event["result"] or (trial.results[-1] if trial.results else {})
         elif kind == "error":
             trial.errored = True
+    for trial in trials.values():
+        # Its function returned (the trial said so in its folder) but the driver died before it
+        # heard: finished all the same, with the last result it reported.
+        if (trial.completed is None and not trial.errored and trial.dir
+                and (experiment_dir / trial.dir / RETURNED_MARKER).exists()):
+            trial.completed = dict(trial.results[-1]) if trial.results else {}
     return trials
 
 
@@ -89,9 +118,7 @@ def _newest(experiment_dir: Path, pattern: str) -> Path | None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_atomic(path, text)
 
 
 def _restore_results(experiment_dir: Path, trial: _Journaled) -> int:
@@ -102,11 +129,22 @@ def _restore_results(experiment_dir: Path, trial: _Journaled) -> int:
         return 0
     path = experiment_dir / trial.dir / "result.json"
     have = [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    if len(have) >= len(trial.results):
+    whole = sum(1 for line in have if _parses(line))
+    if len(have) >= len(trial.results) and whole == len(have):
         return 0
+    # Behind, or cut mid-line: the journal has every result the driver received (result.json
+    # only ever gets results the journal got first).
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, "".join(json.dumps(r, cls=SafeFallbackEncoder) + "\n" for r in trial.results))
-    return len(trial.results) - len(have)
+    return max(0, len(trial.results) - whole)
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def _checkpoint_index(path: str) -> int:
@@ -183,11 +221,15 @@ def reconcile(experiment_dir: str | Path) -> Reconciled:
     state_path = _newest(experiment_dir, "experiment_state-*.json")
     if state_path is None:
         return done
+    planned = Reconciled(results_restored=done.results_restored)
     try:
-        _reconcile_state(experiment_dir, state_path, journaled, done)
-    except Exception as exc:  # a Ray whose private formats moved: resume as Tune saved it
-        print(f"warning: could not bring the saved experiment state up to date from {experiment_dir / 'journal.jsonl'} "
-              f"({type(exc).__name__}: {exc}); resuming from Tune's last save", file=sys.stderr)
+        writes = _reconcile_state(experiment_dir, state_path, journaled, planned)
+    except FORMAT_ERRORS as exc:  # a Ray whose private formats moved: nothing changed, Tune's last save
+        print(f"warning: could not bring the saved experiment state up to date from {experiment_dir / JOURNAL_FILE} "
+              f"({type(exc).__name__}: {exc}); nothing was changed, resuming from Tune's last save", file=sys.stderr)
+        return done
+    _apply_all_or_nothing(writes)
+    done = planned
     if done:
         print(f"note: recovered from the journal what Tune had not saved: {len(done.finished)} finished trials, "
               f"{len(done.added)} trials it did not know, {len(done.checkpoints)} newer checkpoints, "
@@ -195,7 +237,24 @@ def reconcile(experiment_dir: str | Path) -> Reconciled:
     return done
 
 
-def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str, _Journaled], done: Reconciled) -> None:
+def _apply_all_or_nothing(writes: list[tuple[Path, bytes]]) -> None:
+    """Write every file (each atomically); if one fails, put every one back as it was."""
+    originals = [(path, path.read_bytes() if path.exists() else None) for path, _ in writes]
+    try:
+        for path, data in writes:
+            write_atomic(path, data)
+    except BaseException:
+        for path, data in originals:
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_atomic(path, data)
+        raise
+
+
+def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str, _Journaled],
+                     done: Reconciled) -> list[tuple[Path, bytes]]:
+    """The files to rewrite (search states first, the experiment state last); writes nothing."""
     from ray.tune.utils.serialization import TuneFunctionEncoder
 
     from .tune_internals import load_tune_state
@@ -207,14 +266,16 @@ def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str
     for trial_id, journal in journaled.items():
         try:
             _reconcile_trial(state, known, trial_id, journal, done)
-        except Exception as exc:  # one trial Tune's way, the others still brought up to date
+        except FORMAT_ERRORS as exc:  # one trial Tune's way, the others still brought up to date
             print(f"warning: trial {trial_id} resumes from Tune's last save ({type(exc).__name__}: {exc})", file=sys.stderr)
+    writes = _reconcile_search(experiment_dir, state, journaled)
     if done.finished or done.added or done.checkpoints:
-        _write_atomic(state_path, json.dumps(state, cls=TuneFunctionEncoder))
-    _reconcile_search(experiment_dir, state, journaled)
+        writes.append((state_path, json.dumps(state, cls=TuneFunctionEncoder).encode()))
+    return writes
 
 
-def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: dict[str, _Journaled]) -> None:
+def _reconcile_search(experiment_dir: Path, state: dict[str, Any],
+                      journaled: dict[str, _Journaled]) -> list[tuple[Path, bytes]]:
     """Make the search's saved state agree with the trials that will run on resume.
 
     Tune saves the search state and the trials at slightly different moments, and the journal
@@ -223,11 +284,11 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: di
     as finished: left alone, such trials hold the limit's slots forever and the resumed run waits
     for suggestions that never come. So: the limit counts exactly the trials that will run; the
     searcher actor's saved state learns the results of the trials that ended, and which of its
-    suggestions the trials added from the journal took.
+    suggestions the trials added from the journal took. Returns the files to rewrite.
     """
-    import pickle
-
     import ray.cloudpickle as cloudpickle
+
+    writes: list[tuple[Path, bytes]] = []
 
     trials = [(json.loads(trial_json), metadata) for trial_json, metadata in state["trial_data"]]
     will_run = {t["trial_id"]: t for t, _ in trials if t["status"] not in (TERMINATED, ERROR)}
@@ -242,15 +303,13 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: di
             limiter["live_trials"] = set(will_run)
             limiter["num_unfinished_live_trials"] = len(will_run)
         if (gen["counter"], gen.get("name:ConcurrencyLimiter", {}).get("live_trials")) != before:
-            tmp = gen_path.with_name(f".{gen_path.name}.tmp")
-            tmp.write_bytes(cloudpickle.dumps(gen))
-            tmp.replace(gen_path)
+            writes.append((gen_path, cloudpickle.dumps(gen)))
     searcher_path = _newest(experiment_dir, "searcher-state-*.pkl")
     if searcher_path is None:
-        return
+        return writes
     saved = pickle.loads(searcher_path.read_bytes())
     if not (isinstance(saved, dict) and {"assigned", "results", "ready"} <= set(saved)):
-        return  # not a searcher actor's state (see raytune_k8s.search.actor.ActorSearcher.save)
+        return writes  # not a searcher actor's state (see raytune_k8s.search.actor.ActorSearcher.save)
     assigned, results, ready = dict(saved["assigned"]), dict(saved["results"]), list(saved["ready"])
     taken = set(assigned)
     for trial, _ in trials:  # a suggestion still "ready" when Tune saved, taken by a trial since
@@ -271,9 +330,8 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: di
         results[key] = (last, status == ERROR)
     if (assigned, results, ready) != (saved["assigned"], saved["results"], list(saved["ready"])):
         saved.update(assigned=assigned, results=results, ready=ready)
-        tmp = searcher_path.with_name(f".{searcher_path.name}.tmp")
-        tmp.write_bytes(pickle.dumps(saved))
-        tmp.replace(searcher_path)
+        writes.append((searcher_path, pickle.dumps(saved)))
+    return writes
 
 
 def _reconcile_trial(state: dict[str, Any], known: dict[str, int], trial_id: str, journal: _Journaled, done: Reconciled) -> None:
@@ -306,3 +364,218 @@ def _reconcile_trial(state: dict[str, Any], known: dict[str, int], trial_id: str
         done.added.append(trial_id)
     if trial.checkpoint is not None and trial.checkpoint.path != had_checkpoint:
         done.checkpoints.append(trial_id)
+
+
+# ---- the check before a resume: every file it reads is whole, or a fallback is, or it stops
+
+
+def _whole_pickle(data: bytes) -> None:
+    """Raises ValueError unless ``data`` is one whole pickle (read opcode by opcode, nothing
+    imported or run)."""
+    if not data:
+        raise ValueError("empty (0 bytes)")
+    stopped = False
+    for op, _, _ in pickletools.genops(data):
+        stopped = op.name == "STOP"
+    if not stopped:
+        raise ValueError("cut short")
+
+
+def _whole_experiment_state(data: bytes) -> None:
+    from .tune_internals import load_tune_state
+
+    if not data:
+        raise ValueError("empty (0 bytes)")
+    state = load_tune_state(data)
+    if not (isinstance(state, dict) and isinstance(state.get("trial_data"), list) and "runner_data" in state):
+        raise ValueError("not a Tune experiment state")
+
+
+#: Each file a resume reads, and how it is checked: (glob pattern, check, what it holds).
+_CHECKED: list[tuple[str, Callable[[bytes], None], str]] = [
+    ("experiment_state-*.json", _whole_experiment_state, "Tune's experiment state (every trial's status)"),
+    ("search_gen_state-*.json", _whole_pickle, "Tune's search state (trials created, the concurrency limit)"),
+    ("searcher-state-*.pkl", _whole_pickle, "the searcher's state"),
+    ("callback-states-*.pkl", _whole_pickle, "the callbacks' state"),
+]
+
+
+def _problem(path: Path, check: Callable[[bytes], None]) -> str | None:
+    try:
+        check(path.read_bytes())
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except Exception as exc:  # any failure to parse is the answer, not an error here
+        return f"is damaged ({path.stat().st_size} bytes: {type(exc).__name__}: {str(exc)[:120]})"
+    return None
+
+
+def journal_summary(experiment_dir: Path) -> str:
+    trials = _journaled(experiment_dir)
+    finished = sum(t.completed is not None for t in trials.values())
+    results = sum(len(t.results) for t in trials.values())
+    return (f"{JOURNAL_FILE} knows {len(trials)} trials ({finished} finished) and {results} results; "
+            "each trial's result.json and checkpoints are in its folder")
+
+
+def _stop(experiment_dir: Path, found: list[str]) -> ResumeError:
+    return ResumeError(
+        f"cannot resume {experiment_dir}: " + "; ".join(found) + ". "
+        "Nothing was started and nothing in the directory was changed. "
+        f"Safe: {journal_summary(experiment_dir)}. To continue, put a good copy of the file back and run resume "
+        "again; starting the experiment over (another name or directory) would run every trial again.")
+
+
+def check_saved_state(experiment_dir: str | Path) -> list[str]:
+    """Check every file a resume of ``experiment_dir`` reads (see the module docstring). A
+    damaged state file is replaced by its previous version or set aside for an older session's
+    (each such step is returned as a note); :class:`ResumeError` if one cannot be, or if the
+    journal is shorter than Tune last saw it (cut, not just behind)."""
+    experiment_dir = Path(experiment_dir)
+    found: list[str] = []
+    tuner = experiment_dir / TUNER_FILE
+    if not tuner.exists():
+        found.append(f"{TUNER_FILE} is missing (Tune's record of the run: trainable, searcher, callbacks)")
+    elif (problem := _problem(tuner, _whole_pickle)) is not None:
+        found.append(f"{TUNER_FILE} (Tune's record of the run: trainable, searcher, callbacks) {problem}; "
+                     "it is written once, when the experiment starts, and has no earlier version")
+    fixes: list[tuple[str, Callable[[], None]]] = []
+    for pattern, check, holds in _CHECKED:
+        files = sorted(experiment_dir.glob(pattern))
+        if not files or (problem := _problem(files[-1], check)) is None:
+            continue
+        newest = files[-1]
+        prev = previous_path(newest)
+        if prev.exists() and _problem(prev, check) is None:
+            fixes.append((f"{newest.name} {problem}: its previous version ({prev.name}) is used",
+                          lambda newest=newest, prev=prev: _replace_keeping(newest, prev.read_bytes())))
+            continue
+        older = [f for f in files[:-1] if _problem(f, check) is None]
+        if older:
+            fixes.append((f"{newest.name} {problem}: set aside, the older {older[-1].name} is used",
+                          lambda newest=newest: _set_aside(newest)))
+            continue
+        found.append(f"{newest.name} ({holds}) {problem}, and no earlier version of it is whole")
+    found += _journal_problems(experiment_dir)
+    if found:
+        raise _stop(experiment_dir, found)
+    for note, fix in fixes:
+        fix()
+        print(f"note: {note}; the journal brings it up to date", file=sys.stderr)
+    return [note for note, _ in fixes]
+
+
+def _replace_keeping(path: Path, data: bytes) -> None:
+    damaged = path.with_name(f".{path.name}.damaged")
+    damaged.write_bytes(path.read_bytes())
+    write_atomic(path, data)
+
+
+def _set_aside(path: Path) -> None:
+    os.replace(path, path.with_name(f".{path.name}.damaged"))
+
+
+def _journal_problems(experiment_dir: Path) -> list[str]:
+    """The journal must be at least as long as Tune last saw it, whole line by line (each event
+    is one append), and know every trial Tune's saved state has seen running or reporting."""
+    path = experiment_dir / JOURNAL_FILE
+    size = path.stat().st_size if path.exists() else 0
+    problems = []
+    saved = _saved_journal_bytes(experiment_dir)
+    if saved is not None and size < saved:
+        problems.append(f"{JOURNAL_FILE} has {size} bytes where Tune's last save recorded {saved}: it was cut")
+    if path.exists():
+        lines = path.read_bytes().split(b"\n")
+        for i, line in enumerate(lines[:-1]):
+            try:
+                json.loads(line)
+            except ValueError:
+                problems.append(f"{JOURNAL_FILE} line {i + 1} is damaged")
+                break
+    known = {e["trial_id"] for e in read_journal(experiment_dir) if e.get("event") == "start"}
+    unknown = [tid for tid in _started_in_saved_state(experiment_dir) if tid not in known]
+    if unknown:
+        problems.append(f"{JOURNAL_FILE} does not know {len(unknown)} trials Tune's saved state has seen start "
+                        f"({', '.join(sorted(unknown)[:5])}{'...' if len(unknown) > 5 else ''}): it lost events")
+    return problems
+
+
+def _saved_journal_bytes(experiment_dir: Path) -> int | None:
+    files = sorted(experiment_dir.glob("callback-states-*.pkl"))
+    if not files:
+        return None
+    try:
+        states = pickle.loads(files[-1].read_bytes())
+    except Exception:  # checked whole above; a class that no longer imports: no length to compare
+        return None
+    for value in (states.values() if isinstance(states, dict) else []):
+        if isinstance(value, dict) and isinstance(value.get(JOURNAL_BYTES), int):
+            return value[JOURNAL_BYTES]
+    return None
+
+
+def _started_in_saved_state(experiment_dir: Path) -> list[str]:
+    """Trials Tune's newest saved state has seen running or reporting (each is journaled first)."""
+    from .tune_internals import load_tune_state
+
+    path = _newest(experiment_dir, "experiment_state-*.json")
+    if path is None:
+        return []
+    try:
+        state = load_tune_state(path.read_bytes())
+        out = []
+        for trial_json, metadata in state["trial_data"]:
+            trial = json.loads(trial_json)
+            last = (json.loads(metadata).get("last_result") or {}) if metadata else {}
+            if trial.get("status") == "RUNNING" or int(last.get("training_iteration", 0) or 0) > 0:
+                out.append(str(trial["trial_id"]))
+        return out
+    except FORMAT_ERRORS:
+        return []
+
+
+# ---- the check after the restore: Tune holds every trial the journal knows
+
+
+def journal_expectations(experiment_dir: str | Path) -> tuple[set[str], set[str]]:
+    """(every trial the journal saw start, those it saw finish or fail)."""
+    trials = _journaled(Path(experiment_dir))
+    started = {tid for tid, t in trials.items() if t.state is not None}
+    ended = {tid for tid, t in trials.items() if t.completed is not None or t.errored}
+    return started, ended
+
+
+class ResumeGuard(Callback):
+    """Before the resumed run's first step (nothing started yet), stops it with a
+    :class:`ResumeError` unless Tune holds every trial the journal saw start, and those the
+    journal saw end as ended: never Tune's "Restarting experiment", never a finished trial run
+    again."""
+
+    def __init__(self, experiment_dir: Path, started: set[str], ended: set[str]):
+        self.experiment_dir, self.started, self.ended = Path(experiment_dir), set(started), set(ended)
+        self.checked = False
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.checked:
+            return
+        self.checked = True
+        have = {t.trial_id: t.status for t in trials}
+        missing = sorted(self.started - set(have))
+        rerun = sorted(tid for tid in self.ended if tid in have and have[tid] not in (TERMINATED, ERROR))
+        if not missing and not rerun:
+            return
+        found = []
+        if missing:
+            found.append(f"Tune restored {len(have)} trials and not {len(missing)} of the {len(self.started)} the journal "
+                         f"knows ({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''})"
+                         + ("; it logged why above ('Failed to restore the run state')" if not have else ""))
+        if rerun:
+            found.append(f"{len(rerun)} trials the journal saw finish would run again ({', '.join(rerun[:5])})")
+        raise ResumeError(
+            f"the resume of {self.experiment_dir} stopped before its first step: " + "; ".join(found) + ". "
+            f"Nothing was started. Safe: {journal_summary(self.experiment_dir)}; the experiment directory holds the "
+            "interrupted run's state as it was. Starting the experiment over (another name or directory) would run "
+            "every trial again.")
+
+    def get_state(self) -> None:
+        return None

@@ -238,10 +238,10 @@ def katib_status(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_summary(experiment_dir: Path, summary: dict[str, Any]) -> Path:
+    from .atomic_files import write_atomic
+
     path = experiment_dir / SUMMARY_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(summary, indent=2))
     return path
 
 

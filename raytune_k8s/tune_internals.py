@@ -18,6 +18,9 @@ from typing import Any
 CONTROLLER_CACHE_FACTORY = "_ObjectCache"
 #: The method of ``ExperimentAnalysis`` that reads every trial's results into a DataFrame.
 ANALYSIS_DATAFRAMES = "_fetch_trial_dataframes"
+#: The function of Train's storage module that copies the driver's staging folder to the
+#: experiment directory (:mod:`.atomic_files` makes it atomic).
+STORAGE_UPLOAD = "_upload_to_fs_path"
 
 
 def object_cache_base() -> type:
@@ -69,3 +72,16 @@ def load_tune_state(data: bytes) -> Any:
     from ray.tune.utils.serialization import _loads_with_cloudpickle
 
     return _loads_with_cloudpickle(data)
+
+
+def storage_module() -> ModuleType:
+    """Ray Train's storage module, whose :data:`STORAGE_UPLOAD` the experiment sync calls."""
+    from ray.train._internal import storage
+
+    return storage
+
+
+def restored_run_config(tuner: Any) -> Any:
+    """The RunConfig a ``Tuner.restore``-d Tuner will run with (unpickled from ``tuner.pkl``:
+    its callbacks and stopper are the ones that run, not new ones)."""
+    return tuner._local_tuner.get_run_config()

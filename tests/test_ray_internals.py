@@ -67,6 +67,11 @@ def test_tune_internals_names_exist():
     result = ti.training_result(Checkpoint.from_directory("/tmp"), {"v": 1})
     assert result.metrics == {"v": 1}
     assert ti.load_tune_state(b'{"trial_data": []}') == {"trial_data": []}
+    assert callable(getattr(ti.storage_module(), ti.STORAGE_UPLOAD))
+    from ray import tune
+
+    tuner = tune.Tuner(lambda config: None, run_config=tune.RunConfig(name="names", storage_path="/tmp/rtk8s-names"))
+    assert ti.restored_run_config(tuner).name == "names"
 
 
 def test_only_tune_internals_imports_private_ray_outside_sim():

@@ -297,8 +297,9 @@ class ActorSearcher(Searcher):
     def save(self, checkpoint_path: str) -> None:
         with self._lock:
             state = {"snapshot": self._snapshot, "results": dict(self._results), "assigned": dict(self._assigned), "ready": list(self._ready)}
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(state, f)
+        from ..atomic_files import write_atomic
+
+        write_atomic(checkpoint_path, pickle.dumps(state))  # whole or not at all: a resume reads it
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:

@@ -43,8 +43,9 @@ class StatefulSearcher(Searcher):
         raise NotImplementedError
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
+        from ..atomic_files import write_atomic
+
+        write_atomic(checkpoint_path, pickle.dumps(self.get_state()))  # whole or not at all: a resume reads it
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:

@@ -82,6 +82,25 @@ def _import(target: str, field: str) -> Trainable:
     return fn
 
 
+#: Left in a trial's folder in the experiment directory when its function has returned: the
+#: driver learns it a moment later, and a head lost in between would otherwise run the finished
+#: trial again on resume (``raytune_k8s.recovery`` reads it).
+RETURNED_MARKER = ".function_returned"
+
+
+def mark_returned() -> None:
+    """Record, from inside the trial, that its function returned (see :data:`RETURNED_MARKER`)."""
+    from ray import tune
+
+    try:
+        storage = tune.get_context().get_storage()
+        path = f"{storage.trial_fs_path}/{RETURNED_MARKER}"
+        with storage.storage_filesystem.open_output_stream(path):
+            pass
+    except Exception as exc:  # not in a Tune trial, or storage unreachable: the driver's word only
+        print(f"warning: could not record that the trial's function returned ({type(exc).__name__}: {exc})")
+
+
 def _with_fixed(fn: Trainable, fixed: dict[str, Any]) -> Trainable:
     """Run ``fn`` with the fixed parameters under the sampled ones; report a returned dict."""
 
@@ -91,6 +110,7 @@ def _with_fixed(fn: Trainable, fixed: dict[str, Any]) -> Trainable:
         result = fn({**fixed, **config})
         if isinstance(result, dict):
             tune.report(result)
+        mark_returned()
 
     trainable.__name__ = getattr(fn, "__name__", "trainable")
     trainable.__qualname__ = trainable.__name__

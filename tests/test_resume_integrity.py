@@ -1,0 +1,283 @@
+"""A resume never starts the experiment over (issue 25): every file it reads is whole or falls
+back, or it stops with an error that says what it found; a resumed experiment reports what an
+uninterrupted one would; recovery's rewrite is all or nothing; the journal is always closed.
+
+The "killed" experiments are copies of a running experiment's directory taken while it ran (what
+a driver SIGKILLed at that moment leaves: Tune's saved state behind, the journal current)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from raytune_k8s.journal import JOURNAL_FILE, read_journal
+
+
+def _spec(name: str, log_dir: Path, *, trials: int, parallel: int = 2, steps: int = 2, sleep: float = 0.1,
+          goal: float | None = None) -> dict:
+    objective = {"type": "maximize", "objectiveMetricName": "accuracy"}
+    if goal is not None:
+        objective["goal"] = goal
+    return {
+        "name": name,
+        "objective": objective,
+        "algorithm": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": 3}]},
+        "parameters": [{"name": "lr", "parameterType": "double",
+                        "feasibleSpace": {"min": "1e-4", "max": "1", "distribution": "logUniform"}}],
+        "parallelTrialCount": parallel,
+        "maxTrialCount": trials,
+        "trial": {"function": "raytune_k8s.trials.witness:witness", "resources": {"cpu": 1}, "retries": 0,
+                  "fixedParameters": {"steps": steps, "sleep": sleep, "log_dir": str(log_dir)}},
+    }
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    """Copy a directory that is being written to (a file replaced meanwhile is skipped)."""
+    for root, _, files in os.walk(src):
+        target = dst / os.path.relpath(root, src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            try:
+                shutil.copy2(Path(root, name), target / name)
+            except FileNotFoundError:
+                continue
+
+
+def _events(experiment_dir: Path, kind: str) -> list[dict]:
+    return [e for e in read_journal(experiment_dir) if e.get("event") == kind]
+
+
+def _run_taking_snapshot(spec: dict, storage: Path, snapshot: Path, ready) -> dict:
+    """``run(spec)``, copying its experiment directory to ``snapshot`` the moment ``ready(dir)``."""
+    from raytune_k8s import run
+
+    experiment_dir = storage / spec["name"]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.02):
+            if experiment_dir.exists() and ready(experiment_dir):
+                _copy_tree(experiment_dir, snapshot)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        return run(spec, storage_path=storage, report=False)
+    finally:
+        stop.set()
+        watcher.join()
+
+
+@pytest.fixture(scope="module")
+def killed_midway(tmp_path_factory, ray_head):
+    """A finished experiment, and a copy of its directory from when 2 of its 4 trials had
+    finished and a third had started."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_head.address, log_to_driver=False)
+    base = tmp_path_factory.mktemp("killed")
+    spec = _spec("killed", base / "logs", trials=4)
+
+    def ready(d: Path) -> bool:
+        return (len(_events(d, "complete")) >= 2 and len(_events(d, "start")) >= 3
+                and any(d.glob("experiment_state-*.json")) and (d / "tuner.pkl").exists())
+
+    summary = _run_taking_snapshot(spec, base / "storage", base / "snapshot", ready)
+    assert summary["status"] == "Succeeded", summary["reason"]
+    assert (base / "snapshot" / JOURNAL_FILE).exists(), "the run ended before the snapshot"
+    return base
+
+
+def _state_files(experiment_dir: Path) -> list[str]:
+    """Every file a resume reads (the newest of each of Tune's), relative to the directory."""
+    names = ["tuner.pkl", JOURNAL_FILE, "experiment.yaml"]
+    for pattern in ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "callback-states-*.pkl"):
+        files = sorted(experiment_dir.glob(pattern))
+        if files:
+            names.append(files[-1].name)
+    results = sorted(experiment_dir.glob("*/result.json"))
+    if results:
+        names.append(str(results[0].relative_to(experiment_dir)))
+    return names
+
+
+def test_a_truncated_state_file_never_starts_the_experiment_over(killed_midway, tmp_path, ray_connected):
+    from raytune_k8s.experiment import resume
+    from raytune_k8s.recovery import ResumeError
+
+    snapshot = killed_midway / "snapshot"
+    known = {e["trial_id"] for e in _events(snapshot, "start")}
+    finished = {e["trial_id"] for e in _events(snapshot, "complete")}
+    files = _state_files(snapshot)
+    assert {"tuner.pkl", JOURNAL_FILE, "experiment.yaml"} < set(files)
+    assert any(f.startswith("experiment_state-") for f in files) and any(f.startswith("searcher-state-") for f in files)
+    cases = [(name, size) for name in files for size in ("empty", "half")] + [("experiment_state-*.json", "removed")]
+    outcomes = {}
+    for i, (name, size) in enumerate(cases):
+        case = tmp_path / f"case{i}"
+        shutil.copytree(snapshot, case)
+        spec_text = (case / "experiment.yaml").read_text().replace(str(killed_midway / "logs"), str(tmp_path / f"logs{i}"))
+        (case / "experiment.yaml").write_text(spec_text)
+        if size == "removed":
+            for path in case.glob(name):
+                path.unlink()
+        else:
+            data = (case / name).read_bytes()
+            (case / name).write_bytes(b"" if size == "empty" else data[: len(data) // 2])
+        try:
+            summary = resume(case)
+        except ResumeError as exc:
+            message = str(exc)
+            assert "Nothing was started" in message and "Safe:" in message, message
+            assert name.split("-")[0].split("*")[0] in message or "Tune restored" in message, message
+            outcomes[(name, size)] = "stopped: " + message[:200]
+            continue
+        rows = {r["trial_id"]: r for r in summary["trial_table"]}
+        assert known <= set(rows), (name, size, sorted(known - set(rows)))  # never started over
+        assert summary["status"] == "Succeeded" and summary["trials_total"] == 4, (name, size, summary["reason"])
+        restarted = {e["trial_id"] for e in _events(case, "start")} - known
+        new_starts = [e["trial_id"] for e in read_journal(case) if e.get("event") == "start"]
+        rerun = {tid for tid in finished if new_starts.count(tid) > 1}
+        assert not rerun, (name, size, rerun)
+        assert len(rows) == 4 and len(restarted) <= 4 - len(known), (name, size, sorted(rows))
+        outcomes[(name, size)] = "resumed"
+    print(json.dumps({f"{n} {s}": o for (n, s), o in outcomes.items()}, indent=1))
+    # The search state's loss cannot be resumed from silently; Tune's own "Restarting experiment" never happens.
+    assert outcomes[("tuner.pkl", "empty")].startswith("stopped")
+    assert outcomes[("experiment_state-*.json", "removed")].startswith("stopped")
+
+
+def test_an_experiment_whose_goal_is_reached_after_a_resume_labels_its_trials_as_an_uninterrupted_run(tmp_path, ray_connected):
+    """Every result reaches the goal: the first one stops the experiment, and the trial running
+    beside it is Killed (ExperimentGoalReached), resumed or not."""
+    from raytune_k8s.experiment import resume
+
+    spec = _spec("goal", tmp_path / "logs", trials=4, steps=3, sleep=0.4, goal=0.0)
+
+    def ready(d: Path) -> bool:  # trials started, none has reported yet
+        return len(_events(d, "start")) >= 1 and any(d.glob("experiment_state-*.json")) and not _events(d, "result")
+
+    uninterrupted = _run_taking_snapshot(spec, tmp_path / "storage", tmp_path / "snapshot", ready)
+    assert (tmp_path / "snapshot" / JOURNAL_FILE).exists(), "no snapshot before the first result"
+    resumed = resume(tmp_path / "snapshot")
+
+    def labels(summary: dict) -> tuple:
+        return summary["status"], summary["reason"], sorted({r["status"] for r in summary["trial_table"]})
+
+    assert labels(uninterrupted) == ("Succeeded", "ExperimentGoalReached", ["Killed", "Succeeded"])
+    assert labels(resumed) == labels(uninterrupted), resumed["trial_table"]
+    assert resumed["metrics_unavailable"] == 0 and resumed["killed"] >= 1
+
+
+def _rewound(killed_midway: Path, to: Path) -> Path:
+    """The finished experiment, with Tune's saved state put back to every trial RUNNING (as if
+    the driver died before Tune saved their ends): reconcile has something to rewrite."""
+    finished = killed_midway / "storage" / "killed"
+    shutil.copytree(finished, to)
+    [state_path] = sorted(to.glob("experiment_state-*.json"))[-1:]
+    state = json.loads(state_path.read_text())
+    for entry in state["trial_data"]:
+        trial = json.loads(entry[0])
+        trial["status"] = "RUNNING"
+        entry[0] = json.dumps(trial)
+    state_path.write_text(json.dumps(state))
+    return state_path
+
+
+def test_reconcile_never_leaves_a_partial_rewrite(killed_midway, tmp_path, monkeypatch):
+    from raytune_k8s import recovery
+
+    state_path = _rewound(killed_midway, tmp_path / "good")
+    assert recovery.reconcile(tmp_path / "good").finished  # the rewind is what reconcile repairs
+
+    state_path = _rewound(killed_midway, tmp_path / "failing")
+    before = {p: p.read_bytes() for p in (tmp_path / "failing").iterdir() if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the search state's rewrite failed")
+
+    monkeypatch.setattr(recovery, "_reconcile_search", broken)
+    with pytest.raises(RuntimeError, match="search state's rewrite failed"):
+        recovery.reconcile(tmp_path / "failing")
+    assert state_path.read_bytes() == before[state_path]  # not rewritten without the search fix
+
+    # A write that fails half-way puts back what was already written.
+    monkeypatch.undo()
+    real, calls = recovery.write_atomic, []
+
+    def second_write_fails(path, data, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(path, data, **kwargs)
+
+    monkeypatch.setattr(recovery, "write_atomic", second_write_fails)
+    writes = [(state_path, b"new state"), (state_path.with_name("other.json"), b"new")]
+    with pytest.raises(OSError, match="disk full"):
+        recovery._apply_all_or_nothing(writes)
+    assert state_path.read_bytes() == before[state_path]
+    assert not state_path.with_name("other.json").exists()
+
+
+def test_the_journal_is_closed_on_every_way_out_of_fit(tmp_path, ray_connected):
+    """A KeyboardInterrupt out of a callback skips Tune's on_experiment_end: the journal's file
+    is closed all the same."""
+    from ray import tune
+
+    from raytune_k8s.experiment import _fit_and_summarize
+    from raytune_k8s.journal import ResultJournal
+    from raytune_k8s.spec import load_document
+
+    class Interrupt(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            raise KeyboardInterrupt
+
+    experiment_dir = tmp_path / "s" / "closing"
+    journal = ResultJournal(experiment_dir)
+    spec = load_document(_spec("closing", tmp_path / "logs", trials=1, parallel=1)).spec
+    tuner = tune.Tuner(lambda config: tune.report({"accuracy": 1.0}),
+                       tune_config=tune.TuneConfig(num_samples=1),
+                       run_config=tune.RunConfig(name="closing", storage_path=str(tmp_path / "s"),
+                                                 callbacks=[journal, Interrupt()], verbose=0))
+    try:
+        _fit_and_summarize(tuner, spec, experiment_dir, 1, None)
+    except (KeyboardInterrupt, Exception):
+        pass
+    assert _events(experiment_dir, "start"), "the journal wrote before the interrupt"
+    assert not journal.is_open
+    open_files = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                  if os.path.exists(f"/proc/self/fd/{fd}")}
+    assert str(experiment_dir / JOURNAL_FILE) not in open_files
+
+
+def test_a_trial_whose_function_returned_just_before_the_head_was_lost_is_not_run_again(killed_midway, tmp_path):
+    """The head dies after a trial's function returned and before the driver heard (the journal
+    has its results, no ``complete``): the mark the trial left in its folder keeps it finished."""
+    from raytune_k8s import recovery
+    from raytune_k8s.trials import RETURNED_MARKER
+
+    finished = killed_midway / "storage" / "killed"
+    marked = {p.parent.name for p in finished.glob(f"*/{RETURNED_MARKER}")}
+    assert len(marked) == 4, marked  # every trial's function left its mark when it returned
+
+    for name, keep_mark in (("with-mark", True), ("without-mark", False)):
+        state_path = _rewound(killed_midway, tmp_path / name)
+        journal = tmp_path / name / JOURNAL_FILE
+        events = [json.loads(line) for line in journal.read_text().splitlines()]
+        victim = next(e["trial_id"] for e in events if e["event"] == "complete")
+        journal.write_text("".join(json.dumps(e) + "\n" for e in events
+                                   if not (e["event"] == "complete" and e["trial_id"] == victim)))
+        if not keep_mark:
+            for mark in (tmp_path / name).glob(f"*/{RETURNED_MARKER}"):
+                mark.unlink()
+        recovery.reconcile(tmp_path / name)
+        statuses = {json.loads(t)["trial_id"]: json.loads(t)["status"] for t, _ in json.loads(state_path.read_text())["trial_data"]}
+        assert statuses[victim] == ("TERMINATED" if keep_mark else "RUNNING"), (name, statuses)
