@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ[VERBOSE_ENV] = "1"  # read by the run, and by a driver submitted from here
     from .experiment import ExperimentExistsError
+    from .tune_state import ResumeError
 
     try:
         return args.func(args)
@@ -35,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExperimentExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ResumeError as exc:  # what the resume found, and what is safe
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _parser() -> argparse.ArgumentParser:

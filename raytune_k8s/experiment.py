@@ -296,6 +296,7 @@ def resume(
     from .search.actor import closing_searchers_created
     from .summary import SPEC_FILE
     from .trials import resolve_trainable
+    from .journal import JOURNAL_FILE, ResultJournal
     from .tune_internals import restored_run_config
 
     experiment_dir = Path(experiment_dir).expanduser().resolve()
@@ -332,6 +333,9 @@ def resume(
         if control is None:  # not one of run()'s experiments: stop rules of its own
             control = ExperimentControl(spec.objective, spec.max_failed_trials)
             callbacks.append(control)
+        for callback in callbacks:  # its path was pickled: the directory may have moved since (a copy, a new mount)
+            if isinstance(callback, ResultJournal):
+                callback.path = experiment_dir / JOURNAL_FILE
         run_config.callbacks = [*callbacks, ResumeGuard(experiment_dir, started, ended)]
         try:
             return _fit_and_summarize(tuner, spec, experiment_dir, parallel, control)

@@ -44,15 +44,12 @@ from ray.tune import Callback
 from .atomic_files import PREVIOUS_SUFFIX, previous_path, write_atomic
 from .journal import JOURNAL_BYTES, JOURNAL_FILE, read_journal
 from .trials import RETURNED_MARKER
-from .tune_state import ERROR, TERMINATED
+from .tune_state import ERROR, TERMINATED, ResumeError
 
 TUNER_FILE = "tuner.pkl"
 #: What a saved state in a format this module does not expect raises while it is read.
 FORMAT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, pickle.UnpicklingError, EOFError)
 
-
-class ResumeError(RuntimeError):
-    """The experiment cannot be resumed as it was: what was found, and what is safe."""
 
 
 @dataclass

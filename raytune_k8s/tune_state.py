@@ -18,6 +18,11 @@ from typing import Any
 #: Tune's trial states, as its experiment state writes them.
 TERMINATED, ERROR = "TERMINATED", "ERROR"
 
+
+class ResumeError(RuntimeError):
+    """An experiment that cannot be resumed as it was saved: what was found, and what is safe
+    (raised by ``raytune_k8s.recovery`` before and right after Tune's restore)."""
+
 _META_FIELD = re.compile(r'"(start_time|last_result_time|error_filename)": ("[^"]*"|-?Infinity|NaN|[-0-9.eE+]+|null)')
 
 

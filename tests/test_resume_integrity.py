@@ -147,6 +147,7 @@ def test_a_truncated_state_file_never_starts_the_experiment_over(killed_midway, 
         new_starts = [e["trial_id"] for e in read_journal(case) if e.get("event") == "start"]
         rerun = {tid for tid in finished if new_starts.count(tid) > 1}
         assert not rerun, (name, size, rerun)
+        assert len({e["trial_id"] for e in _events(case, "complete")}) == 4, (name, size)  # the resumed run journaled here
         assert len(rows) == 4 and len(restarted) <= 4 - len(known), (name, size, sorted(rows))
         outcomes[(name, size)] = "resumed"
     print(json.dumps({f"{n} {s}": o for (n, s), o in outcomes.items()}, indent=1))
