@@ -3,10 +3,12 @@ Ray's own output reaches the terminal while an experiment runs."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import ray
 
@@ -36,6 +38,58 @@ def quiet_ray_logs() -> Iterator[None]:
         ray_logger.setLevel(before)
 
 
+#: The death reason a raylet logs when the autoscaler drains it for being idle: a planned scale-down.
+IDLE_DRAIN = "AUTOSCALER_DRAIN_IDLE"
+
+
+class PlannedScaleDownFilter(io.TextIOBase):
+    """A text stream in front of the driver's stdout that turns Ray's report of a raylet that
+    ended, when the raylet's own last lines say the autoscaler drained it as idle, into one calm
+    line (or nothing, unless verbose).
+
+    Ray's per-node watcher calls every raylet exit without "Raylet received SIGTERM" in its log
+    "unexpected" ("... SIGKILL by the user or system OOM killer ...") and publishes it to every
+    driver, and a drained raylet shuts itself down without that signal: a scale-down read like a
+    crash. Any other raylet death (a crash, a node lost) passes through unchanged.
+    """
+
+    def __init__(self, stream: Any, calm_line: str | None = None):
+        self._stream = stream
+        self._calm_line = calm_line
+        self._drop_newline = False
+
+    def write(self, text: str) -> int:
+        if "Raylet is terminated" in text and IDLE_DRAIN in text:
+            self._drop_newline = True  # print() writes its "\n" separately
+            if self._calm_line:
+                self._stream.write(self._calm_line)
+            return len(text)
+        if self._drop_newline and text == "\n":
+            self._drop_newline = False
+            return len(text) if not self._calm_line else self._stream.write(text)
+        self._drop_newline = False
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def planned_scale_downs_told_apart() -> Iterator[None]:
+    """Install :class:`PlannedScaleDownFilter` on ``sys.stdout`` (where Ray prints such reports)
+    for the block."""
+    before = sys.stdout
+    sys.stdout = PlannedScaleDownFilter(before, "(raylet) an idle worker node was removed by the autoscaler"
+                                        if verbose() else None)
+    try:
+        yield
+    finally:
+        sys.stdout = before
+
+
 @contextmanager
 def ray_session(address: str | None = None) -> Iterator[None]:
     """Use the Ray already connected, else join ``address``/``$RAY_ADDRESS``, else start one.
@@ -47,6 +101,13 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    with planned_scale_downs_told_apart():
+        with _joined_or_started(address):
+            yield
+
+
+@contextmanager
+def _joined_or_started(address: str | None) -> Iterator[None]:
     address = address or os.environ.get("RAY_ADDRESS") or None
     # Ray sets its driver logger's level when it starts: ERROR unless verbose (see quiet_ray_logs).
     output = {"log_to_driver": verbose(), "logging_level": logging.INFO if verbose() else logging.ERROR}
