@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import uuid
 
 import pytest
 
@@ -24,13 +23,12 @@ def _through_ray_printer(message: str, calm_line: str | None) -> str:
     """``message`` printed by Ray's own driver-side printer of published errors, into the filter."""
     import sys
 
-    from ray._private.worker import print_to_stdstream
+    from ray._private.worker import print_worker_logs  # what print_to_stdstream calls, less its de-duplication
 
-    message += f"    (report {uuid.uuid4().hex})\n"  # Ray's printer drops a repeat of a recent message
     out = io.StringIO()
     before, sys.stdout = sys.stdout, PlannedScaleDownFilter(out, calm_line)
     try:
-        print_to_stdstream({"lines": [message], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+        print_worker_logs({"lines": [message], "pid": "raylet", "is_err": False}, sys.stdout)
         print("progress line")
     finally:
         sys.stdout = before
