@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("experiment_dir")
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
     _quota_options(p)
+    p.add_argument("--no-report", dest="report", action="store_false", help=f"do not write {REPORT_FILE} at the end")
     _verbose_option(p)
     p.set_defaults(func=_resume)
 
@@ -205,7 +206,7 @@ def _cluster_down(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from .experiment import resume
 
-    return _report(resume(args.experiment_dir, address=args.address, quota=_quota(args)))
+    return _report(resume(args.experiment_dir, address=args.address, quota=_quota(args), report=args.report))
 
 
 def _report_html(args: argparse.Namespace) -> int:

@@ -222,7 +222,8 @@ def run(
         if resume_if_exists and (experiment_dir / SPEC_FILE).exists():
             if plan.actor is not None:
                 plan.actor.close()
-            return resume(experiment_dir, address=address, quota=quota)
+            _check_resumable_with(searcher=searcher, optuna_storage=optuna_storage)
+            return resume(experiment_dir, address=address, quota=quota, report=report)
         raise ExperimentExistsError(
             f"{experiment_dir} already holds an experiment; continue it with "
             f"'raytune-k8s resume {experiment_dir}', or choose another name or --storage-path"
@@ -284,10 +285,24 @@ def run(
     return summary
 
 
+def _check_resumable_with(*, searcher: Any, optuna_storage: str | None) -> None:
+    """What ``run(resume_if_exists=True)`` cannot honour when it resumes: refused, by name,
+    before anything starts (Tune restores the searcher and the callbacks it saved)."""
+    if searcher is not None:
+        raise SpecError("searcher", "the experiment exists and resumes with the searcher it saved; "
+                                    "pass no searcher to continue it, or choose another name")
+    if optuna_storage is not None:
+        raise SpecError("optuna_storage", "the experiment exists and resumes with the callbacks it started "
+                                          "with, so a new Optuna mirror cannot join it; after the run, copy "
+                                          "it with 'raytune-k8s export EXPERIMENT_DIR --optuna-storage URL'")
+
+
 def resume(
-    experiment_dir: str | os.PathLike[str], *, address: str | None = None, quota: "Quota | Mapping[str, Any] | None" = None
+    experiment_dir: str | os.PathLike[str], *, address: str | None = None, quota: "Quota | Mapping[str, Any] | None" = None,
+    report: bool = True,
 ) -> dict[str, Any]:
-    """Continue an interrupted experiment; finished trials are kept, not run again."""
+    """Continue an interrupted experiment; finished trials are kept, not run again. ``report``
+    writes ``report.html`` at the end, as :func:`run` does."""
     from ray import tune
 
     from .control import ExperimentControl
@@ -338,12 +353,21 @@ def resume(
                 callback.path = experiment_dir / JOURNAL_FILE
         run_config.callbacks = [*callbacks, ResumeGuard(experiment_dir, started, ended)]
         try:
-            return _fit_and_summarize(tuner, spec, experiment_dir, parallel, control)
+            return _reported(_fit_and_summarize(tuner, spec, experiment_dir, parallel, control), experiment_dir, report)
         except ResumeError:
             # Nothing ran: leave no new experiment state a later resume would take as the newest.
             for path in set(experiment_dir.glob("experiment_state-*.json")) - states_before:
                 path.unlink(missing_ok=True)
             raise
+
+
+def _reported(summary: dict[str, Any], experiment_dir: Path, report: bool) -> dict[str, Any]:
+    """``summary``, once ``report.html`` is written beside it (when ``report``)."""
+    if report:
+        from .reporting import after_run
+
+        after_run(experiment_dir)
+    return summary
 
 
 def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None, control: Any,
