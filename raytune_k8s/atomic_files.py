@@ -26,7 +26,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 #: Tune's experiment-level state files, in the experiment directory: fsynced, previous kept.
 STATE_PATTERNS = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "callback-states-*.pkl")
@@ -163,8 +163,3 @@ def atomic_experiment_sync() -> Any:
                                "raytune_k8s: Tune's experiment sync is not made atomic in this Ray ({reason}); a resume "
                                "still checks every state file it reads")
     return _patch.applied()
-
-
-def iter_state_files(experiment_dir: Path) -> Iterator[Path]:
-    for pattern in STATE_PATTERNS:
-        yield from sorted(Path(experiment_dir).glob(pattern))

@@ -268,6 +268,7 @@ def test_a_trial_whose_function_returned_just_before_the_head_was_lost_is_not_ru
     finished = killed_midway / "storage" / "killed"
     marked = {p.parent.name for p in finished.glob(f"*/{RETURNED_MARKER}")}
     assert len(marked) == 4, marked  # every trial's function left its mark when it returned
+    assert any(finished.glob(".experiment_state-*.json.prev"))  # the run's syncs went through atomic_files
 
     for name, keep_mark in (("with-mark", True), ("without-mark", False)):
         state_path = _rewound(killed_midway, tmp_path / name)
@@ -282,3 +283,25 @@ def test_a_trial_whose_function_returned_just_before_the_head_was_lost_is_not_ru
         recovery.reconcile(tmp_path / name)
         statuses = {json.loads(t)["trial_id"]: json.loads(t)["status"] for t, _ in json.loads(state_path.read_text())["trial_data"]}
         assert statuses[victim] == ("TERMINATED" if keep_mark else "RUNNING"), (name, statuses)
+
+
+def test_tunes_experiment_sync_replaces_each_file_whole_and_keeps_the_previous_state(tmp_path):
+    import pyarrow.fs
+
+    from raytune_k8s.atomic_files import atomic_experiment_sync
+    from raytune_k8s.tune_internals import STORAGE_UPLOAD, storage_module
+
+    staging, dest = tmp_path / "staging", tmp_path / "experiment"
+    (staging / "trial_1").mkdir(parents=True)
+    state, result = staging / "experiment_state-x.json", staging / "trial_1" / "result.json"
+    original = getattr(storage_module(), STORAGE_UPLOAD)
+    with atomic_experiment_sync() as applied:
+        assert applied and getattr(storage_module(), STORAGE_UPLOAD) is not original
+        for version in ("first", "second"):
+            state.write_text(version * 100)
+            result.write_text(version + "\n")
+            getattr(storage_module(), STORAGE_UPLOAD)(str(staging), pyarrow.fs.LocalFileSystem(), str(dest))
+    assert getattr(storage_module(), STORAGE_UPLOAD) is original
+    assert (dest / state.name).read_text() == "second" * 100 and (dest / "trial_1" / "result.json").read_text() == "second\n"
+    assert (dest / f".{state.name}.prev").read_text() == "first" * 100
+    assert sorted(p.name for p in dest.iterdir()) == [f".{state.name}.prev", state.name, "trial_1"]  # no temporary left
