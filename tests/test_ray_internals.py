@@ -106,3 +106,20 @@ def test_the_tune_state_recovery_rewrites_has_the_fields_it_expects():
     state = ConcurrencyLimiter(Searcher(metric="v", mode="min"), max_concurrent=2).get_state()
     assert {"live_trials", "num_unfinished_live_trials"} <= set(state), sorted(state)
     assert isinstance(_CheckpointManager(CheckpointConfig())._checkpoint_results, list)
+
+
+def test_a_new_head_on_a_dead_heads_port_gets_a_new_gcs_client(monkeypatch):
+    """A kept client carries the old head's cluster id; the new GCS refuses it (WrongClusterID):
+    launching a head forgets any client kept for its address."""
+    from raytune_k8s.sim import cluster
+
+    monkeypatch.setitem(_ray_internals._clients, "127.0.0.1:1", object())
+    _ray_internals.forget_gcs_client("127.0.0.1:1")
+    assert "127.0.0.1:1" not in _ray_internals._clients
+    head = cluster.LocalRayHead.__new__(cluster.LocalRayHead)
+    head.port = 1
+    monkeypatch.setitem(_ray_internals._clients, head.address, object())
+    monkeypatch.setattr(cluster, "use_token_auth", lambda: (_ for _ in ()).throw(RuntimeError("stop here")))
+    with pytest.raises(RuntimeError, match="stop here"):
+        head.launch()
+    assert head.address not in _ray_internals._clients

@@ -36,6 +36,12 @@ def _gcs_client(address: str) -> Any:
     return _clients[address]
 
 
+def forget_gcs_client(address: str) -> None:
+    """A new head is starting on ``address`` (a port a dead head had, free again): a client kept
+    for the old one carries its cluster id, and the new GCS refuses it (``WrongClusterID``)."""
+    _clients.pop(address, None)
+
+
 def job_agent_registered(gcs_address: str) -> bool:
     """Whether the head node's dashboard agent (which runs submitted jobs) has registered."""
     from ray._private.ray_constants import KV_NAMESPACE_DASHBOARD

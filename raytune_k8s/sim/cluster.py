@@ -109,7 +109,10 @@ class LocalRayHead:
 
     def launch(self) -> None:
         """Run ``ray start --head --block`` (returns at once; see :meth:`wait_ready`)."""
+        from ._ray_internals import forget_gcs_client
         from .provider import ray_count
+
+        forget_gcs_client(self.address)  # its port may be a dead head's: not that head's client
 
         use_token_auth()
         ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
