@@ -14,6 +14,8 @@ import ray
 
 #: Set (to 1) to show Ray's and Tune's logs and the trials' own output (``--verbose`` sets it).
 VERBOSE_ENV = "RAYTUNE_K8S_VERBOSE"
+#: Ray Tune's switch between its two console output engines.
+TUNE_NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 
 
 def verbose() -> bool:
@@ -30,12 +32,19 @@ def quiet_ray_logs() -> Iterator[None]:
         yield
         return
     ray_logger = logging.getLogger("ray")
-    before = ray_logger.level
+    before, new_output = ray_logger.level, os.environ.get(TUNE_NEW_OUTPUT_ENV)
     ray_logger.setLevel(logging.ERROR)
+    # Tune's newer output engine prints its "Configuration for experiment" box and "View detailed
+    # results here" even at verbose=0; its classic one prints nothing at 0 (Tune's own switch).
+    os.environ[TUNE_NEW_OUTPUT_ENV] = "0"
     try:
         yield
     finally:
         ray_logger.setLevel(before)
+        if new_output is None:
+            os.environ.pop(TUNE_NEW_OUTPUT_ENV, None)
+        else:
+            os.environ[TUNE_NEW_OUTPUT_ENV] = new_output
 
 
 #: The death reason a raylet logs when the autoscaler drains it for being idle: a planned scale-down.

@@ -164,7 +164,7 @@ def test_run_that_fails_leaves_nothing(tmp_path, ray_tmp):
 
 
 RAY_CHATTER = ("Checkpoint successfully created", "Experiment state snapshotting", "Started a local Ray instance",
-               "Token authentication is enabled")
+               "Token authentication is enabled", "Configuration for experiment", "View detailed results here")
 
 
 @pytest.mark.parametrize("verbose", [False, True])
