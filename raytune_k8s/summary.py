@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .spec import ExperimentSpec
+from .spec import ExperimentSpec, metric_value
 from .tune_state import ERROR, TERMINATED, saved_trials
 
 SUMMARY_FILE = "summary.json"
@@ -40,7 +40,7 @@ def trial_rows(experiment_dir: Path, spec: ExperimentSpec, stop_reason: str | No
     for trial in saved_trials(Path(experiment_dir)):
         reports = [_flat(r) for r in read_reports(trial["dir"])]
         observation = _observation(reports, objective.metrics)
-        value = observation.get(objective.metric, {}).get(objective.strategy(objective.metric))
+        value = metric_value(reports, objective.metric, objective.strategy(objective.metric))
         text = _latest_text(reports, objective.metrics)
         status = str(trial["tune_status"])
         error = _error_line(trial["dir"], trial.get("error")) if status == ERROR else None
@@ -95,14 +95,10 @@ def _observation(reports: list[dict[str, Any]], metrics: list[str]) -> dict[str,
     """min, max and latest of each metric a trial reported (Katib's observation)."""
     out: dict[str, dict[str, float]] = {}
     for name in metrics:
-        values = [float(r[name]) for r in reports if _finite(r.get(name))]
-        if values:
-            out[name] = {"min": min(values), "max": max(values), "latest": values[-1]}
+        values = {s: metric_value(reports, name, s) for s in ("min", "max", "latest")}
+        if values["latest"] is not None:
+            out[name] = values  # type: ignore[assignment]
     return out
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _latest_text(reports: list[dict[str, Any]], metrics: list[str]) -> dict[str, str]:
@@ -145,7 +141,6 @@ def build_summary(
     wall_s: float,
     experiment_dir: Path,
     interrupted: bool = False,
-    stop_reason: str | None = None,
 ) -> dict[str, Any]:
     """The experiment's outcome, Katib-style (status and reason), read off its trials; an
     ``interrupted`` run that did not reach maxTrialCount stays Interrupted even when every trial

@@ -53,13 +53,15 @@ def after_run(experiment_dir: str | os.PathLike[str]) -> Path | None:
         return None
 
 
-def live_callbacks(spec: "ExperimentSpec", optuna_storage: str | None) -> list[Any]:
-    """The Ray Tune callbacks that mirror an experiment into ``optuna_storage`` (none if None)."""
+def live_callbacks(spec: "ExperimentSpec", optuna_storage: str | None,
+                   experiment_dir: str | os.PathLike[str] | None = None) -> list[Any]:
+    """The Ray Tune callbacks that mirror an experiment into ``optuna_storage`` (none if None);
+    ``experiment_dir`` holds the record of the trials the early-stopping rule stopped."""
     if not optuna_storage:
         return []
     from .mirror import OptunaMirror
 
-    return [OptunaMirror(optuna_storage, spec.name, spec.objective.metric, spec.objective.mode, spec)]
+    return [OptunaMirror(optuna_storage, spec.name, spec.objective.metric, spec.objective.mode, spec, experiment_dir)]
 
 
 __all__ = ["REPORT_FILE", "after_run", "export", "live_callbacks", "report"]

@@ -4,7 +4,13 @@
 their parameters, intermediate values, state and final value into an Optuna study. The writes
 happen on one background thread, so a slow or broken storage never holds up Tune's loop (and so
 the trials); if the storage fails, the mirror warns once and goes on (the results themselves are
-in the experiment directory either way). :func:`.storage.replace_study` writes a finished one.
+in the experiment directory either way); a storage that cannot be opened is tried once, not at
+every event. :func:`.storage.replace_study` writes a finished one.
+
+A trial's value is its objective by the metric strategy (:func:`raytune_k8s.spec.metric_value`),
+and a trial is EarlyStopped when the experiment's record of early stops
+(:mod:`raytune_k8s.stop_record`, written by the early-stopping rule) lists it: both as in the
+summary.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ import datetime as dt
 import queue
 import threading
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ray.tune import Callback
 
+from ..spec.strategy import metric_value
+from ..stop_record import RECORD_FILE
 from .storage import open_storage
 from .study import ATTR_STATUS, ATTR_TRIAL_ID, frozen_trial, spec_distributions
 
@@ -31,27 +40,38 @@ if TYPE_CHECKING:
 class OptunaMirror(Callback):
     """Mirror the running experiment into an Optuna study (see the module docstring)."""
 
-    def __init__(self, storage: str, study_name: str, metric: str, mode: str, spec: "ExperimentSpec | None" = None):
+    def __init__(self, storage: str, study_name: str, metric: str, mode: str, spec: "ExperimentSpec | None" = None,
+                 experiment_dir: "str | Path | None" = None):
         self.storage_url = storage
         self.study_name = study_name
         self.metric = metric
         self.mode = mode
         self.spec = spec
+        self.experiment_dir = experiment_dir  # where the record of early stops is (none: no early stops)
         self._init_runtime()
 
     def _init_runtime(self) -> None:
         self._queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._warned = False
+        self._unopenable = False  # opening the storage failed once: it is not tried again
         self._storage: Any = None
         self._study_id: int | None = None
         self._dists: dict[str, BaseDistribution] = {}
         self._optuna_ids: dict[str, int] = {}  # Tune trial id -> Optuna trial id
-        self._best: dict[str, float] = {}
+        self._values: dict[str, float] = {}  # Tune trial id -> its value by the metric strategy (Tune's thread)
+        self._early_stopped: set[str] = set()  # the record of early stops as read so far (the mirror's thread)
+        self._record_read = 0  # how many bytes of it
+
+    @property
+    def strategy(self) -> str:
+        """The objective's metric strategy (Katib's default, the best by ``mode``, without a spec)."""
+        return self.spec.objective.strategy(self.metric) if self.spec is not None else self.mode
 
     # The Tuner pickles its callbacks (tuner.pkl): keep the settings, not the thread.
     def __getstate__(self) -> dict[str, Any]:
-        return {k: self.__dict__[k] for k in ("storage_url", "study_name", "metric", "mode", "spec")}
+        keys = ("storage_url", "study_name", "metric", "mode", "spec", "experiment_dir")
+        return {k: self.__dict__.get(k) for k in keys}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -63,28 +83,19 @@ class OptunaMirror(Callback):
         self._put(self._start, trial.trial_id, dict(trial.config), dt.datetime.now())
 
     def on_trial_result(self, iteration: int, trials: list["Trial"], trial: "Trial", result: dict, **info: Any) -> None:
-        value = result.get(self.metric)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        reported = metric_value([result], self.metric, "latest")  # this report's value, if a number
+        if reported is not None:
             step = int(result.get("training_iteration") or 0)
-            self._put(self._result, trial.trial_id, dict(trial.config), step, float(value))
+            value = metric_value([result], self.metric, self.strategy, self._values.get(trial.trial_id))
+            self._values[trial.trial_id] = value  # type: ignore[assignment]
+            self._put(self._result, trial.trial_id, dict(trial.config), step, reported)
 
     def on_trial_complete(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
-        iterations = int((trial.last_result or {}).get("training_iteration") or 0)
-        self._put(self._finish, trial.trial_id, dict(trial.config), self._finished_status(iterations))
-
-    def _finished_status(self, iterations: int) -> str:
-        """Succeeded, or EarlyStopped for a trial that ASHA/Hyperband stopped before ``max_t``.
-        (Tune marks every stopped trial "done", so a trial stopped by the median rule, which
-        has no ``max_t``, shows as Succeeded here; ``export`` after the run uses summary.json.)"""
-        es = self.spec.early_stopping if self.spec is not None else None
-        if es is not None and es.name in ("asha", "hyperband"):
-            max_t = es.settings_dict().get("max_t", 100)
-            if isinstance(max_t, (int, float)) and iterations < max_t:
-                return "EarlyStopped"
-        return "Succeeded"
+        # Tune's scheduler has decided (and the rule recorded an early stop) before this event.
+        self._put(self._finish, trial.trial_id, dict(trial.config), None, self._values.pop(trial.trial_id, None))
 
     def on_trial_error(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
-        self._put(self._finish, trial.trial_id, dict(trial.config), "Failed")
+        self._put(self._finish, trial.trial_id, dict(trial.config), "Failed", self._values.pop(trial.trial_id, None))
 
     def on_experiment_end(self, trials: list["Trial"], **info: Any) -> None:
         self.close()
@@ -105,9 +116,15 @@ class OptunaMirror(Callback):
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
             fn, args = item
+            if self._unopenable:
+                continue  # tried once and warned: the rest of the experiment is not mirrored
             try:
                 if self._storage is None:
-                    self._open()
+                    try:
+                        self._open()
+                    except Exception:
+                        self._unopenable = True
+                        raise
                 fn(*args)
             except Exception as exc:  # the mirror is best effort: the experiment goes on
                 if not self._warned:
@@ -153,17 +170,31 @@ class OptunaMirror(Callback):
     def _result(self, trial_id: str, config: dict[str, Any], step: int, value: float) -> None:
         optuna_id = self._trial(trial_id, config)
         self._storage.set_trial_intermediate_value(optuna_id, step, value)
-        best = self._best.get(trial_id)
-        if best is None or (value > best if self.mode == "max" else value < best):
-            self._best[trial_id] = value
 
-    def _finish(self, trial_id: str, config: dict[str, Any], status: str) -> None:
+    def _was_early_stopped(self, trial_id: str) -> bool:
+        """Whether the record of early stops lists the trial; read on from where it was last."""
+        if self.experiment_dir is None:
+            return False
+        try:
+            with open(Path(self.experiment_dir) / RECORD_FILE, "rb") as f:
+                f.seek(self._record_read)
+                new = f.read()
+        except OSError:
+            return trial_id in self._early_stopped
+        whole = new[: new.rfind(b"\n") + 1]  # a line still being written is read next time
+        self._record_read += len(whole)
+        self._early_stopped.update(whole.decode().split())
+        return trial_id in self._early_stopped
+
+    def _finish(self, trial_id: str, config: dict[str, Any], status: str | None, value: float | None) -> None:
+        """``status`` None: the trial ended without an error, Succeeded or EarlyStopped."""
         from optuna.trial import TrialState
 
         from .study import state_of
 
+        if status is None:
+            status = "EarlyStopped" if self._was_early_stopped(trial_id) else "Succeeded"
         optuna_id = self._trial(trial_id, config)
-        value = self._best.get(trial_id)
         state = state_of(status, value is not None)
         if self._storage.get_trial(optuna_id).state.is_finished():
             return  # already finished (a resumed experiment)

@@ -1,12 +1,16 @@
 """Katib's ``metricStrategies`` for the objective, as the searcher sees it: a trial's result is
 the min, max or latest of what it reported (Katib's default: the best, by the objective's type),
-not Tune's default of its last report. Wraps any Ray Tune Searcher."""
+not Tune's default of its last report (by :func:`~raytune_k8s.spec.strategy.metric_value`, the
+rule the summary, the goal stop, the progress line and the mirror use too). Wraps any Ray Tune
+Searcher."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from ray.tune.search import Searcher
+
+from ..spec.strategy import metric_value
 
 
 class ObjectiveStrategy(Searcher):
@@ -35,13 +39,9 @@ class ObjectiveStrategy(Searcher):
         return self.inner.suggest(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        value = result.get(self.objective_metric)
-        if isinstance(value, (int, float)):
-            old = self._values.get(trial_id)
-            if old is None or self.strategy == "latest":
-                self._values[trial_id] = float(value)
-            else:
-                self._values[trial_id] = min(old, value) if self.strategy == "min" else max(old, value)
+        value = metric_value([result], self.objective_metric, self.strategy, self._values.get(trial_id))
+        if value is not None:
+            self._values[trial_id] = value
         self.inner.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

@@ -25,6 +25,7 @@ from .models import (
     TrialTemplate,
 )
 from .quantities import parse_count, parse_cpu, parse_memory
+from .strategy import metric_value
 
 
 def load_spec(source: "str | ExperimentSpec | dict") -> ExperimentSpec:
@@ -35,6 +36,6 @@ def load_spec(source: "str | ExperimentSpec | dict") -> ExperimentSpec:
 __all__ = [
     "Algorithm", "ContainerTrial", "EarlyStopping", "ExperimentSpec", "FeasibleSpace", "KatibTrialTemplate",
     "LoadedSpec", "MetricsCollectorSpec", "Objective", "Parameter", "Resources", "Scalar", "Setting", "SpecError",
-    "TrialTemplate", "container_trial", "load_document", "load_spec", "parse_count", "parse_cpu", "parse_memory",
+    "TrialTemplate", "container_trial", "load_document", "load_spec", "metric_value", "parse_count", "parse_cpu", "parse_memory",
     "parse_spec",
 ]
