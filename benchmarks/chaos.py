@@ -368,6 +368,8 @@ def _head_loss_repeats_markdown(r: dict[str, Any]) -> list[str]:
         "",
         markdown_table(["run", "status", "reason", "trials in summary", "lost results", "duplicates",
                         "finished trials re-run", "done at head loss", "wall s", "clean"], rows),
+        *[f"\nRun {x['run']} did not finish: {x['error'][:400]}" for x in r["runs"] if x.get("error")],
+        *([f"\n{r['note']}"] if r.get("note") else []),
     ]
 
 
