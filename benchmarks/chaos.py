@@ -206,7 +206,7 @@ class Chaos:
 def _start_cluster(parallel: int, attempts: int = 6) -> Any:
     """A fresh simulated cluster; on this busy machine a head sometimes misses Ray's own 30-s
     start-up wait, so it is tried again."""
-    from raytune_k8s.localcluster import AutoscalingLocalCluster
+    from raytune_k8s.sim.cluster import AutoscalingLocalCluster
 
     for attempt in range(attempts):
         try:
@@ -286,7 +286,7 @@ def run_chaos(spec: dict[str, Any], work: Path, parallel: int, seed: int, node_e
 def run_head_loss(spec: dict[str, Any], work: Path, parallel: int) -> dict[str, Any]:
     """Kill the whole head (driver included) halfway, start a new head on the same storage and
     resubmit the same command with --resume-if-exists."""
-    from raytune_k8s.localcluster import _cluster_processes, _kill_trees
+    from raytune_k8s.sim.cluster import _cluster_processes, _kill_trees
 
     log_dir, storage = Path(spec["trial"]["fixedParameters"]["log_dir"]), work / "storage"
     spec_path = work / "spec.yaml"

@@ -1,11 +1,11 @@
 """Neural architecture search on MNIST: does DARTS beat random architectures, ENAS random search?
 
-DARTS: one first-order DARTS search (``raytune_k8s.nas.darts.DartsSearch``) over a cell space of
+DARTS: one first-order DARTS search (``raytune_k8s.trials.nas.darts.DartsSearch``) over a cell space of
 separable/dilated convolutions, pooling and skip connections; its derived genotype is then
 trained from scratch, and so are ``--random`` genotypes drawn uniformly from the same space
 (per node two distinct inputs, an operation each), all with the same network, epochs, optimiser
 and data. ENAS: ``--trials`` children suggested by the LSTM controller
-(``raytune_k8s.nas.enas.EnasSearcher``), each trained and fed back as its reward, against the
+(``raytune_k8s.search.enas.EnasSearcher``), each trained and fed back as its reward, against the
 same number of uniformly random architectures of the same space trained the same way.
 
 Everything runs sequentially in this process, one torch thread, without Ray: the question is the
@@ -27,12 +27,12 @@ from typing import Any, Sequence
 
 import torch
 
-from raytune_k8s.nas._data import mnist_images
-from raytune_k8s.nas.child import build as build_child, fit
-from raytune_k8s.nas.config import NasConfig, darts_search_space
-from raytune_k8s.nas.darts import DartsSearch, GenotypeNetwork, random_genotype, train_network
-from raytune_k8s.nas.enas import EnasSearcher, RandomArchitectureSearcher
-from raytune_k8s.nas.settings import DartsSettings, EnasSettings
+from raytune_k8s.trials.nas._data import mnist_images
+from raytune_k8s.trials.nas.enas_child import build as build_child, fit
+from raytune_k8s.spec.nas import NasConfig, darts_search_space
+from raytune_k8s.trials.nas.darts import DartsSearch, GenotypeNetwork, random_genotype, train_network
+from raytune_k8s.search.enas import EnasSearcher, RandomArchitectureSearcher
+from raytune_k8s.spec.nas_settings import DartsSettings, EnasSettings
 
 from ._report import arg_parser, fmt, markdown_table, publish, pyplot, text_table
 

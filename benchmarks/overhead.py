@@ -12,7 +12,7 @@ benchmark starts and stops. ``cli_cold_s``: ``raytune-k8s run`` of 100 trials en
 fresh process with its embedded Ray.
 
 Autoscaling reaction (seconds from experiment start to P workers, from experiment end to 0
-workers) is measured on ``raytune_k8s.localcluster.AutoscalingLocalCluster`` when it exists; see
+workers) is measured on ``raytune_k8s.sim.cluster.AutoscalingLocalCluster`` when it exists; see
 :func:`measure_autoscaling`.
 
     python -m benchmarks.overhead                 # full: N=100 and 1000, P=2 (plain Tune defaults: 10 and 40)
@@ -445,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import ray
 
-    from raytune_k8s.localcluster import LocalRayHead
+    from raytune_k8s.sim.cluster import LocalRayHead
 
     start = time.monotonic()
     data: dict[str, Any] = {"benchmark": NAME, "smoke": args.smoke, "sizes": args.sizes, "default_sizes": args.default_sizes,

@@ -32,7 +32,7 @@ def one_run(strategy: str, pending: int, seed: int, evaluations: int, acq_restar
     warnings.simplefilter("ignore")  # sklearn's convergence chatter
     from benchmarks.searcher_latency import spec
     from raytune_k8s.search import create_searcher
-    from raytune_k8s.space import SearchSpace
+    from raytune_k8s.search.space import SearchSpace
     from raytune_k8s.spec import parse_spec
     from raytune_k8s.trials.synthetic import hartmann6_value
 

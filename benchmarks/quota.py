@@ -171,7 +171,7 @@ def run_replay(user: str, time_scale: float, storage: Path, idle_timeout_s: floa
     import ray
 
     import raytune_k8s
-    from raytune_k8s.localcluster import AutoscalingLocalCluster
+    from raytune_k8s.sim.cluster import AutoscalingLocalCluster
 
     minutes = start_order(PAPER_LANES[user])
     durations_s = [m * 60 * time_scale for m in minutes[: len(minutes) // shrink]]
@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         import ray
 
-        from raytune_k8s.localcluster import LocalRayHead
+        from raytune_k8s.sim.cluster import LocalRayHead
 
         cores = os.cpu_count() or 2
         with tempfile.TemporaryDirectory() as storage, LocalRayHead(num_cpus=cores) as head:

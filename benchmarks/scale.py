@@ -154,7 +154,7 @@ SUMMARY_CODE = """
 import sys, time
 from pathlib import Path
 from raytune_k8s.spec import load_document
-from raytune_k8s.summary import build_summary, trial_rows, write_summary
+from raytune_k8s.results.summary import build_summary, trial_rows, write_summary
 d = Path(sys.argv[1])
 spec = load_document(d / "experiment.yaml").spec
 t, c = time.monotonic(), time.process_time()

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from raytune_k8s.search import create_searcher
-from raytune_k8s.space import SearchSpace
+from raytune_k8s.search.space import SearchSpace
 from raytune_k8s.spec import SpecError, parse_spec
 from raytune_k8s.trials.synthetic import BRANIN_MIN, HARTMANN6_MIN, branin_value, hartmann6_value
 

@@ -113,9 +113,9 @@ def run_once(
 ) -> dict[str, Any]:
     from ray import tune
 
-    from raytune_k8s.experiment import prepare, trial_resources
-    from raytune_k8s.search.actor import ActorSearcher
-    from raytune_k8s.warm_actors import warm_trial_actors
+    from raytune_k8s.experiment.runner import prepare, trial_resources
+    from raytune_k8s.search.actor.driver import ActorSearcher
+    from raytune_k8s._tune.warm_actors import warm_trial_actors
 
     plan = prepare(spec(trials, parallel, sleep_s, seed, acq_restarts), searcher_actor=False)
     inner = ActorSearcher(plan.searcher, prefetch=parallel) if use_actor else plan.searcher
@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import ray
 
-    from raytune_k8s.localcluster import LocalRayHead
+    from raytune_k8s.sim.cluster import LocalRayHead
 
     with LocalRayHead(num_cpus=args.parallel) as head, tempfile.TemporaryDirectory() as storage:
         ray.init(address=head.address, log_to_driver=False)

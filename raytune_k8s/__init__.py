@@ -16,10 +16,10 @@ from .spec import ExperimentSpec, SpecError, load_spec
 
 #: Public name -> module that defines it (imported on first use).
 _LAZY = {
-    "run": "raytune_k8s.experiment",
-    "resume": "raytune_k8s.experiment",
-    "ExperimentExistsError": "raytune_k8s.experiment",
-    "Quota": "raytune_k8s.scaling",
+    "run": "raytune_k8s.experiment.runner",
+    "resume": "raytune_k8s.experiment.runner",
+    "ExperimentExistsError": "raytune_k8s.experiment.runner",
+    "Quota": "raytune_k8s.scaling.quota",
     "report_metrics": "raytune_k8s.collectors.push",
     "report": "raytune_k8s.reporting",
     "export": "raytune_k8s.reporting",

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .spec import SpecError, parse_cpu, parse_memory
-from .summary import SUCCEEDED, SUMMARY_FILE, katib_status
+from .results.summary import SUCCEEDED, SUMMARY_FILE, katib_status
 from .reporting import REPORT_FILE
-from .summary_table import print_table
+from .results.table import print_table
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
@@ -21,11 +21,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if getattr(args, "verbose", False):
-        from .runtime import VERBOSE_ENV
+        from .experiment.runtime import VERBOSE_ENV
 
         os.environ[VERBOSE_ENV] = "1"  # read by the run, and by a driver submitted from here
-    from .experiment import ExperimentExistsError
-    from .tune_state import ResumeError
+    from .experiment.runner import ExperimentExistsError
+    from .results.tune_state import ResumeError
 
     try:
         return args.func(args)
@@ -107,7 +107,7 @@ def _quota_options(p: argparse.ArgumentParser) -> None:
 
 
 def _quota(args: argparse.Namespace) -> Any:
-    from .scaling import Quota
+    from .scaling.quota import Quota
 
     if args.quota_cpu is None and args.quota_memory is None:
         return None
@@ -142,7 +142,7 @@ def _whole_number(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .experiment import run
+    from .experiment.runner import run
 
     summary = run(
         Path(args.spec), address=args.address, storage_path=args.storage_path, resume_if_exists=args.resume_if_exists, quota=_quota(args),
@@ -204,7 +204,7 @@ def _cluster_down(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from .experiment import resume
+    from .experiment.runner import resume
 
     return _report(resume(args.experiment_dir, address=args.address, quota=_quota(args), report=args.report))
 
@@ -225,7 +225,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .experiment import check
+    from .experiment.runner import check
 
     loaded = check(Path(args.spec))  # a file, whatever its name ends with
     spec = loaded.spec

@@ -13,7 +13,7 @@ os.environ["RAY_AUTH_MODE"] = "token"
 import pytest  # noqa: E402
 import ray  # noqa: E402
 
-from raytune_k8s.localcluster import LocalRayHead  # noqa: E402
+from raytune_k8s.sim.cluster import LocalRayHead  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from scipy.stats import qmc
 
 from raytune_k8s.search import ALGORITHMS, Search, create_search
 from raytune_k8s.search.hyperband import schedule
-from raytune_k8s.space import SearchSpace
+from raytune_k8s.search.space import SearchSpace
 from raytune_k8s.spec import SpecError, parse_spec
 
 from .test_search import _branin_spec, _run_sequential, _searcher
@@ -182,7 +182,7 @@ def test_every_registered_algorithm_builds():
             continue
         nas = None
         if name in ("darts", "enas"):  # architecture search: over a nasConfig, not the parameters
-            from raytune_k8s.nas.config import NasConfig
+            from raytune_k8s.spec.nas import NasConfig
 
             nas = NasConfig.model_validate({"graphConfig": {"numLayers": 1}, "operations": [
                 {"operationType": "max_pooling", "parameters": [
@@ -301,7 +301,7 @@ def _hyperband_below_eta() -> dict:
 def test_hyperband_with_r_l_below_eta_is_one_bracket_at_the_full_budget():
     """Katib takes r_l < eta (s_max = floor(log_eta r_l) = 0): one bracket whose trials, as many as
     its first request (parallelTrialCount), all run at the full budget r_l; then it is done."""
-    from raytune_k8s.experiment import check
+    from raytune_k8s.experiment.runner import check
 
     loaded = check(_hyperband_below_eta())
     assert loaded.notes == ["hyperband: r_l 2 < eta 3: Hyperband has one bracket of 3 trials (parallelTrialCount, "

@@ -25,11 +25,11 @@ import yaml
 from kubernetes import client as k8s
 
 import raytune_k8s
-from raytune_k8s import coordinator, scaling
+from raytune_k8s.scaling import coordinator, quota, request
 from raytune_k8s.cli import main
-from raytune_k8s.coordinator import fair_shares
-from raytune_k8s.localcluster import AutoscalingLocalCluster, _cluster_processes
-from raytune_k8s.scaling import Quota, quota_from_resourcequota, quota_parallelism
+from raytune_k8s.scaling.coordinator import fair_shares
+from raytune_k8s.sim.cluster import AutoscalingLocalCluster, _cluster_processes
+from raytune_k8s.scaling.quota import Quota, quota_from_resourcequota, quota_parallelism
 from raytune_k8s.spec import SpecError
 
 from .conftest import REPO
@@ -77,8 +77,8 @@ def test_quota_too_small_for_one_trial_names_the_field(trial, quota, message):
 
 
 def test_quota_note_is_one_clear_line(capsys):
-    assert scaling.effective_parallelism(6, {"cpu": 1, "gpu": 0}, {"cpu": "3"}) == 3
-    assert scaling.effective_parallelism(6, {"cpu": 1, "gpu": 0}, Quota(cpu=8)) == 6  # not capped: silent
+    assert quota.effective_parallelism(6, {"cpu": 1, "gpu": 0}, {"cpu": "3"}) == 3
+    assert quota.effective_parallelism(6, {"cpu": 1, "gpu": 0}, Quota(cpu=8)) == 6  # not capped: silent
     err = capsys.readouterr().err
     assert err == (
         "quota caps parallelism: parallelTrialCount 6 asks for 6 x 1 vCPU, "
@@ -87,8 +87,8 @@ def test_quota_note_is_one_clear_line(capsys):
 
 
 def test_fixed_size_cluster_note(capsys):
-    scaling._note_fixed_capacity(scaling.trial_bundles({"cpu": 1, "gpu": 0}, 6), {"CPU": 2.0})
-    scaling._note_fixed_capacity(scaling.trial_bundles({"cpu": 1, "gpu": 0}, 2), {"CPU": 2.0})
+    request._note_fixed_capacity(request.trial_bundles({"cpu": 1, "gpu": 0}, 6), {"CPU": 2.0})
+    request._note_fixed_capacity(request.trial_bundles({"cpu": 1, "gpu": 0}, 2), {"CPU": 2.0})
     assert capsys.readouterr().err == (
         "cluster caps parallelism: 6 trials at once ask for 6 x 1 vCPU, "
         "the cluster has 2 vCPU and does not autoscale: at most 2 trials at once\n"
@@ -96,8 +96,8 @@ def test_fixed_size_cluster_note(capsys):
 
 
 def test_trial_bundles_one_per_trial():
-    assert scaling.trial_bundles({"cpu": 2, "gpu": 0, "memory": 4 * GiB}, 3) == [{"CPU": 2.0, "memory": 4.0 * GiB}] * 3
-    assert scaling.trial_bundles({"cpu": 0, "gpu": 0}, 3) == []
+    assert request.trial_bundles({"cpu": 2, "gpu": 0, "memory": 4 * GiB}, 3) == [{"CPU": 2.0, "memory": 4.0 * GiB}] * 3
+    assert request.trial_bundles({"cpu": 0, "gpu": 0}, 3) == []
 
 
 def _resource_quota(hard: dict[str, str], status_hard: dict[str, str] | None = None) -> k8s.V1ResourceQuota:
@@ -123,7 +123,7 @@ def test_resourcequota_parsing():
 def test_tenant_manifests_quota_gives_the_readme_parallelism(tenant, trials_at_once):
     """Our tenants' trial quotas, with the 2-vCPU/4Gi trials of the worker pods (README table)."""
     docs = yaml.safe_load_all((REPO / "cluster" / "tenants" / tenant / "resourcequota.yaml").read_text())
-    trials = next(d for d in docs if d["metadata"]["name"] == scaling.DEFAULT_QUOTA_NAME)
+    trials = next(d for d in docs if d["metadata"]["name"] == quota.DEFAULT_QUOTA_NAME)
     quota = quota_from_resourcequota(_resource_quota(trials["spec"]["hard"]))
     assert quota_parallelism(12, {"cpu": 2, "gpu": 0, "memory": 4 * GiB}, quota) == trials_at_once
     # The overlay hands the same quota to the head's environment, where the driver reads it.
@@ -132,21 +132,21 @@ def test_tenant_manifests_quota_gives_the_readme_parallelism(tenant, trials_at_o
     cluster = next(d for d in render(REPO / "cluster" / "tenants" / tenant) if d["kind"] == "RayCluster")
     head = next(c for c in cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"] if c["name"] == "ray-head")
     env = {e["name"]: e.get("value") for e in head["env"] if "value" in e}
-    assert scaling.quota_from_env(env) == quota
+    assert quota.quota_from_env(env) == quota
 
 
 def test_read_namespace_quota(monkeypatch):
     from kubernetes import config
 
-    for env in (scaling.QUOTA_CPU_ENV, scaling.QUOTA_MEMORY_ENV, scaling.QUOTA_GPU_ENV):
+    for env in (quota.QUOTA_CPU_ENV, quota.QUOTA_MEMORY_ENV, quota.QUOTA_GPU_ENV):
         monkeypatch.delenv(env, raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv(scaling.NAMESPACE_ENV, "user2")
-    assert scaling.read_namespace_quota() is None  # not in a pod
+    monkeypatch.setenv(quota.NAMESPACE_ENV, "user2")
+    assert quota.read_namespace_quota() is None  # not in a pod
 
     calls = []
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
-    monkeypatch.setenv(scaling.QUOTA_ENV, "raytune-trials")
+    monkeypatch.setenv(quota.QUOTA_ENV, "raytune-trials")
     monkeypatch.setattr(config, "load_incluster_config", lambda: None)
 
     def read(self, name, namespace, **kwargs):
@@ -154,15 +154,15 @@ def test_read_namespace_quota(monkeypatch):
         return _resource_quota({"limits.cpu": "6", "limits.memory": "12Gi"})
 
     monkeypatch.setattr(k8s.CoreV1Api, "read_namespaced_resource_quota", read)
-    assert scaling.read_namespace_quota() == Quota(cpu=6.0, memory=12 * GiB)
+    assert quota.read_namespace_quota() == Quota(cpu=6.0, memory=12 * GiB)
     assert calls == [("raytune-trials", "user2")]
     # The quota in the head's environment wins, and needs no API call.
-    monkeypatch.setenv(scaling.QUOTA_CPU_ENV, "18")
-    monkeypatch.setenv(scaling.QUOTA_MEMORY_ENV, "36Gi")
-    assert scaling.read_namespace_quota() == Quota(cpu=18.0, memory=36 * GiB) and len(calls) == 1
-    monkeypatch.setenv(scaling.QUOTA_CPU_ENV, "nan")
+    monkeypatch.setenv(quota.QUOTA_CPU_ENV, "18")
+    monkeypatch.setenv(quota.QUOTA_MEMORY_ENV, "36Gi")
+    assert quota.read_namespace_quota() == Quota(cpu=18.0, memory=36 * GiB) and len(calls) == 1
+    monkeypatch.setenv(quota.QUOTA_CPU_ENV, "nan")
     with pytest.raises(SpecError, match="quota: 'nan' is not a CPU quantity"):
-        scaling.read_namespace_quota()
+        quota.read_namespace_quota()
 
 
 def test_quota_too_small_is_bad_input_and_starts_nothing(tmp_path, capsys):
@@ -497,8 +497,8 @@ def test_sigkilled_driver_lets_its_workers_go(at_zero, tmp_path):
 
 def test_parallelism_request_asks_for_all_workers_at_once_and_withdraws(at_zero):
     """Last in the module: the workers it starts are not waited for, the cluster just stops."""
-    assert scaling.cluster_can_autoscale()
-    with scaling.parallelism_request(scaling.trial_bundles({"cpu": 1, "gpu": 0}, 3), "request") as asked:
+    assert request.cluster_can_autoscale()
+    with request.parallelism_request(request.trial_bundles({"cpu": 1, "gpu": 0}, 3), "request") as asked:
         assert asked
         assert at_zero.resource_request() == [{"CPU": 1.0}] * 3
         # With no trial pending, the request alone makes the autoscaler launch all three.

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from raytune_k8s.confined_patch import ConfinedPatch
+from raytune_k8s._tune.confined_patch import ConfinedPatch
 
 
 class Target:

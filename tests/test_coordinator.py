@@ -1,4 +1,4 @@
-"""The scaling coordinator (raytune_k8s.coordinator) on the session's Ray: its lease watcher
+"""The scaling coordinator (raytune_k8s.scaling.coordinator) on the session's Ray: its lease watcher
 outlives errors, each experiment's own quota bounds only its own share, and an experiment that
 fails to leave still ends its lease. The coordinator object runs in this process (so an error
 can be injected where it calls Ray), with real lease actors and the real autoscaler request."""
@@ -13,8 +13,8 @@ import ray
 import ray.autoscaler.sdk
 from ray.exceptions import RayActorError
 
-from raytune_k8s import coordinator, scaling
-from raytune_k8s.coordinator import Lease, Membership, ScalingCoordinator, fair_shares
+from raytune_k8s.scaling import coordinator, quota, request
+from raytune_k8s.scaling.coordinator import Lease, Membership, ScalingCoordinator, fair_shares
 
 ONE = {"CPU": 1.0}
 
@@ -35,7 +35,7 @@ def _lease() -> Any:
 
 @pytest.fixture
 def no_tenant_quota(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (scaling.QUOTA_CPU_ENV, scaling.QUOTA_MEMORY_ENV, scaling.QUOTA_GPU_ENV):
+    for name in (quota.QUOTA_CPU_ENV, quota.QUOTA_MEMORY_ENV, quota.QUOTA_GPU_ENV):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -103,9 +103,9 @@ def test_own_quota_bounds_only_its_own_share():
 
 
 def test_joining_quota_does_not_leak_to_other_experiments(ray_connected, monkeypatch):
-    monkeypatch.setenv(scaling.QUOTA_CPU_ENV, "6")  # the head's tenant quota, shared by all
-    monkeypatch.delenv(scaling.QUOTA_MEMORY_ENV, raising=False)
-    monkeypatch.delenv(scaling.QUOTA_GPU_ENV, raising=False)
+    monkeypatch.setenv(quota.QUOTA_CPU_ENV, "6")  # the head's tenant quota, shared by all
+    monkeypatch.delenv(quota.QUOTA_MEMORY_ENV, raising=False)
+    monkeypatch.delenv(quota.QUOTA_GPU_ENV, raising=False)
     leases = [_lease() for _ in range(3)]
     coord = ScalingCoordinator(poll_s=0.2)
     try:

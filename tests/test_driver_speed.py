@@ -11,10 +11,10 @@ from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.registry import TRAINABLE_CLASS, _global_registry, get_trainable_cls, register_trainable
 
-from raytune_k8s import registry_cache
-from raytune_k8s.experiment import prepare
-from raytune_k8s.fifo import QueuedFIFOScheduler
-from raytune_k8s.registry_cache import cached_trainable_lookups
+from raytune_k8s._tune import registry_cache
+from raytune_k8s.experiment.runner import prepare
+from raytune_k8s._tune.fifo import QueuedFIFOScheduler
+from raytune_k8s._tune.registry_cache import cached_trainable_lookups
 
 
 class Queued:
@@ -135,7 +135,7 @@ def test_the_searcher_actor_has_suggestions_ready_before_tune_asks(ray_connected
 def test_first_suggestions_made_in_the_driver_are_continued_by_the_actor(ray_connected):
     """The first suggestions come from the driver at once; the actor then continues the same
     searcher: a grid of 12 is walked once, nothing repeated or skipped."""
-    from raytune_k8s.search.actor import ActorSearcher
+    from raytune_k8s.search.actor.driver import ActorSearcher
 
     from .test_searcher_actor import _grid_of_twelve
 
@@ -154,7 +154,7 @@ def test_first_suggestions_made_in_the_driver_are_continued_by_the_actor(ray_con
 def test_a_finished_search_stops_asking_its_actor_but_still_reports_results(ray_connected):
     """A finished search's actor answers at once; asking it again with nothing to send spun the
     driver and the actor at about 40 % of a core each for the rest of the experiment."""
-    from raytune_k8s.search.actor import ActorSearcher
+    from raytune_k8s.search.actor.driver import ActorSearcher
 
     from .test_searcher_actor import _grid_of_twelve, _wait_for
 
@@ -177,8 +177,8 @@ def test_a_finished_search_stops_asking_its_actor_but_still_reports_results(ray_
 def test_the_result_grid_run_drops_gets_no_dataframes_and_others_still_do(ray_connected, tmp_path, monkeypatch):
     from ray.tune.analysis.experiment_analysis import ExperimentAnalysis
 
-    from raytune_k8s import unread_dataframes
-    from raytune_k8s.unread_dataframes import skipping_trial_dataframes
+    from raytune_k8s._tune import unread_dataframes
+    from raytune_k8s._tune.unread_dataframes import skipping_trial_dataframes
 
     def fit(name: str):
         tuner = tune.Tuner(lambda config: {"v": config["x"]}, param_space={"x": tune.grid_search([1, 2])},

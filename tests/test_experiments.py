@@ -110,7 +110,7 @@ def test_max_failed_trials_stops_and_shows_errors(ray_connected, tmp_path, capsy
     assert "failed:" in out and "exited with status 3" in out
     # The report reads the same trials (Tune writes -Infinity as a trial's last result time when
     # it has none: such trials were once dropped).
-    from raytune_k8s.reporting.experiment import load_experiment
+    from raytune_k8s.reporting.experiment_dir import load_experiment
 
     record = load_experiment(tmp_path / "branin-random")
     assert sorted(t.trial_id for t in record.trials) == sorted(r["trial_id"] for r in summary["trial_table"])

@@ -67,7 +67,7 @@ def test_manifest_becomes_the_spec_katib_means():
     trial = command_trial(spec)
     assert trial.argv[:2] == ("python3", "/opt/pytorch-mnist/mnist.py")
     assert trial.references == {"learningRate": "lr", "momentum": "momentum"}
-    from raytune_k8s.experiment import trial_resources
+    from raytune_k8s.experiment.runner import trial_resources
 
     assert trial_resources(spec) == {"cpu": 0.5, "gpu": 0.0, "memory": float(2**30)}  # limits, as no requests
 
@@ -83,7 +83,7 @@ def test_katib_defaults_and_optional_fields():
     assert spec.parallel_trials == 3 and spec.max_trials is None and spec.max_failed_trials is None
     assert spec.objective.strategy("loss") == "max"
     assert spec.parameters[2].space.values == [16, 32]
-    from raytune_k8s.space import SearchSpace
+    from raytune_k8s.search.space import SearchSpace
 
     assert SearchSpace.from_spec(spec).dimensions[3].values == (1,)  # min == max is one value, as in Katib
 

@@ -22,15 +22,15 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 import raytune_k8s
-from raytune_k8s.control import GOAL_REACHED, ExperimentControl
-from raytune_k8s.progress import ProgressLine
+from raytune_k8s.stopping.control import GOAL_REACHED, ExperimentControl
+from raytune_k8s.experiment.progress import ProgressLine
 from raytune_k8s.reporting import mirror as mirror_module
 from raytune_k8s.reporting.mirror import OptunaMirror
 from raytune_k8s.reporting.study import ATTR_TRIAL_ID
 from raytune_k8s.spec import load_spec, metric_value
-from raytune_k8s.stop_record import RecordingScheduler, early_stopped_ids
-from raytune_k8s.stopping import create_scheduler, rule_budget
-from raytune_k8s.summary import build_summary
+from raytune_k8s.stopping.record import RecordingScheduler, early_stopped_ids
+from raytune_k8s.stopping.rules import create_scheduler, rule_budget
+from raytune_k8s.results.summary import build_summary
 
 
 def _spec(strategy: str | None = None, goal: float | None = None, early_stopping: dict | None = None, **extra: Any):

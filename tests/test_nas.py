@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
-from raytune_k8s.nas.config import NasConfig, darts_search_space, parse_operation
-from raytune_k8s.nas.settings import DartsSettings, EnasSettings
-from raytune_k8s.settings import Settings
+from raytune_k8s.spec.nas import NasConfig, darts_search_space, parse_operation
+from raytune_k8s.spec.nas_settings import DartsSettings, EnasSettings
+from raytune_k8s.spec.settings import Settings
 from raytune_k8s.spec import Objective, Setting, SpecError
 
 ENAS_CPU_NAS_CONFIG = """
@@ -81,7 +81,7 @@ def test_settings_have_katib_defaults_and_field_errors():
 
 
 def test_darts_moves_alpha_and_derives_a_genotype_from_nas_config():
-    from raytune_k8s.nas.darts import DartsSearch
+    from raytune_k8s.trials.nas.darts import DartsSearch
 
     torch.set_num_threads(1)
     search = DartsSearch.from_config({**TINY_DARTS, "num_epochs": 3})
@@ -103,7 +103,7 @@ def test_killed_darts_trial_resumes_from_its_epoch_checkpoint(ray_connected, tmp
     restarts it, and the new process goes on from there (reports epochs 2 and 3, not 1 again)."""
     from ray import tune
 
-    from raytune_k8s.nas import darts
+    from raytune_k8s.trials.nas import darts
 
     killed: list[int] = []
     reports: list[tuple[int, int]] = []  # (pid, epoch) as the driver received them
@@ -134,9 +134,9 @@ def test_killed_darts_trial_resumes_from_its_epoch_checkpoint(ray_connected, tmp
 
 
 def test_run_trial_takes_katibs_flags_and_prints_the_genotype(capsys):
-    """As Katib's darts-cpu.yaml runs its trial program (``python -m raytune_k8s.nas.run_trial``,
+    """As Katib's darts-cpu.yaml runs its trial program (``python -m raytune_k8s.trials.nas.run_darts_trial``,
     here its ``main`` in this process): quoted, single-quoted JSON values."""
-    from raytune_k8s.nas import run_trial
+    from raytune_k8s.trials.nas import run_darts_trial as run_trial
 
     settings = "{'num_epochs': '1', 'num_nodes': '1', 'init_channels': '1', 'stem_multiplier': '1', 'w_lr': 0.025}"
     argv = [f'--algorithm-settings="{settings}"', "--search-space=\"['max_pooling_3x3', 'skip_connection']\"", '--num-layers="1"',
@@ -156,7 +156,7 @@ def test_run_trial_takes_katibs_flags_and_prints_the_genotype(capsys):
 
 
 def _enas(settings: EnasSettings, layers: int = 2, seed: int = 0):
-    from raytune_k8s.nas.enas import EnasSearcher
+    from raytune_k8s.search.enas import EnasSearcher
 
     config = {**DARTS_NAS_CONFIG, "graphConfig": {"numLayers": layers}}
     return EnasSearcher(NasConfig.model_validate(config), "Validation-accuracy", "max", settings, seed)
@@ -196,7 +196,7 @@ def test_enas_state_survives_save_and_restore(tmp_path):
 
 
 def test_enas_needs_a_nas_config_and_reads_katib_settings():
-    from raytune_k8s.nas import enas
+    from raytune_k8s.search import enas
 
     objective = Objective(type="maximize", objectiveMetricName="Validation-Accuracy")
     with pytest.raises(SpecError) as err:
@@ -209,8 +209,8 @@ def test_enas_needs_a_nas_config_and_reads_katib_settings():
 
 
 def test_enas_child_trains_from_a_suggestion():
-    from raytune_k8s.nas import child
-    from raytune_k8s.nas.enas import EnasSearcher
+    from raytune_k8s.trials.nas import enas_child as child
+    from raytune_k8s.search.enas import EnasSearcher
 
     torch.set_num_threads(1)
     strided = NasConfig.model_validate({"graphConfig": {"numLayers": 3}, "operations": [
@@ -226,8 +226,8 @@ def test_enas_child_trains_from_a_suggestion():
 
 
 def test_darts_suggestion_gives_katibs_trial_parameters_that_the_trainable_reads():
-    from raytune_k8s.nas import darts_suggestion
-    from raytune_k8s.nas.darts import parse_trial_config
+    from raytune_k8s.search import darts as darts_suggestion
+    from raytune_k8s.trials.nas.darts import parse_trial_config
 
     objective = Objective(type="maximize", objectiveMetricName="Best-Genotype")
     settings = Settings([Setting(name="num_epochs", value="1"), Setting(name="num_nodes", value="1")], "algorithm.algorithmSettings")
@@ -252,7 +252,7 @@ def test_enas_searcher_learns_in_the_searcher_actor_across_its_restart(ray_conne
     import pickle
     import time
 
-    from raytune_k8s.search.actor import ActorSearcher
+    from raytune_k8s.search.actor.driver import ActorSearcher
 
     settings = EnasSettings(controller_learning_rate=0.02, controller_train_steps=5, controller_baseline_decay=0.9)
     searcher = ActorSearcher(_enas(settings), prefetch=1)
@@ -300,7 +300,7 @@ def test_enas_searcher_learns_in_the_searcher_actor_across_its_restart(ray_conne
 
 def test_run_enas_trial_takes_katibs_flags(capsys):
     """As Katib's enas-cpu.yaml runs its trial program, with a suggestion of our controller."""
-    from raytune_k8s.nas import run_enas_trial
+    from raytune_k8s.trials.nas import run_enas_trial
 
     config = _enas(EnasSettings(), layers=2).suggest("t0")
     argv = ["--num_epochs=1", f'--architecture="{config["architecture"]}"', '--nn_config="' + config["nn_config"].replace('"', "'") + '"',

@@ -22,7 +22,7 @@ import psutil
 import pytest
 import yaml
 
-from raytune_k8s.localcluster import _cluster_processes
+from raytune_k8s.sim.cluster import _cluster_processes
 
 SHELL_ENV = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
 
@@ -57,7 +57,7 @@ def state_file(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "cluster.json"
     yield path
     if path.exists():  # a failed test: stop what it left, by its own record
-        from raytune_k8s.localcluster import stop_background_cluster
+        from raytune_k8s.sim.cluster import stop_background_cluster
 
         stop_background_cluster(path)
 

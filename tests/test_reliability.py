@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raytune_k8s.journal import read_journal
+from raytune_k8s.recovery.journal import read_journal
 from raytune_k8s.trials.witness import audit, read_log
 
 CLI = [sys.executable, "-m", "raytune_k8s"]
@@ -57,7 +57,7 @@ def _events(log_dir: Path, kind: str) -> list[tuple[str, dict]]:
 @pytest.fixture
 def own_head():
     """A head of this test's own, so that no other test's actors share it."""
-    from raytune_k8s.localcluster import LocalRayHead
+    from raytune_k8s.sim.cluster import LocalRayHead
 
     with LocalRayHead(num_cpus=2) as head:
         yield head
@@ -168,7 +168,7 @@ def test_a_failure_in_fit_keeps_its_own_error_when_the_summary_cannot_be_built(r
     the summary fails too: the caller sees fit()'s error, and a warning names the other."""
     from ray import tune
 
-    from raytune_k8s.experiment import _fit_and_summarize
+    from raytune_k8s.experiment.runner import _fit_and_summarize
     from raytune_k8s.spec import load_document
 
     class Broken(tune.Callback):

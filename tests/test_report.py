@@ -20,9 +20,9 @@ import ray
 
 import raytune_k8s
 from raytune_k8s.cli import main
-from raytune_k8s.localcluster import LocalRayHead
+from raytune_k8s.sim.cluster import LocalRayHead
 from raytune_k8s.reporting import REPORT_FILE, export, page, report
-from raytune_k8s.reporting.experiment import load_experiment
+from raytune_k8s.reporting.experiment_dir import load_experiment
 from raytune_k8s.reporting.mirror import OptunaMirror
 from raytune_k8s.reporting.storage import open_storage
 

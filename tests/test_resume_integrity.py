@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from raytune_k8s.journal import JOURNAL_FILE, read_journal
+from raytune_k8s.recovery.journal import JOURNAL_FILE, read_journal
 
 
 def _spec(name: str, log_dir: Path, *, trials: int, parallel: int = 2, steps: int = 2, sleep: float = 0.1,
@@ -110,8 +110,8 @@ def _state_files(experiment_dir: Path) -> list[str]:
 
 
 def test_a_truncated_state_file_never_starts_the_experiment_over(killed_midway, tmp_path, ray_connected):
-    from raytune_k8s.experiment import resume
-    from raytune_k8s.recovery import ResumeError
+    from raytune_k8s.experiment.runner import resume
+    from raytune_k8s.recovery.reconcile import ResumeError
 
     snapshot = killed_midway / "snapshot"
     known = {e["trial_id"] for e in _events(snapshot, "start")}
@@ -159,7 +159,7 @@ def test_a_truncated_state_file_never_starts_the_experiment_over(killed_midway, 
 def test_an_experiment_whose_goal_is_reached_after_a_resume_labels_its_trials_as_an_uninterrupted_run(tmp_path, ray_connected):
     """Every result reaches the goal: the first one stops the experiment, and the trial running
     beside it is Killed (ExperimentGoalReached), resumed or not."""
-    from raytune_k8s.experiment import resume
+    from raytune_k8s.experiment.runner import resume
 
     spec = _spec("goal", tmp_path / "logs", trials=4, steps=3, sleep=0.4, goal=0.0)
 
@@ -194,7 +194,7 @@ def _rewound(killed_midway: Path, to: Path) -> Path:
 
 
 def test_reconcile_never_leaves_a_partial_rewrite(killed_midway, tmp_path, monkeypatch):
-    from raytune_k8s import recovery
+    from raytune_k8s.recovery import reconcile as recovery
 
     state_path = _rewound(killed_midway, tmp_path / "good")
     assert recovery.reconcile(tmp_path / "good").finished  # the rewind is what reconcile repairs
@@ -233,8 +233,8 @@ def test_the_journal_is_closed_on_every_way_out_of_fit(tmp_path, ray_connected):
     is closed all the same."""
     from ray import tune
 
-    from raytune_k8s.experiment import _fit_and_summarize
-    from raytune_k8s.journal import ResultJournal
+    from raytune_k8s.experiment.runner import _fit_and_summarize
+    from raytune_k8s.recovery.journal import ResultJournal
     from raytune_k8s.spec import load_document
 
     class Interrupt(tune.Callback):
@@ -262,7 +262,7 @@ def test_the_journal_is_closed_on_every_way_out_of_fit(tmp_path, ray_connected):
 def test_a_trial_whose_function_returned_just_before_the_head_was_lost_is_not_run_again(killed_midway, tmp_path):
     """The head dies after a trial's function returned and before the driver heard (the journal
     has its results, no ``complete``): the mark the trial left in its folder keeps it finished."""
-    from raytune_k8s import recovery
+    from raytune_k8s.recovery import reconcile as recovery
     from raytune_k8s.trials import RETURNED_MARKER
 
     finished = killed_midway / "storage" / "killed"
@@ -288,8 +288,8 @@ def test_a_trial_whose_function_returned_just_before_the_head_was_lost_is_not_ru
 def test_tunes_experiment_sync_replaces_each_file_whole_and_keeps_the_previous_state(tmp_path):
     import pyarrow.fs
 
-    from raytune_k8s.atomic_files import atomic_experiment_sync
-    from raytune_k8s.tune_internals import STORAGE_UPLOAD, storage_module
+    from raytune_k8s._tune.atomic_files import atomic_experiment_sync
+    from raytune_k8s._tune.internals import STORAGE_UPLOAD, storage_module
 
     staging, dest = tmp_path / "staging", tmp_path / "experiment"
     (staging / "trial_1").mkdir(parents=True)

@@ -9,7 +9,7 @@ import numpy.testing
 import pytest
 
 from raytune_k8s.search import create_searcher
-from raytune_k8s.space import SearchSpace
+from raytune_k8s.search.space import SearchSpace
 from raytune_k8s.spec import parse_spec
 from raytune_k8s.trials.synthetic import branin_value
 

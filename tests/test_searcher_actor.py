@@ -9,11 +9,11 @@ import cloudpickle
 from ray import tune
 from ray.tune.search import Searcher
 
-from raytune_k8s.experiment import prepare, trial_resources
+from raytune_k8s.experiment.runner import prepare, trial_resources
 from raytune_k8s.search import create_searcher
-from raytune_k8s.search.actor import IDLE_WAIT_S, ActorSearcher
-from raytune_k8s.search.searcher_host import KeySet, SearcherHost
-from raytune_k8s.space import SearchSpace
+from raytune_k8s.search.actor.driver import IDLE_WAIT_S, ActorSearcher
+from raytune_k8s.search.actor.host import KeySet, SearcherHost
+from raytune_k8s.search.space import SearchSpace
 from raytune_k8s.spec import parse_spec
 
 
@@ -170,7 +170,7 @@ def test_searchers_unpickled_inside_the_block_are_closed_with_it(ray_connected):
     courier starts its own actor): that actor must end with the experiment, not the process."""
     from ray.util.state import list_actors
 
-    from raytune_k8s.search.actor import closing_searchers_created
+    from raytune_k8s.search.actor.driver import closing_searchers_created
 
     def alive_hosts() -> int:
         return len(list_actors(address=ray_connected.address,

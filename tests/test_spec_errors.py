@@ -212,7 +212,7 @@ API_CASES = [
 
 @pytest.mark.parametrize("base, changes, field, words", [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
 def test_bad_input_is_one_problem_naming_the_field(base, changes, field, words):
-    from raytune_k8s.experiment import check
+    from raytune_k8s.experiment.runner import check
 
     with pytest.raises(SpecError) as info:
         check(_edit(base, changes))
@@ -343,7 +343,7 @@ def test_trial_larger_than_the_clusters_worker_is_refused(tmp_path, monkeypatch,
 
 
 def test_worker_size_from_the_environment():
-    from raytune_k8s.scaling import WorkerSize, check_fits_worker, worker_size_from_env
+    from raytune_k8s.scaling.quota import WorkerSize, check_fits_worker, worker_size_from_env
 
     assert worker_size_from_env({}) is None
     size = worker_size_from_env({"RAYTUNE_K8S_WORKER_CPU": "2", "RAYTUNE_K8S_WORKER_MEMORY": "4Gi", "RAYTUNE_K8S_WORKER_GPU": "1"})
@@ -358,7 +358,7 @@ def test_worker_size_from_the_environment():
 
 
 def test_worker_size_is_unknown_for_a_cluster_joined_by_address(monkeypatch):
-    from raytune_k8s.scaling import known_worker_size
+    from raytune_k8s.scaling.quota import known_worker_size
 
     for name in ("RAYTUNE_K8S_WORKER_CPU", "RAYTUNE_K8S_WORKER_MEMORY", "RAYTUNE_K8S_WORKER_GPU"):
         monkeypatch.delenv(name, raising=False)

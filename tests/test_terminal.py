@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from raytune_k8s.runtime import PlannedScaleDownFilter
+from raytune_k8s.experiment.runtime import PlannedScaleDownFilter
 
 # The report Ray's per-node watcher publishes when a raylet ends without "Raylet received
 # SIGTERM" in its log (ray/_private/process_watcher.py), with the last lines of that log.

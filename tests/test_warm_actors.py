@@ -16,9 +16,9 @@ import cloudpickle
 import pytest
 from ray.tune.search import Searcher
 
-from raytune_k8s.search.actor import MAX_RESTARTS_IN_ROW, ActorSearcher
-from raytune_k8s import warm_actors
-from raytune_k8s.warm_actors import cache_class, warm_trial_actors
+from raytune_k8s.search.actor.driver import MAX_RESTARTS_IN_ROW, ActorSearcher
+from raytune_k8s._tune import warm_actors
+from raytune_k8s._tune.warm_actors import cache_class, warm_trial_actors
 
 
 class PairSearcher(Searcher):

@@ -7,6 +7,8 @@
 
 :func:`create_collector` builds the one a spec asks for. A collector turns what it reads into
 ``(name, value)`` observations, in order; the trial runner reports them.
+
+May import: ``spec``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ Importing this package imports neither Ray nor Optuna nor plotly; the functions 
 >>> import raytune_k8s
 >>> raytune_k8s.report("~/ray_results/my-experiment")  # doctest: +SKIP
 PosixPath('/home/me/ray_results/my-experiment/report.html')
+
+May import: ``spec``, ``stopping``, ``results``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def export(experiment_dir: str | os.PathLike[str], storage: str, study_name: str
     """Copy a finished experiment into an Optuna storage (a JournalFileStorage path or an RDB
     URL such as ``sqlite:///x.db``) as a study named after the experiment, replacing a study
     of that name; return the study's name."""
-    from .experiment import load_experiment
+    from .experiment_dir import load_experiment
     from .storage import open_storage, replace_study
 
     record = load_experiment(experiment_dir)

@@ -9,7 +9,7 @@ every event. :func:`.storage.replace_study` writes a finished one.
 
 A trial's value is its objective by the metric strategy (:func:`raytune_k8s.spec.metric_value`),
 and a trial is EarlyStopped when the experiment's record of early stops
-(:mod:`raytune_k8s.stop_record`, written by the early-stopping rule) lists it: both as in the
+(:mod:`raytune_k8s.stopping.record`, written by the early-stopping rule) lists it: both as in the
 summary.
 """
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ray.tune import Callback
 
 from ..spec.strategy import metric_value
-from ..stop_record import RECORD_FILE
+from ..stopping.record import RECORD_FILE
 from .storage import open_storage
 from .study import ATTR_STATUS, ATTR_TRIAL_ID, frozen_trial, spec_distributions
 
@@ -156,7 +156,7 @@ class OptunaMirror(Callback):
         known = self._optuna_ids.get(trial_id)
         if known is not None:
             return known
-        from .experiment import TrialRecord
+        from .experiment_dir import TrialRecord
 
         template = frozen_trial(TrialRecord(trial_id, "Running", config), 0, self._dists)
         template.datetime_start = when or dt.datetime.now()

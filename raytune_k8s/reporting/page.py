@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .experiment import ExperimentRecord, TrialRecord, load_experiment
+from .experiment_dir import ExperimentRecord, TrialRecord, load_experiment
 from .sample import sample_trials
 from .study import StudyMaker
 from .timeline import STATUS_COLOURS, timeline_figure

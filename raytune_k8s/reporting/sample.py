@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from .experiment import TrialRecord
+from .experiment_dir import TrialRecord
 
 
 def sample_trials(trials: Sequence[TrialRecord], limit: int, mode: str, what: str = "trials") -> tuple[list[TrialRecord], str | None]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .experiment import ExperimentRecord
+from .experiment_dir import ExperimentRecord
 from .study import to_study
 
 if TYPE_CHECKING:

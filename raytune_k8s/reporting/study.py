@@ -16,7 +16,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..spec import ExperimentSpec, Parameter
-from .experiment import ExperimentRecord, TrialRecord
+from .experiment_dir import ExperimentRecord, TrialRecord
 
 if TYPE_CHECKING:
     import optuna

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .experiment import TrialRecord
+from .experiment_dir import TrialRecord
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

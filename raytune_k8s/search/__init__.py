@@ -6,6 +6,8 @@ An algorithm's ``create(space, objective, settings)`` returns a Ray Tune ``Searc
 algorithm as a :class:`Search`; ``create_searcher`` just its searcher. Adding an algorithm is one
 new module and one line in ``ALGORITHMS`` ("module" for its ``create``, "module:function" for
 another factory).
+
+May import: ``spec``, ``files``, ``trials``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
-from ..space import SearchSpace
+from .space import SearchSpace
 from ..spec import Algorithm, Objective, SpecError
-from ..settings import Settings
+from ..spec.settings import Settings
 
 #: Katib algorithm name -> factory ("module" means its ``create``).
 ALGORITHMS: dict[str, str] = {
@@ -33,8 +35,8 @@ ALGORITHMS: dict[str, str] = {
     "hyperband": "raytune_k8s.search.hyperband",
     "pbt": "raytune_k8s.search.pbt",
     # Neural architecture search over the spec's nasConfig.
-    "darts": "raytune_k8s.nas.darts_suggestion",
-    "enas": "raytune_k8s.nas.enas",
+    "darts": "raytune_k8s.search.darts",
+    "enas": "raytune_k8s.search.enas",
 }
 NAS_ALGORITHMS = ("darts", "enas")
 

@@ -23,9 +23,9 @@ import sklearn.base
 from bayes_opt import BayesianOptimization, acquisition
 from threadpoolctl import threadpool_limits
 
-from ..space import SearchSpace
+from .space import SearchSpace
 from ..spec import Objective
-from ..settings import Settings
+from ..spec.settings import Settings
 from . import bo_acquisition as fast
 from .stateful import StatefulSearcher, bytes_via_file, load_via_file
 

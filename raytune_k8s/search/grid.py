@@ -6,9 +6,9 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from ..space import SearchSpace
+from .space import SearchSpace
 from ..spec import Objective, SpecError
-from ..settings import Settings
+from ..spec.settings import Settings
 from .stateful import StatefulSearcher
 
 

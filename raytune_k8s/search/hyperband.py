@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from ray.tune.search import Searcher
 
-from ..space import SearchSpace
+from .space import SearchSpace
 from ..spec import Objective, SpecError
-from ..settings import Settings
+from ..spec.settings import Settings
 from . import Search
 from .stateful import StatefulSearcher
 

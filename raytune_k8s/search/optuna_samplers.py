@@ -17,9 +17,9 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from ..space import Dimension, SearchSpace
+from .space import Dimension, SearchSpace
 from ..spec import Objective
-from ..settings import Settings
+from ..spec.settings import Settings
 from .stateful import StatefulSearcher
 
 if TYPE_CHECKING:

@@ -37,9 +37,9 @@ import numpy as np
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.search import Searcher
 
-from ..space import Dimension, SearchSpace
+from .space import Dimension, SearchSpace
 from ..spec import Objective, SpecError
-from ..settings import Settings
+from ..spec.settings import Settings
 from ..trials.command import SEGMENTS, CommandTrial, Segments
 from . import Search
 from .random import RandomSearcher

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ..space import SearchSpace
+from .space import SearchSpace
 from ..spec import Objective
-from ..settings import Settings
+from ..spec.settings import Settings
 from .stateful import StatefulSearcher
 
 

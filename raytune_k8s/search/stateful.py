@@ -43,7 +43,7 @@ class StatefulSearcher(Searcher):
         raise NotImplementedError
 
     def save(self, checkpoint_path: str) -> None:
-        from ..atomic_files import write_atomic
+        from ..files import write_atomic
 
         write_atomic(checkpoint_path, pickle.dumps(self.get_state()))  # whole or not at all: a resume reads it
 

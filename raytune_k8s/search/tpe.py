@@ -25,9 +25,9 @@ from hyperopt.pyll import scope
 from ray.tune.search import Searcher
 from ray.tune.search.hyperopt import HyperOptSearch
 
-from ..space import Dimension, SearchSpace
+from .space import Dimension, SearchSpace
 from ..spec import Objective
-from ..settings import Settings
+from ..spec.settings import Settings
 from .optuna_samplers import OptunaSearcher
 
 

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..scaling import FAILED_STARTS_ENV, WORKER_CPU_ENV, WORKER_MEMORY_ENV
+from ..scaling.quota import FAILED_STARTS_ENV
+from ..scaling.quota import WORKER_CPU_ENV, WORKER_MEMORY_ENV
 
 __all__ = [
     "TOKEN_FILE", "PROVIDER", "HEAD_NODE_TYPE", "WORKER_NODE_TYPE", "STATE_FILE", "STATE_ENV", "NODE_STOP_GRACE_S",

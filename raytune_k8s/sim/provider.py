@@ -54,7 +54,7 @@ from ray.autoscaler.tags import (
 #: How long a node's raylet waits for its agents to register (not the 15 s port-file wait).
 AGENT_REGISTER_TIMEOUT_MS = "300000"
 #: Where a node that failed to start is recorded (one JSON line each), under ``node_dir``: the
-#: head's environment names the file (:data:`raytune_k8s.scaling.FAILED_STARTS_ENV`) for drivers.
+#: head's environment names the file (:data:`raytune_k8s.scaling.quota.FAILED_STARTS_ENV`) for drivers.
 FAILED_STARTS_FILE = "failed_starts.jsonl"
 #: After consecutive failed starts, the next start waits 2**(n-1) s, at most this long.
 MAX_BACKOFF_S = 30.0

@@ -5,25 +5,14 @@
 * ``katib``: recognising a manifest and reading its ``trialTemplate``;
 * ``checks``: the cross-field rules; ``quantities``: Kubernetes quantities;
 * ``loading``: files -> checked specs; ``errors``: :class:`SpecError`.
+
+Imports nothing else of ours, and no Ray.
 """
 
 from .errors import SpecError
 from .katib import ContainerTrial, container_trial
 from .loading import LoadedSpec, load_document, parse_spec
-from .models import (
-    Algorithm,
-    EarlyStopping,
-    ExperimentSpec,
-    FeasibleSpace,
-    KatibTrialTemplate,
-    MetricsCollectorSpec,
-    Objective,
-    Parameter,
-    Resources,
-    Scalar,
-    Setting,
-    TrialTemplate,
-)
+from .models import Algorithm, EarlyStopping, ExperimentSpec, FeasibleSpace, KatibTrialTemplate, MetricsCollectorSpec, Objective, Parameter, Resources, Scalar, Setting, TrialTemplate
 from .quantities import parse_count, parse_cpu, parse_memory
 from .strategy import metric_value
 

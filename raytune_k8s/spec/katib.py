@@ -237,7 +237,7 @@ def container_trial(
 
 
 def _positive_seconds(value: Any, at: str, problems: Problems) -> float | None:
-    from ..nas.config import katib_number
+    from .nas import katib_number
 
     number = katib_number(value)
     if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) or number <= 0:

@@ -8,7 +8,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..nas.config import KatibList, NasConfig, katib_number
+from .nas import KatibList, NasConfig, katib_number
 
 Scalar = Union[bool, int, float, str]
 

@@ -3,6 +3,8 @@ Katib's ``trialTemplate`` (its primary container's command, run as a process).
 
 ``resolve_trainable`` turns a spec into a Ray Tune function trainable, raising SpecError for
 anything that cannot run, before anything is started.
+
+May import: ``spec``, ``collectors``.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def _import(target: str, field: str) -> Trainable:
 
 #: Left in a trial's folder in the experiment directory when its function has returned: the
 #: driver learns it a moment later, and a head lost in between would otherwise run the finished
-#: trial again on resume (``raytune_k8s.recovery`` reads it).
+#: trial again on resume (``raytune_k8s.recovery.reconcile`` reads it).
 RETURNED_MARKER = ".function_returned"
 
 

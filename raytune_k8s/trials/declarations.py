@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Mapping
 
-from ..nas.settings import DartsSettings
+from ..spec.nas_settings import DartsSettings
 from ..spec import ExperimentSpec, Parameter
 from ..spec.checks import NAS_ASSIGNMENTS
 from ..spec.errors import Problems
@@ -62,11 +62,11 @@ BUILTINS: dict[str, Builtin] = {
     "replay": Builtin("raytune_k8s.trials.probes:replay", {"durations": _TEXT, "trial_index": _WHOLE, "time_scale": _NUM},
                       (("durations",), ("trial_index",))),
     # Neural architecture search: a DARTS supernet search, an ENAS child network.
-    "darts": Builtin("raytune_k8s.nas.darts:train", {
+    "darts": Builtin("raytune_k8s.trials.nas.darts:train", {
         "algorithm-settings": _TEXT, "search-space": _TEXT, "num-layers": _WHOLE, "num_layers": _WHOLE,
         "nasConfig": _TEXT, "nas_config": _TEXT, **_DARTS_SETTINGS, **_NAS_DATA,
     }, (("search-space", "nasConfig", "nas_config"), ("num-layers", "num_layers", "nasConfig", "nas_config"))),
-    "enas-child": Builtin("raytune_k8s.nas.child:train", {
+    "enas-child": Builtin("raytune_k8s.trials.nas.enas_child:train", {
         "architecture": _TEXT, "nn_config": _TEXT, "num_epochs": _WHOLE, "lr": _NUM, "batch_size": _WHOLE,
         "init_channels": _WHOLE, "val_size": _WHOLE, **_NAS_DATA,
     }, (("architecture",), ("nn_config",))),

@@ -14,8 +14,8 @@ STAND_INS: dict[str, str] = {
     "/opt/pytorch-mnist/mnist.py": "raytune_k8s.trials.katib_programs.pytorch_mnist",
     "/opt/pbt/pbt_test.py": "raytune_k8s.trials.katib_programs.simple_pbt",
     # Katib's NAS images run their program from the image's working directory.
-    "run_trial.py": "raytune_k8s.nas.run_trial",
-    "RunTrial.py": "raytune_k8s.nas.run_enas_trial",
+    "run_trial.py": "raytune_k8s.trials.nas.run_darts_trial",
+    "RunTrial.py": "raytune_k8s.trials.nas.run_enas_trial",
 }
 
 

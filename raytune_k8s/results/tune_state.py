@@ -1,0 +1,81 @@
+"""Tune's saved experiment state, read without Ray: what Tune knows of each trial.
+
+Tune 2.60 writes ``experiment_state-*.json`` into the experiment directory at each save (the
+newest is the latest): per trial, its own JSON state (id, status, config, directory) and its run
+metadata (start time, time of the last result, error file). It is Tune's private format (Ray is
+pinned; ``tests/test_report.py`` and the summary tests trip when it moves), read here only, by
+the summary and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+#: Tune's trial states, as its experiment state writes them.
+TERMINATED, ERROR = "TERMINATED", "ERROR"
+
+
+class ResumeError(RuntimeError):
+    """An experiment that cannot be resumed as it was saved: what was found, and what is safe
+    (raised by ``raytune_k8s.recovery.reconcile`` before and right after Tune's restore)."""
+
+_META_FIELD = re.compile(r'"(start_time|last_result_time|error_filename)": ("[^"]*"|-?Infinity|NaN|[-0-9.eE+]+|null)')
+
+
+def saved_trials(experiment_dir: Path) -> list[dict[str, Any]]:
+    """Each trial in Tune's newest saved state: ``trial_id``, ``tune_status``, ``config``,
+    ``dir``, ``start``, ``end`` and ``error`` (its error file's name). No state, or one that
+    cannot be read: an empty list; an entry that cannot be read is skipped."""
+    experiment_dir = Path(experiment_dir)
+    states = sorted(experiment_dir.glob("experiment_state-*.json"))
+    try:
+        state = json.loads(states[-1].read_text()) if states else {}
+    except (OSError, ValueError):
+        return []
+    trials = []
+    for item in (state.get("trial_data") if isinstance(state, dict) else None) or []:
+        try:
+            trial, meta = json.loads(item[0]), _run_metadata(item[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        trials.append({
+            "trial_id": str(trial.get("trial_id")),
+            "tune_status": str(trial.get("status")),
+            "config": _decoded(trial.get("config") or {}),
+            "dir": experiment_dir / str(trial.get("relative_logdir") or ""),
+            "start": meta.get("start_time"),
+            "end": meta.get("last_result_time"),
+            "error": meta.get("error_filename"),
+        })
+    return trials
+
+
+def _run_metadata(text: str) -> dict[str, Any]:
+    """The three run-metadata fields needed. Parsing all of it (last result, metric statistics,
+    pickled checkpoint state) costs ten times more on a big experiment, so they are picked out:
+    the first match is the top-level field, except ``last_result_time``, which Tune writes after
+    ``last_result`` (whose metrics could reuse the name), hence the last."""
+    out: dict[str, Any] = {}
+    for name, value in _META_FIELD.findall(text):
+        if name not in out or name == "last_result_time":
+            try:
+                out[name] = json.loads(value)
+            except ValueError:
+                out[name] = None
+    for name in ("start_time", "last_result_time"):  # -Infinity: no result yet
+        if not (isinstance(out.get(name), (int, float)) and math.isfinite(out[name])):
+            out[name] = None
+    return out
+
+
+def _decoded(config: dict[str, Any]) -> dict[str, Any]:
+    """The config, with any value Tune had to pickle into its state (not JSON) unpickled."""
+    if not isinstance(config, dict) or not any(isinstance(v, dict) and "_type" in v for v in config.values()):
+        return config if isinstance(config, dict) else {}
+    from ray.tune.utils.serialization import TuneFunctionDecoder
+
+    return json.loads(json.dumps(config), cls=TuneFunctionDecoder, allow_cloudpickle=True)  # our own experiment
