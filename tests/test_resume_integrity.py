@@ -267,7 +267,11 @@ def test_a_trial_whose_function_returned_just_before_the_head_was_lost_is_not_ru
 
     finished = killed_midway / "storage" / "killed"
     marked = {p.parent.name for p in finished.glob(f"*/{RETURNED_MARKER}")}
-    assert len(marked) == 4, marked  # every trial's function left its mark when it returned
+    # Every trial the run finished left its mark when its function returned (other tests' resumes
+    # of copies of this experiment may add trial folders here: only the journal's are checked).
+    completed = {e["trial_id"] for e in _events(finished, "complete")}
+    assert len(completed) >= 4 and all(any(f"_{trial_id}_" in name for name in marked) for trial_id in completed), \
+        (completed, marked)
     assert any(finished.glob(".experiment_state-*.json.prev"))  # the run's syncs went through atomic_files
 
     for name, keep_mark in (("with-mark", True), ("without-mark", False)):
