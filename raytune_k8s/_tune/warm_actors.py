@@ -38,7 +38,7 @@ def cache_class() -> type:
     """The cache class, built on first use (Tune's private base class is imported only then):
     ``cache_class()(limit)`` is a cache for one controller."""
 
-    class _WarmActorCache(object_cache_base()):  # type: ignore[misc]
+    class _WarmActorCache(object_cache_base()):  # type: ignore[misc]  # Tune's private base, found only at run time
         """Tune's actor cache, keeping up to ``limit`` idle actors instead of one."""
 
         def __init__(self, limit: int, may_keep_one: bool = True):

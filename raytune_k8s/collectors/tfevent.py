@@ -10,6 +10,8 @@ from .base import Collector, Observation
 
 
 class TensorFlowEventCollector(Collector):
+    local_path: Path  # always set here (the base's None is for collectors without a file)
+
     def __init__(self, metric_names: Iterable[str], katib_path: str, local_path: Path):
         super().__init__(metric_names)
         self.katib_path, self.local_path = katib_path, local_path

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
+from ray.tune.stopper import Stopper
 
 from ..scaling.quota import FAILED_STARTS_ENV
 from ..scaling.quota import WORKER_CPU_ENV, WORKER_GPU_ENV, WORKER_MEMORY_ENV
@@ -71,7 +72,8 @@ class ResourceWatch(Callback):
         self.__dict__.update(state)
         self._reset()
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, stop: Stopper | None = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
         self._reset()
         if self._failed_starts is not None and self._failed_starts.exists():
             self._read_to = self._failed_starts.stat().st_size  # earlier runs' failures are not this run's

@@ -119,11 +119,11 @@ def ray_session(address: str | None = None) -> Iterator[None]:
 def _joined_or_started(address: str | None) -> Iterator[None]:
     address = address or os.environ.get("RAY_ADDRESS") or None
     # Ray sets its driver logger's level when it starts: ERROR unless verbose (see quiet_ray_logs).
-    output = {"log_to_driver": verbose(), "logging_level": logging.INFO if verbose() else logging.ERROR}
+    log_to_driver, logging_level = verbose(), logging.INFO if verbose() else logging.ERROR
     if address:
-        ray.init(address=address, **output)
+        ray.init(address=address, log_to_driver=log_to_driver, logging_level=logging_level)
     else:  # "local": a Ray of its own, never one that `ray start` left running on this machine
-        ray.init(address="local", include_dashboard=False, **output)
+        ray.init(address="local", include_dashboard=False, log_to_driver=log_to_driver, logging_level=logging_level)
     try:
         yield
     finally:

@@ -51,7 +51,7 @@ class ResultJournal(Callback):
         return {"path": self.path}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"].parent)  # type: ignore[misc]
+        ResultJournal.__init__(self, state["path"].parent)
 
     @property
     def is_open(self) -> bool:

@@ -29,6 +29,7 @@ then written (each atomically), and put back as it was if a write fails.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -241,11 +242,11 @@ def _apply_all_or_nothing(writes: list[tuple[Path, bytes]]) -> None:
         for path, data in writes:
             write_atomic(path, data)
     except BaseException:
-        for path, data in originals:
-            if data is None:
+        for path, original in originals:
+            if original is None:
                 path.unlink(missing_ok=True)
             else:
-                write_atomic(path, data)
+                write_atomic(path, original)
         raise
 
 
@@ -445,12 +446,12 @@ def check_saved_state(experiment_dir: str | Path) -> list[str]:
         prev = previous_path(newest)
         if prev.exists() and _problem(prev, check) is None:
             fixes.append((f"{newest.name} {problem}: its previous version ({prev.name}) is used",
-                          lambda newest=newest, prev=prev: _replace_keeping(newest, prev.read_bytes())))
+                          functools.partial(_replace_with_previous, newest, prev)))
             continue
         older = [f for f in files[:-1] if _problem(f, check) is None]
         if older:
             fixes.append((f"{newest.name} {problem}: set aside, the older {older[-1].name} is used",
-                          lambda newest=newest: _set_aside(newest)))
+                          functools.partial(_set_aside, newest)))
             continue
         found.append(f"{newest.name} ({holds}) {problem}, and no earlier version of it is whole")
     found += _journal_problems(experiment_dir)
@@ -466,6 +467,10 @@ def _replace_keeping(path: Path, data: bytes) -> None:
     damaged = path.with_name(f".{path.name}.damaged")
     damaged.write_bytes(path.read_bytes())
     write_atomic(path, data)
+
+
+def _replace_with_previous(path: Path, previous: Path) -> None:
+    _replace_keeping(path, previous.read_bytes())
 
 
 def _set_aside(path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -71,14 +72,14 @@ class ExperimentRecord:
         return min(starts) if starts else None
 
 
-def load_experiment(experiment_dir: str | Path) -> ExperimentRecord:
+def load_experiment(experiment_dir: str | os.PathLike[str]) -> ExperimentRecord:
     """Read an experiment directory; raise :class:`SpecError` if it holds no experiment."""
     path = Path(experiment_dir).expanduser().resolve()
     if not path.is_dir():
         raise SpecError("", f"{path} is not a directory")
     summary = _read_json(path / SUMMARY_FILE) or {}
     spec, spec_text = _read_spec(path / SPEC_FILE)
-    objective = summary.get("objective") if isinstance(summary.get("objective"), dict) else {}
+    objective = o if isinstance(o := summary.get("objective"), dict) else {}
     metric = objective.get("metric") or (spec.objective.metric if spec else None)
     kind = objective.get("type") or (spec.objective.type if spec else "minimize")
     mode = "max" if str(kind).lower().startswith("max") else "min"
@@ -176,14 +177,14 @@ def _trial(entry: dict[str, Any], row: dict[str, Any] | None, metric: str | None
         start = end - total
     if start is not None and end is None and total is not None:
         end = start + total
-    params = row.get("params") if isinstance(row.get("params"), dict) else entry.get("config") or last.get("config") or {}
+    params = p if isinstance(p := row.get("params"), dict) else entry.get("config") or last.get("config") or {}
     pid = last.get("pid")
     return TrialRecord(
         trial_id=str(trial_id),
         status=str(status),
         params=dict(params),
         objective=objective,
-        metrics=row.get("metrics") if isinstance(row.get("metrics"), dict) else {},
+        metrics=m if isinstance(m := row.get("metrics"), dict) else {},
         iterations=int(row.get("iterations") or last.get("training_iteration") or 0),
         error=row.get("error") or (f"see {entry['error']}" if entry.get("error") else None),
         history=history,

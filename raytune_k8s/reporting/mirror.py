@@ -16,11 +16,12 @@ summary.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import queue
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ray.tune import Callback
 
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
 class OptunaMirror(Callback):
     """Mirror the running experiment into an Optuna study (see the module docstring)."""
 
-    def __init__(self, storage: str, study_name: str, metric: str, mode: str, spec: "ExperimentSpec | None" = None,
-                 experiment_dir: "str | Path | None" = None):
+    def __init__(self, storage: str, study_name: str, metric: str, mode: Literal["min", "max"],
+                 spec: "ExperimentSpec | None" = None, experiment_dir: "str | os.PathLike[str] | None" = None):
         self.storage_url = storage
         self.study_name = study_name
         self.metric = metric
@@ -64,7 +65,7 @@ class OptunaMirror(Callback):
         self._record_read = 0  # how many bytes of it
 
     @property
-    def strategy(self) -> str:
+    def strategy(self) -> Literal["min", "max", "latest"]:
         """The objective's metric strategy (Katib's default, the best by ``mode``, without a spec)."""
         return self.spec.objective.strategy(self.metric) if self.spec is not None else self.mode
 
@@ -87,7 +88,8 @@ class OptunaMirror(Callback):
         if reported is not None:
             step = int(result.get("training_iteration") or 0)
             value = metric_value([result], self.metric, self.strategy, self._values.get(trial.trial_id))
-            self._values[trial.trial_id] = value  # type: ignore[assignment]
+            if value is not None:  # never None here: this report has a value
+                self._values[trial.trial_id] = value
             self._put(self._result, trial.trial_id, dict(trial.config), step, reported)
 
     def on_trial_complete(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:

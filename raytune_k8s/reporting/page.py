@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class Section:
     seconds: float = 0.0  # time to draw it
 
 
-def write_report(experiment_dir: str | Path, output: str | Path | None = None) -> Path:
+def write_report(experiment_dir: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> Path:
     """Write ``report.html`` into the experiment directory (or ``output``); return its path."""
     start = time.perf_counter()
     record = load_experiment(experiment_dir)
@@ -218,7 +219,7 @@ def _header(record: ExperimentRecord) -> Section:
 def _best_text(best: dict[str, Any] | None, metric: str | None) -> str:
     if not best:
         return "none"
-    metrics = best.get("metrics") if isinstance(best.get("metrics"), dict) else {}
+    metrics = m if isinstance(m := best.get("metrics"), dict) else {}
     value = metrics.get(metric) if metric else None
     params = ", ".join(f"{k}={_fmt(v)}" for k, v in (best.get("params") or {}).items())
     return f"{best.get('trial_id', '?')}: {metric}={_fmt(value)} with {params}"

@@ -46,13 +46,15 @@ def _distribution(p: Parameter) -> "BaseDistribution":
 
 def _holds(dist: "BaseDistribution", value: Any) -> bool:
     """Whether ``value`` lies in ``dist`` (by its public fields)."""
-    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if isinstance(dist, CategoricalDistribution):
         return value in dist.choices
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    low, high, step = dist.low, dist.high, getattr(dist, "step", None)  # type: ignore[attr-defined]
+    if not isinstance(dist, (FloatDistribution, IntDistribution)):  # Optuna has no other kind
+        return False
+    low, high, step = dist.low, dist.high, dist.step
     if not low <= value <= high:
         return False
     return step is None or abs((value - low) / step - round((value - low) / step)) < 1e-8
@@ -76,8 +78,8 @@ def distributions_for(record: ExperimentRecord) -> dict[str, "BaseDistribution"]
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if len(numbers) == len(values) and min(numbers) < max(numbers) and not isinstance(dist, CategoricalDistribution):
             low, high = min(numbers), max(numbers)
-            if dist is not None:
-                low, high = min(low, dist.low), max(high, dist.high)  # type: ignore[attr-defined]
+            if isinstance(dist, (FloatDistribution, IntDistribution)):  # (not categorical, just above)
+                low, high = min(low, dist.low), max(high, dist.high)
             if all(isinstance(v, int) for v in numbers) and not isinstance(dist, FloatDistribution):
                 dists[name] = IntDistribution(int(low), int(high))
             else:

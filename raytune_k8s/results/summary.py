@@ -95,9 +95,10 @@ def _observation(reports: list[dict[str, Any]], metrics: list[str]) -> dict[str,
     """min, max and latest of each metric a trial reported (Katib's observation)."""
     out: dict[str, dict[str, float]] = {}
     for name in metrics:
-        values = {s: metric_value(reports, name, s) for s in ("min", "max", "latest")}
-        if values["latest"] is not None:
-            out[name] = values  # type: ignore[assignment]
+        low, high, latest = (metric_value(reports, name, "min"), metric_value(reports, name, "max"),
+                             metric_value(reports, name, "latest"))
+        if low is not None and high is not None and latest is not None:  # all or none: the same numbers
+            out[name] = {"min": low, "max": high, "latest": latest}
     return out
 
 

@@ -98,9 +98,10 @@ def _quota_limit(parallel: int, trial_resources: Mapping[str, float], quota: Quo
 def quota_note(parallel: int, trial_resources: Mapping[str, float], quota: Quota, fits: int, capped_by: str) -> str:
     need = float(trial_resources[capped_by])
     allowed = {"cpu": quota.cpu, "memory": quota.memory, "gpu": quota.gpu}[capped_by]
+    assert allowed is not None  # the resource that caps parallelism is one the quota limits
     return (
         f"quota caps parallelism: parallelTrialCount {parallel} asks for {parallel} x {amount(capped_by, need)}, "
-        f"the tenant quota allows {amount(capped_by, float(allowed))}: running {fits} trials at once"  # type: ignore[arg-type]
+        f"the tenant quota allows {amount(capped_by, float(allowed))}: running {fits} trials at once"
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import sklearn
@@ -28,6 +28,10 @@ from ..spec import Objective
 from ..spec.settings import Settings
 from . import bo_acquisition as fast
 from .stateful import StatefulSearcher, bytes_via_file, load_via_file
+
+
+#: pending_strategy -> bayes_opt's constant liar strategy (the believer's lie is never used)
+_LIES: dict[str, Literal["min", "mean", "max"]] = {"believer": "max", "max": "max", "mean": "mean", "min": "min"}
 
 
 class _PendingAware(acquisition.ConstantLiar):
@@ -45,7 +49,7 @@ class _PendingAware(acquisition.ConstantLiar):
     # points, as arrays in the target space's encoding (one-hot for categoricals).
 
     def __init__(self, base: acquisition.AcquisitionFunction, n_random: int, n_smart: int, strategy: str):
-        super().__init__(base, strategy="max" if strategy == "believer" else strategy)
+        super().__init__(base, strategy=_LIES[strategy])
         self.believer = strategy == "believer"
         self.n_random, self.n_smart = n_random, n_smart
 
@@ -134,12 +138,13 @@ class BayesOptSearcher(StatefulSearcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any]:
         if self._suggested < self._init_points or len(self._optimizer.space) == 0:
-            unit = self._optimizer.random_sample(1)[0]
+            suggested = self._optimizer.random_sample(1)[0]
         else:
             # The dummies are exactly the points still pending: bayes_opt's own list would keep
             # the point of a trial that failed (or reported nothing) for ever.
             space = self._optimizer.space
-            self._optimizer.acquisition_function.dummies = [space.params_to_array(u) for u in self._pending.values()]
+            acquisition_function = cast(_PendingAware, self._optimizer.acquisition_function)  # _new_optimizer's
+            acquisition_function.dummies = [space.params_to_array(u) for u in self._pending.values()]
             # One BLAS thread: the GP's matrices are small, and more threads only contend
             # (measured about 2x faster per suggestion on 2 cores). The acquisition search calls
             # the GP's predict about 1,500 times on points it made itself: skip sklearn's input
@@ -148,11 +153,11 @@ class BayesOptSearcher(StatefulSearcher):
                 assume_finite=True, skip_parameter_validation=True
             ):
                 warnings.simplefilter("ignore")  # sklearn convergence chatter
-                unit = self._optimizer.suggest()
-        unit = {k: int(v) if k in self._categorical else float(v) for k, v in unit.items()}
+                suggested = self._optimizer.suggest()
+        unit: dict[str, float] = {k: int(v) if k in self._categorical else float(v) for k, v in suggested.items()}
         self._pending[trial_id] = unit
         self._suggested += 1
-        return {d.name: d.values[unit[d.name]] if d.name in self._categorical else d.from_unit(unit[d.name]) for d in self._space}
+        return {d.name: d.values[int(unit[d.name])] if d.name in self._categorical else d.from_unit(unit[d.name]) for d in self._space}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         unit = self._pending.pop(trial_id, None)

@@ -16,7 +16,7 @@ that costs about as long as a one-second trial. Here:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from bayes_opt import acquisition
@@ -38,7 +38,8 @@ class Posterior:
         kernel = gp.kernel_
         transform = getattr(kernel, "_transform", None)  # bayes_opt's wrapped kernel one-hots categoricals
         self._transform: Callable[[np.ndarray], np.ndarray] = transform if transform is not None else (lambda x: x)
-        self._kernel = super(type(kernel), kernel).__call__ if transform is not None else kernel.__call__
+        # The wrapped kernel's base class is the GP's own kernel: call that one, on transformed points.
+        self._kernel = super(type(kernel), kernel).__call__ if transform is not None else kernel.__call__  # type: ignore[misc]  # a class known at run time
         self._diag = kernel.diag
         self._train = self._transform(gp.X_train_)
         self._alpha = np.ravel(gp.alpha_)
@@ -55,17 +56,23 @@ class Posterior:
         return mean, np.sqrt(np.maximum(var, 0.0)) * self._y_std
 
 
-class FastMaximiser:
+if TYPE_CHECKING:  # what the mixin is mixed into (its super() and base_acq)
+    _Mixed = acquisition.AcquisitionFunction
+else:
+    _Mixed = object
+
+
+class FastMaximiser(_Mixed):
     """Mixin for a bayes_opt ``AcquisitionFunction`` (before it in the bases)."""
 
     def _get_acq(self, gp: Any, constraint: Any = None) -> Acquisition:
         if constraint is not None:
-            return super()._get_acq(gp, constraint)  # type: ignore[misc]
+            return super()._get_acq(gp, constraint)
         posterior = Posterior(gp)
 
         def acq(x: np.ndarray) -> np.ndarray:
             mean, std = posterior(x)
-            return -self.base_acq(mean, std)  # type: ignore[attr-defined]
+            return -self.base_acq(mean, std)
 
         return acq
 

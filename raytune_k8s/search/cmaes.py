@@ -56,7 +56,7 @@ class CmaEsSearcher(StatefulSearcher):
         self._regime = "large"
         self.restarts = 0
         self._cma = self._new_cma(np.full(len(space), 0.5), sigma, self._default_popsize)
-        self._pending: dict[str, tuple[int, np.ndarray]] = {}  # trial -> (run, generation), point
+        self._pending: dict[str, tuple[tuple[int, int], np.ndarray]] = {}  # trial -> (run, generation), point
         self._run = 0  # restarts so far: told results of an older run are stale
         self._told: list[tuple[np.ndarray, float]] = []
 

@@ -68,7 +68,8 @@ class Controller(nn.Module):
         entropy = torch.zeros(())
         skip_penalty = torch.zeros(())
         target = self.settings.controller_skip_target
-        x, state = self.start, None
+        x: torch.Tensor = self.start
+        state = None
         anchors: list[torch.Tensor] = []
         hiddens: list[torch.Tensor] = []
         for layer in range(self.num_layers):

@@ -20,7 +20,7 @@ class GridSearcher(StatefulSearcher):
         self._points = list(space.grid())
         self._next = 0
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str:  # type: ignore[override]  # Ray's Searcher.suggest leaves out its own FINISHED (a str)
         if self._next >= len(self._points):
             return Searcher.FINISHED
         point = self._points[self._next]

@@ -104,7 +104,7 @@ class HyperbandSearcher(StatefulSearcher):
         configs = survivors if rung.index > 0 else [self._space.sample(self._rng) for _ in range(rung.trials)]
         self._queue = [{**c, self._resource.name: self.budget(rung)} for c in configs]
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray's Searcher.suggest leaves out its own FINISHED (a str)
         if self._rung >= len(self._rungs):
             return Searcher.FINISHED
         if not self._queue:

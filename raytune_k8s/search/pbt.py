@@ -31,7 +31,7 @@ population; Ray's exploit/explore draws use Python's ``random``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from ray.tune.schedulers import PopulationBasedTraining
@@ -56,7 +56,7 @@ class PopulationSearcher(RandomSearcher):
         self.size = size
         self._made = 0
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str:  # type: ignore[override]  # Ray's Searcher.suggest leaves out its own FINISHED (a str)
         if self._made >= self.size:
             return Searcher.FINISHED
         self._made += 1
@@ -119,7 +119,7 @@ class PopulationScheduler(PopulationBasedTraining):
         # Ray's PBT refuses every Searcher: one that learns from results would be misled by the
         # configurations PBT changes under it. Ours only draws the population at random, like
         # Tune's own generator, and the searcher actor host needs a Searcher.
-        super().on_trial_add(_WithoutSearcher(tune_controller), trial)
+        super().on_trial_add(cast(Any, _WithoutSearcher(tune_controller)), trial)  # the controller, but for search_alg
 
 
 class _WithoutSearcher:

@@ -139,8 +139,8 @@ def _dimension(p: Parameter) -> Dimension:
     fs = p.space
     if p.type in ("discrete", "categorical"):
         return Dimension(p.name, p.type, values=tuple(fs.values or ()))
-    if fs.min == fs.max:  # Katib allows min == max: a parameter that takes one value
-        value = int(fs.min) if p.type == "int" else float(fs.min)  # type: ignore[arg-type]
+    if fs.min is not None and fs.min == fs.max:  # Katib allows min == max: a parameter that takes one value
+        value = int(fs.min) if p.type == "int" else float(fs.min)
         return Dimension(p.name, "discrete", values=(value,))
     return Dimension(
         p.name,

@@ -35,7 +35,7 @@ class ObjectiveStrategy(Searcher):
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         return self.inner.set_max_concurrency(max_concurrent)
 
-    def suggest(self, trial_id: str) -> dict | str | None:
+    def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]  # Ray's Searcher.suggest leaves out its own FINISHED (a str)
         return self.inner.suggest(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:

@@ -87,10 +87,11 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Sear
             random_state_seed=seed,
         )
     gamma = settings.number("gamma", 0.0, 0.0, 1.0) if "gamma" in settings else None
+    given_gamma: dict[str, Any] = {"gamma": GoodFraction(gamma)} if gamma is not None else {}  # else Optuna's default
     sampler = optuna.samplers.TPESampler(
         n_startup_trials=_alias(settings, "n_startup_trials", "n_startup_jobs", 10, 0),
         n_ei_candidates=_alias(settings, "n_ei_candidates", "n_EI_candidates", 24, 1),
-        **({"gamma": GoodFraction(gamma)} if gamma is not None else {}),
+        **given_gamma,
         multivariate=settings.choice("multivariate", "true", ["true", "false"]) == "true",
         seed=seed,
     )

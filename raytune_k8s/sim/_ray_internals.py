@@ -29,7 +29,7 @@ _clients: dict[str, Any] = {}
 
 
 def _gcs_client(address: str) -> Any:
-    from ray._raylet import GcsClient
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]  # Ray's _raylet.pyi stub lacks it
 
     if address not in _clients:
         _clients[address] = GcsClient(address=address)
@@ -57,6 +57,6 @@ def job_agent_registered(gcs_address: str) -> bool:
 
 def reload_auth_config() -> None:
     """Make an already imported Ray re-read ``RAY_AUTH_MODE`` (set by the caller)."""
-    from ray._raylet import Config
+    from ray._raylet import Config  # type: ignore[attr-defined]  # Ray's _raylet.pyi stub lacks it
 
     Config.initialize("")

@@ -79,9 +79,9 @@ def _check_parameter(param: Parameter, at: str, problems: Problems) -> None:
     missing = [b for b in ("min", "max") if getattr(fs, b) is None]
     for bound in missing:
         problems.add(f"{at}.{bound}", f"a {param.type} parameter needs '{bound}'")
-    if missing:
+    if fs.min is None or fs.max is None:  # reported just above
         return
-    lo, hi = float(fs.min), float(fs.max)  # type: ignore[arg-type]
+    lo, hi = float(fs.min), float(fs.max)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         problems.add(at, "min and max must be finite numbers")
         return
@@ -132,6 +132,7 @@ def _check_trial(spec: ExperimentSpec, problems: Problems, notes: list[str]) -> 
             problems.extend(exc)
             return
         return  # container_trial checked the primary container's resources, each at its field
+    assert spec.trial is not None  # neither given, or the template, returned above
     _check_shorthand(spec.trial, problems)
 
 

@@ -147,9 +147,10 @@ def expand_operations(config: NasConfig) -> list[Operation]:
         names = [p.name for p in op.parameters]
         for combo in itertools.product(*(p.values() for p in op.parameters)):
             out.append(Operation(type=op.type, params=dict(zip(names, combo))))
-    seen: set[str] = set()
-    unique = [o for o in out if not (o.name in seen or seen.add(o.name))]  # type: ignore[func-returns-value]
-    return unique
+    unique: dict[str, Operation] = {}  # the first of each name, in order
+    for o in out:
+        unique.setdefault(o.name, o)
+    return list(unique.values())
 
 
 _DARTS_NAME = re.compile(r"^(?P<type>[a-z_]+?)_(?P<k>\d+)x(?P=k)$")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, TypeVar
+from typing import Any, ClassVar, Mapping, TypeVar
 
 from .settings import Settings
 
@@ -20,23 +20,27 @@ S = TypeVar("S", bound="_KatibSettings")
 class _KatibSettings:
     #: name -> (minimum, maximum or None), Katib's validation
     BOUNDS: dict[str, tuple[float, float | None]] = {}
+    #: each subclass is a dataclass (declared for the type checker: ``dataclasses.fields`` takes one)
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     @classmethod
     def from_settings(cls: type[S], settings: Settings) -> S:
         """Read (and mark as read) every setting of this algorithm from ``algorithmSettings``."""
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
+            if f.default is dataclasses.MISSING:
+                raise TypeError(f"{cls.__name__}.{f.name} has no default (each setting has Katib's)")
             low, high = cls.BOUNDS.get(f.name, (None, None))
             if f.type in ("int", int):  # no integer setting has an upper bound
-                values[f.name] = settings.integer(f.name, f.default, None if low is None else int(low))  # type: ignore[arg-type]
+                values[f.name] = settings.integer(f.name, f.default, None if low is None else int(low))
             else:
-                values[f.name] = settings.number(f.name, f.default, low, high)  # type: ignore[arg-type]
+                values[f.name] = settings.number(f.name, f.default, low, high)
         return cls(**values)
 
     @classmethod
     def from_mapping(cls: type[S], mapping: Mapping[str, Any]) -> S:
         """From a plain dict (unknown names and bad values raise ValueError naming the setting)."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(mapping) - set(fields))
         if unknown:
             raise ValueError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
@@ -58,7 +62,7 @@ class _KatibSettings:
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

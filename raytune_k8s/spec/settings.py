@@ -19,15 +19,16 @@ class Settings:
         self._values: dict[str, Scalar] = {s.name: s.value for s in settings}
         self._read: set[str] = set()
 
-    def _get(self, name: str, default: T, cast: Callable[[Any], T], check: Callable[[T], bool] | None, need: str) -> T:
+    def _get(self, name: str, default: T, cast: Callable[[Any], T | None], check: Callable[[T], bool] | None, need: str) -> T:
         self._read.add(name)
         if name not in self._values:
             return default
         raw = self._values[name]
+        value: T | None
         try:
-            value = cast(raw)
+            value = cast(raw)  # None: not a value of this kind
         except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
-            value = None  # type: ignore[assignment]
+            value = None
         if value is None or (check is not None and not check(value)):
             raise SpecError(f"{self._field}[{self._index[name]}].value", f"{name} must be {need}, got {raw!r}")
         return value
@@ -49,14 +50,14 @@ class Settings:
         return self._get(name, default, cast, None if minimum is None else (lambda v: v >= minimum), need)
 
     def optional_integer(self, name: str) -> int | None:
-        return self.integer(name, None) if name in self._values else None  # type: ignore[arg-type]
+        return self.integer(name, 0) if name in self._values else None  # given: the default is never used
 
     def number(self, name: str, default: float, low: float | None = None, high: float | None = None) -> float:
         def check(v: float) -> bool:
             return math.isfinite(v) and (low is None or v >= low) and (high is None or v <= high)
 
         need = "a finite number" + (f" in [{low}, {high}]" if low is not None and high is not None else f" >= {low}" if low is not None else "")
-        return self._get(name, default, lambda v: float(v) if not isinstance(v, bool) else None, check, need)  # type: ignore[arg-type,return-value]
+        return self._get(name, default, lambda v: float(v) if not isinstance(v, bool) else None, check, need)
 
     def choice(self, name: str, default: str, options: Sequence[str]) -> str:
         return self._get(name, default, str, lambda v: v in options, f"one of {', '.join(options)}")

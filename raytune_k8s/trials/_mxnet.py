@@ -13,7 +13,7 @@ import numpy as np
 
 def import_mxnet() -> ModuleType:
     if not hasattr(np, "bool"):
-        np.bool = bool  # type: ignore[attr-defined]
+        setattr(np, "bool", bool)  # numpy 1.24 removed the alias that mxnet 1.9 still uses
     import mxnet
 
     return mxnet

@@ -32,7 +32,7 @@ def latest_checkpoint() -> Iterator[tuple[Path | None, dict[str, Any]]]:
         yield path, state
 
 
-def report_with_checkpoint(metrics: dict[str, Any], state: dict[str, Any], save: Callable[[Path], None]) -> None:
+def report_with_checkpoint(metrics: dict[str, Any], state: dict[str, Any], save: Callable[[Path], object]) -> None:
     """Report ``metrics`` with a checkpoint holding ``state`` plus whatever ``save`` writes."""
     with tempfile.TemporaryDirectory(prefix="raytune-k8s-ckpt-") as directory:
         path = Path(directory)

@@ -61,7 +61,7 @@ def counter(config: dict[str, Any]) -> None:
         report_with_checkpoint(metrics, {"step": step, "starts": starts}, lambda path: None)
 
 
-def replay(config: dict[str, Any]) -> dict[str, float]:
+def replay(config: dict[str, Any]) -> dict[str, float | str]:
     """Replays a recorded trial: sleeps ``durations`` (comma-separated seconds) at
     ``trial_index``, times ``time_scale``; reports its wall-clock ``t_start``/``t_end`` and the
     node it ran on, for scheduling benchmarks."""

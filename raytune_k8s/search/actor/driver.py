@@ -125,7 +125,7 @@ class ActorSearcher(Searcher):
             self._start_courier()  # the actor starts while Tune sets up, so the first suggestions are early
         return ok
 
-    def suggest(self, trial_id: str) -> dict | str | None:
+    def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]  # Ray's Searcher.suggest leaves out its own FINISHED (a str)
         self._start_courier()
         with self._lock:
             # No trial of this search is out (none pending, running or paused): Tune, given
@@ -210,12 +210,12 @@ class ActorSearcher(Searcher):
             if self._actor is None:
                 with self._lock:
                     version, snapshot = (self._snapshot[0], self._snapshot[1]) if self._snapshot else (0, None)
-                    folded = self._snapshot[2] if self._snapshot else frozenset()
+                    folded = self._snapshot[2] if self._snapshot else KeySet()
                     held = frozenset([key for key, _ in self._ready] + list(self._assigned.values()) + list(self._results))
                     unfolded = [(key, result, error) for key, (result, error) in self._results.items() if key not in folded]
                     buffered = len(self._ready)
-                remote = ray.remote(max_concurrency=4, max_restarts=0)(SearcherHost).options(
-                    **self._placement(), **self._actor_options)
+                remote = ray.remote(SearcherHost).options(
+                    **{"max_concurrency": 4, "max_restarts": 0, **self._placement(), **self._actor_options})
                 self._actor = remote.remote(cloudpickle.dumps(self._template), self._prefetch, snapshot, version, buffered, held)
                 if unfolded:  # results the lost actor had not folded in yet
                     self._actor.report.remote(0, unfolded)

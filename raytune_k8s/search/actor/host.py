@@ -222,15 +222,16 @@ class SearcherHost:
         started = time.perf_counter()
         searcher_state = bytes_via_file(self._searcher.save)
         with self._cv:
+            folded = self._folded.copy()
             state = {
                 "searcher": searcher_state,
-                "folded": self._folded.copy(),
+                "folded": folded,
                 "next_key": self._next_key,
                 "finished": self._finished if finished is None else finished,
                 "undelivered": [*self._ready, *([made] if made else [])],
             }
             self._snapshot = pickle.dumps(state)
-            self._snapshot_folded = state["folded"]
+            self._snapshot_folded = folded
             self._version += 1
             self._thread_s["snapshot"] += time.perf_counter() - started
 

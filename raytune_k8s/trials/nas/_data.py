@@ -19,7 +19,8 @@ class Images:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+        channels, height, width = self.train_x.shape[1:]
+        return channels, height, width
 
 
 def mnist_images(data_dir: str | None = None, image_size: int = 28, train_size: int | None = None, val_size: int | None = None) -> Images:

@@ -20,7 +20,7 @@ import ast
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence, cast
 
 import torch
 from torch import nn
@@ -60,12 +60,12 @@ class MixedOperation(nn.Module):
     def __init__(self, candidates: Sequence[Operation | str], channels: int, stride: int):
         super().__init__()
         self.ops = nn.ModuleList(
-            Zero(channels, stride) if op == NONE else build_operation(op, channels, channels, stride, affine=False)  # type: ignore[arg-type]
+            Zero(channels, stride) if isinstance(op, str) else build_operation(op, channels, channels, stride, affine=False)  # str: NONE
             for op in candidates
         )
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return sum(w * op(x) for w, op in zip(weights, self.ops))  # type: ignore[return-value]
+        return sum(w * op(x) for w, op in zip(weights, self.ops))
 
 
 class _Cell(nn.Module):
@@ -182,7 +182,7 @@ class GenotypeCell(_Cell):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
         for inputs, ops in zip(self.inputs, self.ops):
-            states.append(sum(op(states[i]) for i, op in zip(inputs, ops)))
+            states.append(sum(op(states[i]) for i, op in zip(inputs, cast(nn.ModuleList, ops))))  # torch types items as Module
         return torch.cat(states[2:], dim=1)
 
 

@@ -18,7 +18,7 @@ checkpoint it resumes from.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import torch
 from torch import nn
@@ -66,7 +66,7 @@ class ChildNetwork(nn.Module):
         outputs = [self.stem(x)]
         for op, sources, resizes in zip(self.layers, self.skip_from, self.skips):
             out = op(outputs[-1])
-            for j, resize in zip(sources, resizes):
+            for j, resize in zip(sources, cast(nn.ModuleList, resizes)):  # torch types items as Module
                 out = out + resize(outputs[j + 1])
             outputs.append(out)
         return self.head(outputs[-1])
