@@ -1,51 +1,36 @@
 """An experiment end to end: spec -> searcher, scheduler, trainable -> Tuner -> summary.
 
-``prepare`` does every check that can fail before anything starts; ``run`` and ``resume``
-connect to Ray, run (or continue) the Tuner and write ``<storage>/<name>/summary.json``.
+:func:`run`, :func:`resume` and :func:`check` are short sequences of named steps; the steps
+live here (the experiment directory, the searcher actor's lifetime, a resume's checks and
+restored Tuner), in :mod:`.plan` (spec -> :class:`~.plan.Plan`, what one trial asks for) and
+in :mod:`.fit` (the Tuner: scheduler, callbacks, RunConfig; ``fit()`` and the summary).
+``run`` and ``resume`` connect to Ray, run (or continue) the Tuner and write
+``<storage>/<name>/summary.json``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from ..spec import ExperimentSpec, LoadedSpec, SpecError, load_document, parse_count, parse_cpu, parse_memory
+from ..spec import ExperimentSpec, LoadedSpec, SpecError, load_document
+from .fit import AUTO_LOGGERS_ENV, FIRST_SUGGESTIONS_WAIT_S, _fit_and_summarize, fit_and_summarize
+from .plan import Plan, SpecSource, check_fits_a_worker, prepare, prepare_loaded, searcher_resources, trial_resources, \
+    trial_resources_field
 
 if TYPE_CHECKING:
-    from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
 
     from ..scaling.quota import Quota
 
-SpecSource = str | os.PathLike[str] | Mapping[str, Any] | ExperimentSpec
 KATIB_MANIFEST_FILE = "katib-experiment.yaml"
-AUTO_LOGGERS_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
-#: How long ``run`` waits before ``fit()`` for the searcher actor's first suggestions (Tune,
-#: finding none and no trial running, would sleep a whole second between asks).
-FIRST_SUGGESTIONS_WAIT_S = 10.0
 
 
 class ExperimentExistsError(RuntimeError):
     """The experiment directory already holds an experiment (resume it instead)."""
-
-
-@dataclass
-class Plan:
-    """Everything an experiment needs, built and checked before Ray starts."""
-
-    spec: ExperimentSpec
-    searcher: "Searcher"
-    scheduler: "TrialScheduler | None"
-    trainable: Callable[..., Any]
-    actor: Any = None  # the ActorSearcher inside ``searcher``, if any
-    notes: list[str] = field(default_factory=list)
-    source_text: str | None = None
-    katib_manifest: bool = False
 
 
 def default_storage() -> Path:
@@ -54,121 +39,7 @@ def default_storage() -> Path:
 
 def check(source: SpecSource) -> LoadedSpec:
     """Parse and fully check a spec, algorithm, early stopping and trial included."""
-    return _prepare(source, None, searcher_actor=False)[0]
-
-
-def prepare(source: SpecSource, searcher: "Searcher | None" = None, *, searcher_actor: bool = True) -> Plan:
-    return _prepare(source, searcher, searcher_actor=searcher_actor)[1]
-
-
-def _prepare(source: SpecSource, searcher: "Searcher | None", *, searcher_actor: bool) -> tuple[LoadedSpec, Plan]:
-    from ..search import create_search
-    from ..search.space import SearchSpace
-    from ..stopping.rules import create_scheduler
-    from ..trials import check_builtin_parameters, resolve_trainable
-    from ..trials.katib_programs import stand_ins_used
-
-    loaded = load_document(Path(source) if isinstance(source, os.PathLike) else source)
-    spec = loaded.spec
-    try:
-        space = SearchSpace.from_spec(spec)
-        search = create_search(spec.algorithm, space, spec.objective, spec.nas_config, parallel_trials=spec.parallel_trials)
-        loaded.notes.extend(search.notes)
-        built_searcher, scheduler = search.searcher, create_scheduler(spec.early_stopping)
-        if search.scheduler is not None:  # pbt steers the running trials itself
-            if scheduler is not None:
-                raise SpecError("earlyStopping", f"algorithm {spec.algorithm.name!r} schedules the trials itself; remove earlyStopping")
-            scheduler = search.scheduler
-        loaded.warnings.extend(check_builtin_parameters(spec))
-        trainable = resolve_trainable(spec)
-    except SpecError as exc:
-        if loaded.katib_manifest:
-            from ..spec.loading import manifest_path
-
-            exc = SpecError.of([(manifest_path(f), r) for f, r in exc.problems])
-        raise exc.at(loaded.origin) from None
-    notes = list(loaded.notes) + [f"warning: {w}" for w in loaded.warnings]
-    from ..search.pbt import PopulationScheduler
-    from ..trials import command_trial
-    from ..trials.command import command_trainable
-
-    command = command_trial(spec)
-    if command is not None and isinstance(scheduler, PopulationScheduler):  # Katib's PBT for commands: segments
-        command = scheduler.for_command_trials(command, spec.max_trials)
-        trainable = command_trainable(command)
-        if not command.segments.mentioned_in(command):
-            notes.append(f"pbt: the trial command does not mention suggestion_trial_dir {scheduler.suggestion_trial_dir}, "
-                         "so its process gets no checkpoint directory and exploits copy nothing")
-    if command is not None and not isinstance(command.argv, str):
-        for path in stand_ins_used(list(command.argv)):
-            notes.append(f"{path} is not on this machine: trials run raytune-k8s's stand-in program for it "
-                         "(same flags and metric output, offline MNIST)")
-    if searcher is not None:  # a Python user's own Ray Tune searcher
-        searcher.set_search_properties(spec.objective.metric, spec.objective.mode, {})
-        built_searcher = searcher
-    actor = None
-    if searcher_actor:
-        from ..search.actor.driver import ActorSearcher
-
-        built_searcher = actor = ActorSearcher(built_searcher, prefetch=spec.parallel_trials, actor_options=searcher_resources(spec),
-                                               first_here=searcher is None)  # a user's searcher may be slow to start
-    from ..search.strategy import ObjectiveStrategy
-
-    built_searcher = ObjectiveStrategy(built_searcher, spec.objective.metric, spec.objective.strategy(spec.objective.metric))
-    source_text = Path(loaded.origin).read_text() if loaded.origin and loaded.katib_manifest else None
-    return loaded, Plan(spec, built_searcher, scheduler, trainable, actor, notes, source_text, loaded.katib_manifest)
-
-
-def searcher_resources(spec: ExperimentSpec) -> dict[str, float]:
-    """Ray actor options for the searcher actor (``algorithm.resources``; default 0 CPUs)."""
-    res = spec.algorithm.resources
-    if res is None:
-        return {}
-    out: dict[str, float] = {"num_cpus": parse_cpu(res.cpu)}
-    if parse_count(res.gpu):
-        out["num_gpus"] = parse_count(res.gpu)
-    if res.memory is not None:
-        out["memory"] = float(parse_memory(res.memory))
-    return out
-
-
-def trial_resources(spec: ExperimentSpec) -> dict[str, float]:
-    """What one trial asks Ray for: the shorthand's resources, or the primary container's."""
-    if spec.trial_template is not None:
-        from ..spec import container_trial
-
-        res = container_trial(spec.trial_template, None, []).resources
-    else:
-        assert spec.trial is not None
-        res = spec.trial.resources
-    out = {"cpu": parse_cpu(res.cpu), "gpu": parse_count(res.gpu)}
-    if res.memory is not None:
-        out["memory"] = float(parse_memory(res.memory))
-    return out
-
-
-def trial_resources_field(spec: ExperimentSpec, katib_manifest: bool = False) -> str:
-    """Where a trial's resources are set in the file, for errors about them."""
-    if spec.trial_template is None:
-        return "trial.resources"
-    from ..spec import container_trial
-    from ..spec.loading import manifest_path
-
-    at = container_trial(spec.trial_template, None, []).resources_at
-    return manifest_path(at) if katib_manifest else at
-
-
-def _check_fits_a_worker(plan: Plan, address: str | None) -> None:
-    """Bad input (SpecError) when one trial asks for more than one worker offers."""
-    from ..scaling.quota import check_fits_worker, known_worker_size
-
-    field = trial_resources_field(plan.spec, plan.katib_manifest)
-    check_fits_worker(trial_resources(plan.spec), known_worker_size(address), field)
-
-
-def _print_notes(notes: list[str]) -> None:
-    for note in notes:
-        print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
+    return prepare_loaded(source, None, searcher_actor=False)[0]
 
 
 def run(
@@ -192,97 +63,89 @@ def run(
     ``optuna_storage`` (a JournalFileStorage path or an RDB URL) mirrors the trials into an
     Optuna study while they run.
     """
-    from ray import tune
-    from ray.tune.logger import JsonLoggerCallback
-
-    from ..reporting import after_run, live_callbacks
-
-    from ..stopping.control import ExperimentControl
-    from .._tune.fifo import QueuedFIFOScheduler
-    from ..files import write_atomic
-    from ..recovery.journal import ResultJournal
-    from ..recovery.reconcile import CheckpointOfLastResult
-    from .progress import ProgressLine
-    from .resource_watch import ResourceWatch
-    from .runtime import quiet_ray_logs, ray_session
     from ..scaling.quota import effective_parallelism
-    from ..results.summary import SPEC_FILE
+    from ..stopping.control import ExperimentControl
+    from .fit import build_tuner, first_suggestions
+    from .runtime import quiet_ray_logs, ray_session
 
-    plan = prepare(spec, searcher, searcher_actor=searcher_actor)
-    try:
-        _check_fits_a_worker(plan, address)
-    except SpecError:
-        if plan.actor is not None:
-            plan.actor.close()
-        raise
+    plan = _checked_plan(spec, searcher, searcher_actor, address)
     _print_notes(plan.notes)
-    storage = Path(storage_path).expanduser().resolve() if storage_path else default_storage()
+    storage = _storage(storage_path)
     experiment_dir = storage / plan.spec.name
-    if experiment_dir.exists() and any(experiment_dir.iterdir()):
-        if resume_if_exists and (experiment_dir / SPEC_FILE).exists():
-            if plan.actor is not None:
-                plan.actor.close()
-            _check_resumable_with(searcher=searcher, optuna_storage=optuna_storage)
-            return resume(experiment_dir, address=address, quota=quota, report=report)
-        raise ExperimentExistsError(
-            f"{experiment_dir} already holds an experiment; continue it with "
-            f"'raytune-k8s resume {experiment_dir}', or choose another name or --storage-path"
-        )
+    if _resumes_existing(experiment_dir, resume_if_exists):
+        plan.close_actor()
+        _check_resumable_with(searcher=searcher, optuna_storage=optuna_storage)
+        return resume(experiment_dir, address=address, quota=quota, report=report)
     # The tenant quota (``quota``, else the namespace's ResourceQuota in a pod) caps parallelism.
     parallel = effective_parallelism(plan.spec.parallel_trials, trial_resources(plan.spec), quota)
     if plan.actor is not None:
         plan.actor.limit_prefetch(parallel)
-    with quiet_ray_logs(), ray_session(address):
-        try:
-            if plan.actor is not None:
-                plan.actor.start()  # its worker process starts while the Tuner is built
-            experiment_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(experiment_dir / SPEC_FILE, plan.spec.to_yaml())  # a resume reads it
-            if plan.source_text is not None:
-                (experiment_dir / KATIB_MANIFEST_FILE).write_text(plan.source_text)
-            control = ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials)
-            scheduler = plan.scheduler if plan.scheduler is not None else QueuedFIFOScheduler()
-            if plan.scheduler is not None and plan.spec.early_stopping is not None:
-                from ..stopping.record import RecordingScheduler
-                from ..stopping.rules import rule_budget
+    with quiet_ray_logs(), ray_session(address), _searcher_actor_running(plan):
+        _write_experiment_files(plan, experiment_dir)
+        control = ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials)
+        tuner = build_tuner(plan, storage, control=control, parallel=parallel, optuna_storage=optuna_storage)
+        summary = fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control, json_logger_only=True,
+                                    before_fit=first_suggestions(plan))
+    return _reported(summary, experiment_dir, report)
 
-                scheduler = RecordingScheduler(plan.scheduler, experiment_dir, rule_budget(plan.spec.early_stopping))
-            retries = plan.spec.trial.retries if plan.spec.trial is not None else 0
-            tuner = tune.Tuner(
-                tune.with_resources(plan.trainable, trial_resources(plan.spec)),
-                tune_config=tune.TuneConfig(
-                    metric=plan.spec.objective.metric,
-                    mode=plan.spec.objective.mode,
-                    search_alg=plan.searcher,
-                    scheduler=scheduler,
-                    num_samples=plan.spec.max_trials or -1,
-                    max_concurrent_trials=parallel,
-                    reuse_actors=True,
-                ),
-                run_config=tune.RunConfig(
-                    name=plan.spec.name,
-                    storage_path=str(storage),
-                    stop=control,
-                    callbacks=[control, ResultJournal(experiment_dir), CheckpointOfLastResult(),
-                               ProgressLine(plan.spec.objective, plan.spec.max_trials), JsonLoggerCallback(),
-                               ResourceWatch(trial_resources(plan.spec), parallel or plan.spec.parallel_trials),
-                               *live_callbacks(plan.spec, optuna_storage, experiment_dir)],
-                    failure_config=tune.FailureConfig(max_failures=retries),
-                    # PBT copies other trials' checkpoints: keep more than the last two (Ray's advice)
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2 if plan.spec.algorithm.name != "pbt" else 4),
-                    # ProgressLine reports progress; Tune's table would list every trial at the end.
-                    verbose=0,
-                ),
-            )
-            first_suggestions = None if plan.actor is None else lambda: plan.actor.wait_for_suggestions(FIRST_SUGGESTIONS_WAIT_S)
-            summary = _fit_and_summarize(tuner, plan.spec, experiment_dir, parallel, control, json_logger_only=True,
-                                         before_fit=first_suggestions)
-        finally:
-            if plan.actor is not None:
-                plan.actor.close()
-    if report:
-        after_run(experiment_dir)
-    return summary
+
+def _checked_plan(spec: SpecSource, searcher: "Searcher | None", searcher_actor: bool, address: str | None) -> Plan:
+    """The plan, once one trial is known to fit a worker (its searcher actor closed if not)."""
+    plan = prepare(spec, searcher, searcher_actor=searcher_actor)
+    try:
+        check_fits_a_worker(plan, address)
+    except SpecError:
+        plan.close_actor()
+        raise
+    return plan
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(note if note.startswith("warning: ") else f"note: {note}", file=sys.stderr)
+
+
+def _storage(storage_path: str | os.PathLike[str] | None) -> Path:
+    return Path(storage_path).expanduser().resolve() if storage_path else default_storage()
+
+
+def _resumes_existing(experiment_dir: Path, resume_if_exists: bool) -> bool:
+    """The directory policy of ``run``: False for a new run (no directory, or an empty one);
+    True to resume the experiment there (``resume_if_exists`` and its spec was saved);
+    otherwise :class:`ExperimentExistsError`."""
+    from ..results.summary import SPEC_FILE
+
+    if not experiment_dir.exists() or not any(experiment_dir.iterdir()):
+        return False
+    if resume_if_exists and (experiment_dir / SPEC_FILE).exists():
+        return True
+    raise ExperimentExistsError(
+        f"{experiment_dir} already holds an experiment; continue it with "
+        f"'raytune-k8s resume {experiment_dir}', or choose another name or --storage-path"
+    )
+
+
+@contextmanager
+def _searcher_actor_running(plan: Plan) -> Iterator[None]:
+    """The searcher actor (if any) started -- its worker process starts while the Tuner is
+    built -- and closed however the block ends."""
+    try:
+        if plan.actor is not None:
+            plan.actor.start()
+        yield
+    finally:
+        plan.close_actor()
+
+
+def _write_experiment_files(plan: Plan, experiment_dir: Path) -> None:
+    """The spec a resume reads, and the Katib manifest the run came from (if it did)."""
+    from ..files import write_atomic
+    from ..results.summary import SPEC_FILE
+
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(experiment_dir / SPEC_FILE, plan.spec.to_yaml())
+    if plan.source_text is not None:
+        (experiment_dir / KATIB_MANIFEST_FILE).write_text(plan.source_text)
 
 
 def _check_resumable_with(*, searcher: Any, optuna_storage: str | None) -> None:
@@ -303,62 +166,94 @@ def resume(
 ) -> dict[str, Any]:
     """Continue an interrupted experiment; finished trials are kept, not run again. ``report``
     writes ``report.html`` at the end, as :func:`run` does."""
-    from ray import tune
-
-    from ..stopping.control import ExperimentControl
-    from .runtime import quiet_ray_logs, ray_session
+    from ..recovery.reconcile import check_saved_state, journal_expectations, reconcile
     from ..scaling.quota import effective_parallelism
     from ..search.actor.driver import closing_searchers_created
-    from ..results.summary import SPEC_FILE
-    from ..trials import resolve_trainable
-    from ..recovery.journal import JOURNAL_FILE, ResultJournal
-    from .._tune.internals import restored_run_config
+    from .runtime import quiet_ray_logs, ray_session
 
     experiment_dir = Path(experiment_dir).expanduser().resolve()
+    spec = _saved_spec(experiment_dir)
+    parallel = effective_parallelism(spec.parallel_trials, trial_resources(spec), quota)
+    check_saved_state(experiment_dir)  # every file the resume reads is whole, or it stops here
+    reconcile(experiment_dir)  # a driver killed between Tune's saves: finished trials stay finished
+    started, ended = journal_expectations(experiment_dir)
+    with quiet_ray_logs(), ray_session(address), closing_searchers_created(), _no_new_state_unless_resumed(experiment_dir):
+        tuner = _restored_tuner(experiment_dir, spec)
+        control = _resumed_callbacks(tuner, spec, experiment_dir, started, ended)
+        summary = fit_and_summarize(tuner, spec, experiment_dir, parallel, control)
+    return _reported(summary, experiment_dir, report)
+
+
+def _saved_spec(experiment_dir: Path) -> ExperimentSpec:
+    """The spec ``run`` saved in the directory (the searcher itself comes back from Tune's
+    state): SpecError when there is none, ResumeError when it cannot be read."""
+    from ..recovery.reconcile import ResumeError, journal_summary
+    from ..results.summary import SPEC_FILE
+
     spec_file = experiment_dir / SPEC_FILE
     if not spec_file.exists():
         raise SpecError("", f"{experiment_dir} holds no raytune-k8s experiment ({SPEC_FILE} is missing)")
-    from ..recovery.reconcile import ResumeError, ResumeGuard, check_saved_state, journal_expectations, journal_summary, reconcile
-
     try:
-        spec = load_document(spec_file).spec  # the searcher itself comes back from Tune's state
+        return load_document(spec_file).spec
     except SpecError as exc:
         raise ResumeError(f"cannot resume {experiment_dir}: {SPEC_FILE}, written when the experiment started, cannot be "
                           f"read ({exc}). Nothing was started and nothing in the directory was changed. Safe: "
                           f"{journal_summary(experiment_dir)}. To continue, put a good copy of it back and run resume "
                           "again.") from None
-    parallel = effective_parallelism(spec.parallel_trials, trial_resources(spec), quota)
-    check_saved_state(experiment_dir)  # every file the resume reads is whole, or it stops here
-    reconcile(experiment_dir)  # a driver killed between Tune's saves: finished trials stay finished
-    started, ended = journal_expectations(experiment_dir)
+
+
+@contextmanager
+def _no_new_state_unless_resumed(experiment_dir: Path) -> Iterator[None]:
+    """A ResumeError out of the block means nothing ran: it leaves no new experiment state
+    that a later resume would take as the newest."""
+    from ..recovery.reconcile import ResumeError
+
     states_before = set(experiment_dir.glob("experiment_state-*.json"))
-    with quiet_ray_logs(), ray_session(address), closing_searchers_created():
-        tuner = tune.Tuner.restore(
-            str(experiment_dir),
-            trainable=tune.with_resources(resolve_trainable(spec), trial_resources(spec)),
-            resume_unfinished=True,
-            resume_errored=False,
-            restart_errored=False,
-        )
-        # Tune runs the callbacks and stopper it unpickled from tuner.pkl: the goal and
-        # max-failed stops are that ExperimentControl's, not a new one's.
-        run_config = restored_run_config(tuner)
-        callbacks = list(run_config.callbacks or [])
-        control = next((c for c in callbacks if isinstance(c, ExperimentControl)), None)
-        if control is None:  # not one of run()'s experiments: stop rules of its own
-            control = ExperimentControl(spec.objective, spec.max_failed_trials)
-            callbacks.append(control)
-        for callback in callbacks:  # its path was pickled: the directory may have moved since (a copy, a new mount)
-            if isinstance(callback, ResultJournal):
-                callback.path = experiment_dir / JOURNAL_FILE
-        run_config.callbacks = [*callbacks, ResumeGuard(experiment_dir, started, ended)]
-        try:
-            return _reported(_fit_and_summarize(tuner, spec, experiment_dir, parallel, control), experiment_dir, report)
-        except ResumeError:
-            # Nothing ran: leave no new experiment state a later resume would take as the newest.
-            for path in set(experiment_dir.glob("experiment_state-*.json")) - states_before:
-                path.unlink(missing_ok=True)
-            raise
+    try:
+        yield
+    except ResumeError:
+        for path in set(experiment_dir.glob("experiment_state-*.json")) - states_before:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _restored_tuner(experiment_dir: Path, spec: ExperimentSpec) -> Any:
+    from ray import tune
+
+    from ..trials import resolve_trainable
+
+    return tune.Tuner.restore(
+        str(experiment_dir),
+        trainable=tune.with_resources(resolve_trainable(spec), trial_resources(spec)),
+        resume_unfinished=True,
+        resume_errored=False,
+        restart_errored=False,
+    )
+
+
+def _resumed_callbacks(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, started: Any, ended: Any) -> Any:
+    """Set the restored Tuner's callbacks for this resume and return its stop rules.
+
+    Tune runs the callbacks and stopper it unpickled from tuner.pkl: the goal and max-failed
+    stops are that ExperimentControl's, not a new one's (a new one only when the experiment
+    was not one of ``run``'s). The journal's pickled path follows the directory, which may have
+    moved since (a copy, a new mount); a ResumeGuard comes last."""
+    from .._tune.internals import restored_run_config
+    from ..recovery.journal import JOURNAL_FILE, ResultJournal
+    from ..recovery.reconcile import ResumeGuard
+    from ..stopping.control import ExperimentControl
+
+    run_config = restored_run_config(tuner)
+    callbacks = list(run_config.callbacks or [])
+    control = next((c for c in callbacks if isinstance(c, ExperimentControl)), None)
+    if control is None:
+        control = ExperimentControl(spec.objective, spec.max_failed_trials)
+        callbacks.append(control)
+    for callback in callbacks:
+        if isinstance(callback, ResultJournal):
+            callback.path = experiment_dir / JOURNAL_FILE
+    run_config.callbacks = [*callbacks, ResumeGuard(experiment_dir, started, ended)]
+    return control
 
 
 def _reported(summary: dict[str, Any], experiment_dir: Path, report: bool) -> dict[str, Any]:
@@ -370,83 +265,8 @@ def _reported(summary: dict[str, Any], experiment_dir: Path, report: bool) -> di
     return summary
 
 
-def _fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, parallel: int | None, control: Any,
-                       json_logger_only: bool = False, before_fit: Callable[[], Any] | None = None) -> dict[str, Any]:
-    from .._tune.atomic_files import atomic_experiment_sync
-    from .interruption import RunOutcome, watch_for_interrupt
-    from ..recovery.journal import closing_journals
-    from ..scaling.request import parallelism_request, trial_bundles
-    from ..results.summary import build_summary, trial_rows, write_summary
-
-    start = time.monotonic()
-    outcome = RunOutcome()
-    failure: BaseException | None = None
-    try:
-        # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
-        slots = parallel or spec.parallel_trials
-        with parallelism_request(trial_bundles(trial_resources(spec), slots), spec.name), _warm_actors(slots), \
-                _cached_trainable_lookups(), _skipping_trial_dataframes(), _json_logger_only(json_logger_only), \
-                atomic_experiment_sync(), closing_journals(), watch_for_interrupt() as outcome:
-            if before_fit is not None:  # after the scale-up request: workers start meanwhile
-                before_fit()
-            tuner.fit()
-    except BaseException as exc:
-        failure = exc
-        raise
-    finally:  # noqa: B012
-        # Whatever happened, record what the finished trials produced; a failure to do so must
-        # not hide the error that ended the run.
-        try:
-            rows = trial_rows(experiment_dir, spec, getattr(control, "reason", None))
-            summary = build_summary(spec, rows, wall_s=time.monotonic() - start, experiment_dir=experiment_dir,
-                                    interrupted=outcome.interrupted)
-            write_summary(experiment_dir, summary)
-        except Exception as summary_error:
-            if failure is None:
-                raise
-            print(f"warning: could not write the summary after the run failed: {summary_error}", file=sys.stderr)
-    return summary
-
-
-@contextmanager
-def _json_logger_only(enabled: bool) -> Iterator[None]:
-    """Tune writes each trial's results as JSON lines (``result.json``: what the summary and the
-    report read) and not also as CSV and TensorBoard files (a third of the driver's time per
-    trivial trial). Tune reads its documented switch ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS`` once,
-    when ``fit`` sets up; ``run`` passes the JSON logger itself (``resume`` keeps Tune's defaults,
-    as its callbacks come back from the saved Tuner). A value the user set is kept. It is an
-    environment variable: a plain Tune experiment that another thread sets up meanwhile gets no
-    CSV or TensorBoard files either."""
-    if not enabled or AUTO_LOGGERS_ENV in os.environ:
-        yield
-        return
-    os.environ[AUTO_LOGGERS_ENV] = "1"
-    try:
-        yield
-    finally:
-        os.environ.pop(AUTO_LOGGERS_ENV, None)
-
-
-def _cached_trainable_lookups() -> Any:
-    """Tune looks the trainable up in Ray's GCS five times per trial; this thread's ``fit()``
-    remembers the answers (a private Tune name, loaded only here)."""
-    from .._tune.registry_cache import cached_trainable_lookups
-
-    return cached_trainable_lookups()
-
-
-def _skipping_trial_dataframes() -> Any:
-    """Tune reads every trial's results into a DataFrame at the end of ``fit()``, for a result
-    grid ``run`` never reads (a private Tune name, loaded only here)."""
-    from .._tune.unread_dataframes import skipping_trial_dataframes
-
-    return skipping_trial_dataframes()
-
-
-def _warm_actors(slots: int) -> Any:
-    """Idle trial actors stay warm while the searcher actor computes (a private Tune class:
-    loaded only here, for this thread's ``fit()``; Tune's own cache, with one warning, if this
-    Ray lacks it)."""
-    from .._tune.warm_actors import warm_trial_actors
-
-    return warm_trial_actors(slots)
+__all__ = [
+    "AUTO_LOGGERS_ENV", "ExperimentExistsError", "FIRST_SUGGESTIONS_WAIT_S", "KATIB_MANIFEST_FILE", "Plan", "SpecSource",
+    "_fit_and_summarize", "check", "default_storage", "fit_and_summarize", "prepare", "resume", "run", "searcher_resources",
+    "trial_resources", "trial_resources_field",
+]

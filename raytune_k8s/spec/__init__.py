@@ -3,6 +3,7 @@
 
 * ``models``: the pydantic models, with Katib's field names;
 * ``katib``: recognising a manifest and reading its ``trialTemplate``;
+* ``trial_kinds``: one reader per Katib trial kind (Job, PyTorchJob, TFJob, XGBoostJob; refusals);
 * ``checks``: the cross-field rules; ``quantities``: Kubernetes quantities;
 * ``loading``: files -> checked specs; ``errors``: :class:`SpecError`.
 

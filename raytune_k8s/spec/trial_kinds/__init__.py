@@ -1,0 +1,41 @@
+"""Katib's trial kinds: one reader per ``trialSpec`` kind behind one interface,
+:class:`~.base.TrialKindReader` (``kinds``: its apiVersion/kind pairs; ``read``: the template's
+:class:`~.base.ContainerTrial`).
+
+* ``base``: the interface, :class:`~.base.TemplateReading` and the pod template every kind holds;
+* ``container``: the primary container -> argv, env, working directory, resources;
+* ``job``: a batch/v1 Job; ``training_operator``: single-replica PyTorchJob, TFJob, XGBoostJob;
+* ``refused``: MPIJob, Argo Workflow, Tekton PipelineRun, PaddleJob, JAXJob; any other kind.
+
+:func:`reader_for` picks the reader of a kind from :data:`READERS`.
+"""
+
+from __future__ import annotations
+
+from .base import PLACEHOLDER, ContainerTrial, PodTemplate, TemplateReading, TrialKindReader
+from .job import BatchJobReader
+from .refused import (ArgoWorkflowReader, JAXJobReader, MPIJobReader, PaddleJobReader, RefusedKindReader,
+                      TektonPipelineRunReader, UnknownKindReader)
+from .training_operator import PyTorchJobReader, ReplicatedJobReader, TFJobReader, XGBoostJobReader
+
+_ALL: tuple[TrialKindReader, ...] = (
+    BatchJobReader(), PyTorchJobReader(), TFJobReader(), XGBoostJobReader(),
+    MPIJobReader(), ArgoWorkflowReader(), TektonPipelineRunReader(), PaddleJobReader(), JAXJobReader(),
+)
+#: (apiVersion, kind) -> its reader; apiVersion None: any apiVersion.
+READERS: dict[tuple[str | None, str], TrialKindReader] = {pair: reader for reader in _ALL for pair in reader.kinds}
+UNKNOWN = UnknownKindReader()
+
+
+def reader_for(api_version: str, kind: str) -> TrialKindReader:
+    """The reader of ``kind`` at ``api_version`` (the one for any apiVersion otherwise; the
+    refusal of unknown kinds when neither)."""
+    return READERS.get((api_version, kind)) or READERS.get((None, kind)) or UNKNOWN
+
+
+__all__ = [
+    "PLACEHOLDER", "READERS", "UNKNOWN", "ArgoWorkflowReader", "BatchJobReader", "ContainerTrial", "JAXJobReader",
+    "MPIJobReader", "PaddleJobReader", "PodTemplate", "PyTorchJobReader", "RefusedKindReader", "ReplicatedJobReader",
+    "TFJobReader", "TektonPipelineRunReader", "TemplateReading", "TrialKindReader", "UnknownKindReader", "XGBoostJobReader",
+    "reader_for",
+]
