@@ -4,7 +4,6 @@ authentication on), which the tests' driver joins and ``ray job submit`` targets
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterator
 
 # Ray reads its authentication mode when it is imported: set it before the first `import ray`.
@@ -15,7 +14,7 @@ import ray  # noqa: E402
 
 from raytune_k8s.sim.cluster import LocalRayHead  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers import REPO  # noqa: E402,F401  (fixtures here; plain helpers in helpers.py)
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +46,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     """End the test process once pytest is done (summary printed, session's Ray head stopped),
-    with pytest's own exit status, skipping the interpreter's teardown: a native library the
-    tests loaded (Ray's core worker, MXNet, PyTorch) once crashed there after every test had
-    passed (exit 139 after "430 passed" in a clean-clone run), which CI would count as a failure."""
-    if _exit_status:
+    with pytest's own exit status, skipping the interpreter's teardown.
+
+    Why: once, in a clean-clone run, the process exited 139 (SIGSEGV) after "430 passed", during
+    interpreter teardown; CI would count that as a failure. Which library crashed is NOT known:
+    that run left no faulthandler output or core. Tried to reproduce (issue 26), with this guard
+    off (RAYTUNE_K8S_TEST_NORMAL_EXIT=1) and ``python -X faulthandler -m pytest tests/test_mnist.py
+    tests/test_katib_runs.py -k mnist`` (3 tests: the MXNet paper example, the PyTorch trial, the
+    Katib MNIST manifest; Ray's core worker in this process, the session's Ray head started and
+    stopped), ``ulimit -c unlimited``: 3 runs, 3 x "3 passed",
+    exit status 0 each time, no faulthandler traceback, no core file. The suspects stay the
+    native libraries the tests load (Ray's core worker, MXNet, PyTorch), none shown to be it, so
+    the guard stays. Set RAYTUNE_K8S_TEST_NORMAL_EXIT=1 to exit normally (to try again)."""
+    if _exit_status and os.environ.get("RAYTUNE_K8S_TEST_NORMAL_EXIT") != "1":
         import sys
 
         sys.stdout.flush()

@@ -21,7 +21,7 @@ from raytune_k8s.search.hyperband import schedule
 from raytune_k8s.search.space import SearchSpace
 from raytune_k8s.spec import SpecError, parse_spec
 
-from .test_search import _branin_spec, _run_sequential, _searcher
+from .helpers import branin_spec, run_sequential, searcher_for
 
 
 def _spec(algorithm: str, settings: list[dict], parameters: list[dict], objective_type: str = "minimize"):
@@ -43,7 +43,7 @@ UNIT_SQUARE = [{"name": n, "parameterType": "double", "feasibleSpace": {"min": 0
 def test_sobol_points_are_the_scrambled_sobol_sequence():
     """After Optuna's first (random) trial, trial k is point k-1 of scipy's scrambled Sobol
     sequence for that seed; the first 16 of them hit each of 16 equal slices of every axis once."""
-    searcher = _searcher(_spec("sobol", [{"name": "random_state", "value": 7}], UNIT_SQUARE))
+    searcher = searcher_for(_spec("sobol", [{"name": "random_state", "value": 7}], UNIT_SQUARE))
     points = []
     for i in range(17):
         config = searcher.suggest(str(i))
@@ -57,8 +57,8 @@ def test_sobol_points_are_the_scrambled_sobol_sequence():
 
 def test_cmaes_learns_on_branin():
     seeds = range(3)
-    late = [statistics.mean(_run_sequential(_searcher(_branin_spec("cmaes", s)), 60)[40:]) for s in seeds]
-    rand = [statistics.mean(_run_sequential(_searcher(_branin_spec("random", s)), 60)[40:]) for s in seeds]
+    late = [statistics.mean(run_sequential(searcher_for(branin_spec("cmaes", s)), 60)[40:]) for s in seeds]
+    rand = [statistics.mean(run_sequential(searcher_for(branin_spec("random", s)), 60)[40:]) for s in seeds]
     print(f"cmaes: mean Branin value of evaluations 41-60 per seed {late} vs random {rand}")
     assert statistics.median(late) < 0.25 * statistics.median(rand)
 
@@ -67,7 +67,7 @@ def test_cmaes_learns_on_branin():
 def test_cmaes_restarts_with_a_larger_population_once_converged(strategy):
     """A flat objective makes CMA-ES stop (no progress); IPOP/BIPOP start again, the first
     restart with twice the population."""
-    searcher = _searcher(_branin_spec("cmaes", 0, [{"name": "restart_strategy", "value": strategy}]))
+    searcher = searcher_for(branin_spec("cmaes", 0, [{"name": "restart_strategy", "value": strategy}]))
     first = searcher.population_size
     for i in range(300):
         searcher.suggest(str(i))
@@ -86,7 +86,7 @@ def test_hyperband_gives_each_rung_its_budget_and_promotes_the_best():
             {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": 1, "max": 9}},
         ],
     )
-    searcher = _searcher(spec)
+    searcher = searcher_for(spec)
     expected = [[(r.trials, r.budget) for r in bracket] for bracket in schedule(9, 3)]
     assert expected == [[(9, 1), (3, 3), (1, 9)], [(5, 3), (2, 9)], [(3, 9)]]  # Li et al.'s table, Katib's rounding
     value = lambda c: (c["lr"] - 0.3) ** 2 + 1 / c["epochs"]  # noqa: E731
@@ -140,11 +140,11 @@ def test_bad_settings_are_one_spec_error_naming_the_setting(algorithm, settings,
 @pytest.mark.parametrize("algorithm", ["tpe", "multivariate-tpe", "cmaes", "sobol", "hyperband"])
 def test_new_searchers_save_and_restore_the_same_sequence(tmp_path, algorithm):
     extra = [{"name": "resource_name", "value": "y"}, {"name": "r_l", "value": 9}] if algorithm == "hyperband" else []
-    spec = _branin_spec(algorithm, 5, extra)
-    original = _searcher(spec)
-    _run_sequential(original, 8)
+    spec = branin_spec(algorithm, 5, extra)
+    original = searcher_for(spec)
+    run_sequential(original, 8)
     original.save(str(tmp_path / "state"))
-    restored = _searcher(spec)
+    restored = searcher_for(spec)
     restored.restore(str(tmp_path / "state"))
     assert restored.suggest("next") == original.suggest("next")
 
@@ -160,7 +160,7 @@ def test_bayesopt_searches_categoricals_one_hot():
             {"name": "x", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}},
         ],
     )
-    searcher = _searcher(spec)
+    searcher = searcher_for(spec)
     score = {"none": 3.0, "conv": 0.0, "pool": 2.0, "skip": 1.0}
     chosen = []
     for i in range(12):
@@ -171,25 +171,48 @@ def test_bayesopt_searches_categoricals_one_hot():
     assert chosen[3:].count("conv") >= 5, chosen
 
 
-def test_every_registered_algorithm_builds():
+def test_every_registered_algorithm_builds_and_suggests_inside_the_space():
+    """Each algorithm the registry names builds from a spec and hands out points of that spec's
+    space (for the NAS ones: architectures of its nasConfig), taking results back as it goes."""
+    from raytune_k8s.spec.nas import NasConfig
+
+    nas = NasConfig.model_validate({"graphConfig": {"numLayers": 1}, "operations": [
+        {"operationType": "max_pooling", "parameters": [
+            {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]}]})
+    int_box = [{"name": "x", "parameterType": "int", "feasibleSpace": {"min": -5, "max": 10}},
+               {"name": "y", "parameterType": "int", "feasibleSpace": {"min": 0, "max": 15}}]
     for name in ALGORITHMS:
         settings = {
             "hyperband": [{"name": "resource_name", "value": "y"}, {"name": "r_l", "value": 9}],
             "pbt": [{"name": "n_population", "value": 5}, {"name": "truncation_threshold", "value": 0.2}],
         }.get(name, [])
-        spec = _branin_spec(name, 0, settings) if name != "grid" else None
-        if spec is None:
-            continue
-        nas = None
-        if name in ("darts", "enas"):  # architecture search: over a nasConfig, not the parameters
-            from raytune_k8s.spec.nas import NasConfig
-
-            nas = NasConfig.model_validate({"graphConfig": {"numLayers": 1}, "operations": [
-                {"operationType": "max_pooling", "parameters": [
-                    {"name": "filter_size", "parameterType": "categorical", "feasibleSpace": {"list": ["3"]}}]}]})
+        if name == "grid":  # a grid needs steps: the same box in ints
+            spec = parse_spec({**branin_spec("random", 0).model_dump(by_alias=True, exclude_none=True),
+                               "algorithm": {"algorithmName": "grid"}, "parameters": int_box})
+        else:
+            spec = branin_spec(name, 0, settings)
+        nas_algorithm = name in ("darts", "enas")  # architecture search: over a nasConfig, not the parameters
         algorithm = spec.algorithm if name != "darts" else spec.algorithm.model_copy(update={"settings": []})  # darts takes no seed
-        search = create_search(algorithm, SearchSpace.from_spec(spec), spec.objective, nas)
+        search = create_search(algorithm, SearchSpace.from_spec(spec), spec.objective, nas if nas_algorithm else None)
         assert isinstance(search, Search) and (search.scheduler is not None) == (name == "pbt"), name
+        configs = []
+        for i in range(3):
+            config = search.searcher.suggest(str(i))
+            assert isinstance(config, dict), (name, i, config)
+            configs.append(config)
+            if not nas_algorithm:
+                search.searcher.on_trial_complete(str(i), {"value": float(i)})
+        if name == "darts":
+            assert {"algorithm-settings", "search-space", "num-layers"} <= set(configs[0]), (name, sorted(configs[0]))
+            assert "max_pooling_3x3" in configs[0]["search-space"], configs[0]["search-space"]
+        elif name == "enas":
+            assert {"architecture", "nn_config"} <= set(configs[0]) and '"num_layers": 1' in configs[0]["nn_config"], configs[0]
+        else:
+            assert all(-5 <= c["x"] <= 10 and 0 <= c["y"] <= 15 for c in configs), (name, configs)
+            if name == "hyperband":
+                assert all(c["y"] == 1 for c in configs), configs  # the first rung's budget, in the resource parameter
+            if name in ("grid", "sobol", "random", "cmaes"):
+                assert len({(c["x"], c["y"]) for c in configs}) == 3, (name, configs)  # no point handed out twice
 
 
 # ---------------------------------------------------------------- PBT, a small real Tune run
@@ -323,7 +346,7 @@ def test_sobol_without_a_seed_says_so_once_in_our_words(tmp_path):
     """Optuna's own "No seed is provided for `QMCSampler`" must not reach the terminal."""
     import yaml
 
-    from .conftest import REPO
+    from .helpers import REPO
 
     doc = yaml.safe_load((REPO / "examples" / "mnist-mxnet-sobol.yaml").read_text())
     doc["algorithm"].pop("algorithmSettings")

@@ -8,6 +8,7 @@ One cluster for the module (1-CPU workers, at most 6, short idle timeout). The s
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ from raytune_k8s.sim.cluster import AutoscalingLocalCluster, _cluster_processes
 from raytune_k8s.scaling.quota import Quota, quota_from_resourcequota, quota_parallelism
 from raytune_k8s.spec import SpecError
 
-from .conftest import REPO
+from .helpers import REPO, wait_for
 
 IDLE_TIMEOUT_S = 6.0
 MAX_WORKERS = 6
@@ -415,15 +416,7 @@ def _both_joined() -> dict[str, Any] | None:
     return state if len(state["experiments"]) == 2 else None
 
 
-def _until(predicate: Any, timeout: float, what: str) -> Any:
-    """Wait for an event (``predicate`` true); ``timeout`` only bounds a hang."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise TimeoutError(f"not within {timeout:g} s: {what}")
+_until = functools.partial(wait_for, interval=0.25)  # (predicate, timeout, what)
 
 
 def _driver(cluster: AutoscalingLocalCluster, spec: dict[str, Any], tmp_path: Path) -> subprocess.Popen[bytes]:

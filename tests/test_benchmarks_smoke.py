@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def _outputs(out: Path, name: str) -> dict[str, Any]:
@@ -80,8 +81,18 @@ def test_overhead_smoke(tmp_path):
     assert data["smoke"] is True and data["sizes"] == [4, 8]
     for key in ("raytune_k8s", "ray_tune_reuse", "ray_tune_default", "optuna", "optuna_tpe"):
         assert data[key]["marginal_between"] == (data["default_sizes"] if key == "ray_tune_default" else data["sizes"]), key
-        assert isinstance(data[key]["marginal_ms_per_trial"], float), key  # a slope: noise can make it negative
-        assert 0 < data[key]["first_trial_s"] < data[key]["wall_s"][str(data[key]["marginal_between"][0])], key
+        r = data[key]
+        low, high = r["marginal_between"]
+        # Each N's wall time is the median of its runs, and the marginal cost is the slope between
+        # the two N's (noise can make it negative; the relation holds whatever the machine).
+        for n in (low, high):
+            walls = [run["wall_s"] for run in r["runs"][str(n)]]
+            assert walls and all(w > 0 for w in walls) and r["wall_s"][str(n)] == pytest.approx(statistics.median(walls)), key
+        assert r["marginal_ms_per_trial"] == pytest.approx(1000 * (r["wall_s"][str(high)] - r["wall_s"][str(low)]) / (high - low)), key
+        fastest = [min(run["wall_s"] for run in r["runs"][str(n)]) for n in (low, high)]
+        assert r["marginal_ms_per_trial_fastest"] == pytest.approx(1000 * (fastest[1] - fastest[0]) / (high - low)), key
+        assert r["ms_per_trial"] == pytest.approx(1000 * r["wall_s"][str(low)] / low), key  # per trial at the small N
+        assert 0 < r["first_trial_s"] < r["wall_s"][str(low)], key
     assert data["cli_cold_s"] is not None and data["cli_cold_s"] > 0, data["cli_cold_error"]
     # The simulated cluster scaled to the experiment's parallelism and back.
     assert data["autoscaling"]["available"] is True

@@ -5,7 +5,7 @@ can be injected where it calls Ray), with real lease actors and the real autosca
 
 from __future__ import annotations
 
-import time
+import functools
 from typing import Any
 
 import pytest
@@ -16,17 +16,12 @@ from ray.exceptions import RayActorError
 from raytune_k8s.scaling import coordinator, quota, request
 from raytune_k8s.scaling.coordinator import Lease, Membership, ScalingCoordinator, fair_shares
 
+from .helpers import wait_for
+
 ONE = {"CPU": 1.0}
 
 
-def _until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"not within {timeout:g} s: {what}")
+_until = functools.partial(wait_for, interval=0.1)  # (predicate, timeout, what)
 
 
 def _lease() -> Any:

@@ -16,6 +16,8 @@ from raytune_k8s.experiment.runner import prepare
 from raytune_k8s._tune.fifo import QueuedFIFOScheduler
 from raytune_k8s._tune.registry_cache import cached_trainable_lookups
 
+from .helpers import GRID_OF_TWELVE_POINTS, grid_of_twelve, spec_dict, wait_for
+
 
 class Queued:
     """What the scheduler reads of a trial: its status."""
@@ -117,12 +119,8 @@ def _suggest_until_finished(searcher, first: int = 0, timeout: float = 60) -> li
 
 
 def test_the_searcher_actor_has_suggestions_ready_before_tune_asks(ray_connected):
-    plan = prepare({
-        "name": "ready-early", "objective": {"type": "minimize", "objectiveMetricName": "value"},
-        "algorithm": {"algorithmName": "random"}, "parallelTrialCount": 2, "maxTrialCount": 4,
-        "parameters": [{"name": name, "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}} for name in "xy"],
-        "trial": {"trainable": "branin"},
-    })
+    plan = prepare(spec_dict("ready-early", trials=4, parallel=2, parameters=[
+        {"name": name, "parameterType": "double", "feasibleSpace": {"min": 0, "max": 1}} for name in "xy"]))
     try:
         plan.actor.start()
         assert plan.actor.wait_for_suggestions(60)
@@ -137,15 +135,13 @@ def test_first_suggestions_made_in_the_driver_are_continued_by_the_actor(ray_con
     searcher: a grid of 12 is walked once, nothing repeated or skipped."""
     from raytune_k8s.search.actor.driver import ActorSearcher
 
-    from .test_searcher_actor import _grid_of_twelve
-
-    searcher = ActorSearcher(_grid_of_twelve(), prefetch=3, first_here=True)
+    searcher = ActorSearcher(grid_of_twelve(), prefetch=3, first_here=True)
     try:
         searcher.start()
         configs = [searcher.suggest(f"t{i}") for i in range(3)]
         assert None not in configs  # ready at once: no actor has answered yet
         configs += _suggest_until_finished(searcher, first=len(configs))
-        assert sorted((c["a"], c["b"]) for c in configs) == sorted((a, b) for a in range(1, 7) for b in ("x", "y"))
+        assert sorted((c["a"], c["b"]) for c in configs) == GRID_OF_TWELVE_POINTS
         assert searcher.restarts == 0
     finally:
         searcher.close()
@@ -153,23 +149,35 @@ def test_first_suggestions_made_in_the_driver_are_continued_by_the_actor(ray_con
 
 def test_a_finished_search_stops_asking_its_actor_but_still_reports_results(ray_connected):
     """A finished search's actor answers at once; asking it again with nothing to send spun the
-    driver and the actor at about 40 % of a core each for the rest of the experiment."""
+    driver and the actor at about 40 % of a core each for the rest of the experiment. Counted:
+    once the answer saying "finished" is in, the courier starts no round trip until a result is
+    to be sent, however often it is woken."""
     from raytune_k8s.search.actor.driver import ActorSearcher
 
-    from .test_searcher_actor import _grid_of_twelve, _wait_for
-
-    searcher = ActorSearcher(_grid_of_twelve(), prefetch=12, first_here=True)
+    searcher = ActorSearcher(grid_of_twelve(), prefetch=12, first_here=True)
     try:
         searcher.start()
         given = [f"t{i}" for i in range(len(_suggest_until_finished(searcher)))]
         assert len(given) == 12
-        time.sleep(0.5)  # the last round trip comes back
+        turns = [0]
+        courier_turn = searcher.courier_turn
+
+        def counted_turn():
+            turns[0] += 1
+            return courier_turn()
+
+        searcher.courier_turn = counted_turn  # the courier thread looks it up on every turn
         before = searcher.round_trips
-        time.sleep(1.0)
+        for _ in range(5):  # Tune asks on: each ask wakes the courier
+            assert searcher.suggest("late") == "FINISHED"
+        # 20 courier turns (woken, or every COURIER_IDLE_S) with nothing to send: at most the one
+        # round trip that told the actor of the last trials started, none after.
+        wait_for(lambda: turns[0] >= 20, 60, "20 courier turns")
         assert searcher.round_trips - before <= 1
         for trial_id in given:
             searcher.on_trial_complete(trial_id, result={"v": 1.0})
-        assert _wait_for(lambda: searcher.observations() == 12, timeout=30)
+        wait_for(lambda: searcher.observations() == 12, 60, "all 12 results folded in")
+        assert searcher.round_trips > before  # results to send: it asks again
     finally:
         searcher.close()
 

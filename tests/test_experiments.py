@@ -15,11 +15,22 @@ from ray.tune.search import Searcher
 
 import raytune_k8s
 from raytune_k8s.cli import main
+from raytune_k8s.trials.synthetic import branin_value
 
 BRANIN_PARAMS = [
     {"name": "x", "parameterType": "double", "feasibleSpace": {"min": -5, "max": 10, "step": 5}},
     {"name": "y", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 15, "step": 7.5}},
 ]
+
+
+def _last_reports(experiment_dir) -> dict[str, dict]:
+    """Each trial's last report, read from its own ``result.json`` (by trial id)."""
+    last = {}
+    for path in experiment_dir.glob("*/result.json"):
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        report = json.loads(lines[-1])
+        last[report["trial_id"]] = report
+    return last
 
 
 def _branin(algorithm: str, **overrides):
@@ -41,7 +52,16 @@ def test_each_algorithm_completes_a_short_experiment(ray_connected, tmp_path, al
     summary = raytune_k8s.run(_branin(algorithm), storage_path=tmp_path, report=False)
     assert summary["status"] == "Succeeded"
     assert summary["trials"] == 6 and summary["failed"] == 0
-    assert summary["best"]["metrics"]["value"] == min(r["objective"] for r in summary["trial_table"])
+    # The best, recomputed apart from the summary: each trial's own result.json, its value
+    # checked against Branin at the trial's config.
+    reported = _last_reports(tmp_path / f"branin-{algorithm}")
+    assert len(reported) == 6
+    for report in reported.values():
+        assert report["value"] == pytest.approx(branin_value(report["config"]["x"], report["config"]["y"]))
+    best_id = min(reported, key=lambda trial_id: reported[trial_id]["value"])
+    assert summary["best"]["metrics"]["value"] == reported[best_id]["value"]
+    assert summary["best"]["params"] == {k: reported[best_id]["config"][k] for k in ("x", "y")}
+    assert summary["best"]["trial_id"] == best_id or reported[summary["best"]["trial_id"]]["value"] == reported[best_id]["value"]
     on_disk = json.loads((tmp_path / f"branin-{algorithm}" / "summary.json").read_text())
     assert on_disk["best"] == summary["best"] and on_disk["wall_s"] > 0
     if algorithm == "grid":  # the 4 x 3 grid capped at 6 trials, no point twice
@@ -118,7 +138,7 @@ def test_max_failed_trials_stops_and_shows_errors(ray_connected, tmp_path, capsy
 
 
 def test_command_trial_metrics_are_read_from_stdout(ray_connected, tmp_path, monkeypatch):
-    from .conftest import REPO
+    from .helpers import REPO
 
     monkeypatch.chdir(REPO)  # the example's command names examples/quadratic.py relative to here
     summary = raytune_k8s.run(REPO / "examples" / "quadratic-command.yaml", storage_path=tmp_path, report=False)

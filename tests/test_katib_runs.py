@@ -16,7 +16,7 @@ import yaml
 
 from raytune_k8s.cli import main
 
-from .conftest import REPO
+from .helpers import REPO
 
 BASE: dict[str, Any] = yaml.safe_load((REPO / "examples" / "katib" / "random.yaml").read_text())
 

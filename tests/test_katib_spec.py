@@ -16,7 +16,7 @@ from raytune_k8s.cli import main
 from raytune_k8s.spec import SpecError, load_document
 from raytune_k8s.trials import command_trial
 
-from .conftest import REPO
+from .helpers import REPO
 
 KATIB_EXAMPLES = sorted((REPO / "examples" / "katib").glob("*.yaml"))
 RANDOM: dict[str, Any] = yaml.safe_load((REPO / "examples" / "katib" / "random.yaml").read_text())

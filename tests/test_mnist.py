@@ -8,7 +8,7 @@ import yaml
 import raytune_k8s
 from raytune_k8s.trials.data import load_mnist, read_idx, write_idx
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def test_paper_example_trains_real_mnist(ray_connected, tmp_path):

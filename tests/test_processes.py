@@ -6,6 +6,7 @@ command lines (never anyone else's Ray).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -16,13 +17,15 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import psutil
 import pytest
 import yaml
 
 from raytune_k8s.sim.cluster import _cluster_processes
+
+from .helpers import wait_for
 
 SHELL_ENV = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
 
@@ -31,14 +34,7 @@ def _cli(*args: str, env: dict[str, str], **kwargs: Any) -> Any:
     return [sys.executable, "-m", "raytune_k8s", *args], {"env": env, "text": True, **kwargs}
 
 
-def _wait_for(what: Callable[[], Any], timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(message)
+_wait_for = functools.partial(wait_for, interval=0.2)  # (predicate, timeout, what)
 
 
 def _none_left(marker: Path, timeout: float = 15) -> list[str]:

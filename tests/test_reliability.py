@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,8 @@ import yaml
 
 from raytune_k8s.recovery.journal import read_journal
 from raytune_k8s.trials.witness import audit, read_log
+
+from .helpers import wait_for
 
 CLI = [sys.executable, "-m", "raytune_k8s"]
 
@@ -40,18 +41,16 @@ def _witness_spec(name: str, log_dir: Path, *, trials: int, parallel: int = 2, s
     }
 
 
-def _wait_until(condition, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"driver exited early with {proc.returncode}: {proc.stdout.read()[-3000:] if proc.stdout else ''}")
-        time.sleep(0.1)
-
-
 def _events(log_dir: Path, kind: str) -> list[tuple[str, dict]]:
     return [(tid, e) for tid, events in read_log(log_dir).items() for e in events if e["event"] == kind]
+
+
+def _live_actors(head) -> list[str]:
+    """The head's actors still alive, but for detached ones (which outlive any driver)."""
+    from ray.util.state import list_actors
+
+    return [a.class_name for a in list_actors(address=head.address, filters=[("state", "=", "ALIVE")], limit=10_000,
+                                               raise_on_missing_output=False) if not a.is_detached]
 
 
 @pytest.fixture
@@ -73,18 +72,18 @@ def test_sigkilled_driver_resumes_with_no_result_lost_and_no_finished_trial_reru
                                "--no-report"], env=ray_head.client_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     try:  # halfway: some trials done, some mid-way (Tune saved its state at the start, and ~10 s later)
-        _wait_until(lambda: len(_events(logs, "done")) >= 3 and len(_events(logs, "acked")) > 5 * len(_events(logs, "done")),
-                    timeout=180, proc=driver)
+        wait_for(lambda: len(_events(logs, "done")) >= 3 and len(_events(logs, "acked")) > 5 * len(_events(logs, "done")),
+                 180, "three trials done and others mid-way", interval=0.1, proc=driver)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
-    killed_at = time.time()
     # Every report the driver had acknowledged is in the experiment directory: no clean shutdown ran.
     acked = {(tid, e["step"]) for tid, e in _events(logs, "acked")}
     journaled = {(e["trial_id"], e["result"]["step"]) for e in read_journal(experiment_dir) if e["event"] == "result"}
     assert acked and acked <= journaled, sorted(acked - journaled)
     finished_before = {tid for tid, _ in _events(logs, "done")}
-    time.sleep(max(0.0, killed_at + 2 - time.time()))  # the head notices the driver is gone and ends its trials
+    # The head notices the driver is gone and ends its actors (the trials, the searcher's).
+    wait_for(lambda: not _live_actors(ray_head), 120, "the dead driver's actors ended", interval=0.2)
 
     resumed = subprocess.run([*CLI, "resume", str(experiment_dir), "--address", ray_head.address],
                              env=ray_head.client_env(), capture_output=True, text=True, timeout=300)
@@ -112,7 +111,7 @@ def test_a_lost_head_keeps_every_acknowledged_result_in_the_experiment_directory
     driver = subprocess.Popen([*CLI, "run", str(spec_path), "--address", own_head.address, "--storage-path", str(storage),
                                "--no-report"], env=own_head.client_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_until(lambda: len(_events(logs, "acked")) >= 6, timeout=180, proc=driver)
+        wait_for(lambda: len(_events(logs, "acked")) >= 6, 180, "six reports acknowledged", interval=0.1, proc=driver)
     finally:
         _kill_trees([psutil.Process(driver.pid), *_cluster_processes(own_head.temp_dir)], graceful_s=0)
         driver.wait(30)
@@ -136,7 +135,8 @@ def test_ray_job_stop_leaves_an_interrupted_summary_with_every_reported_result(r
          "--", "raytune-k8s", "run", "experiment.yaml", "--storage-path", str(storage), "--no-report"],
         env=env, capture_output=True, text=True, timeout=120)
     assert submit.returncode == 0, submit.stdout[-2000:] + submit.stderr[-2000:]
-    _wait_until(lambda: len(_events(logs, "done")) >= 1 and len(_events(logs, "acked")) >= 10, timeout=180)
+    wait_for(lambda: len(_events(logs, "done")) >= 1 and len(_events(logs, "acked")) >= 10, 180,
+             "a trial done and ten reports acknowledged", interval=0.1)
     stop = subprocess.run([ray_cli, "job", "stop", "--address", ray_head.dashboard_url, job], env=env,
                           capture_output=True, text=True, timeout=120)
     assert stop.returncode == 0, stop.stdout[-2000:] + stop.stderr[-2000:]

@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from pathlib import Path
 
 import cloudpickle
 from ray import tune
 from ray.tune.search import Searcher
 
 from raytune_k8s.experiment.runner import prepare, trial_resources
-from raytune_k8s.search import create_searcher
-from raytune_k8s.search.actor.driver import IDLE_WAIT_S, ActorSearcher
+from raytune_k8s.search.actor.driver import ActorSearcher
 from raytune_k8s.search.actor.host import KeySet, SearcherHost
-from raytune_k8s.search.space import SearchSpace
-from raytune_k8s.spec import parse_spec
+
+from .helpers import GRID_OF_TWELVE_POINTS, grid_of_twelve, spec_dict, wait_for
 
 
-class SlowSearcher(Searcher):
-    """A user's own Ray Tune searcher that takes 1 s per suggestion."""
+class GatedSearcher(Searcher):
+    """A user's own Ray Tune searcher that makes suggestion k only once the test has allowed k+1
+    (the number in ``gate``): "slow" for as long as the test likes, with no clock involved."""
 
-    def __init__(self):
+    def __init__(self, gate: str):
         super().__init__(metric="value", mode="min")
+        self.gate = gate
+        self.made = 0
         self.seen = 0
 
     def suggest(self, trial_id):
-        time.sleep(1.0)
+        while self.made >= int(Path(self.gate).read_text() or 0):
+            time.sleep(0.01)
+        self.made += 1
         return {"x": float(self.seen)}
 
     def on_trial_complete(self, trial_id, result=None, error=False):
@@ -43,58 +49,47 @@ class SlowSearcher(Searcher):
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def _wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+class CountingEvent(threading.Event):
+    """The driver's "an answer arrived" event, counting the suggest calls that waited on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout=None):
+        if threading.current_thread() is threading.main_thread():  # Tune's thread (the test's), not the courier
+            self.waits += 1
+        return super().wait(timeout)
 
 
-def test_suggest_never_waits_for_a_slow_searcher_and_prefetches(ray_connected):
-    searcher = ActorSearcher(SlowSearcher(), prefetch=3)
-    calls = []
-    got = []
-    answers = []
-    deadline = time.monotonic() + 30
-    while len(got) < 3 and time.monotonic() < deadline:
-        start = time.perf_counter()
-        config = searcher.suggest(f"t{len(got)}")
-        calls.append(time.perf_counter() - start)
-        answers.append(config)
-        if config is not None:
-            got.append(config)
-        time.sleep(0.01)
-    assert [c["x"] for c in got] == [0.0, 0.0, 0.0]  # computed ahead, before any result came back
-    # Tune is told "nothing yet" instead of being made to wait. With no trial out, a call waits
-    # at most the second Tune would sleep anyway (IDLE_WAIT_S); once a trial is out, never: a call
-    # that waited for the searcher would take a whole suggestion (1 s); the bound is half of that.
-    first_out = next(i for i, config in enumerate(answers) if config is not None)
-    assert answers[0] is None, "the first suggest waited for the searcher's answer"
-    assert max(calls[:first_out + 1]) < IDLE_WAIT_S + 0.5
-    assert max(calls[first_out + 1:]) < 0.5, f"a suggest call waited {max(calls[first_out + 1:]):.3f} s with a trial out"
-    for i in range(3):
-        searcher.on_trial_complete(f"t{i}", {"value": 1.0})
-    assert _wait_for(lambda: searcher.observations() == 3)
-    searcher.close()
-
-
-def _grid_of_twelve() -> Searcher:
-    spec = parse_spec(
-        {
-            "name": "g",
-            "objective": {"type": "minimize", "objectiveMetricName": "v"},
-            "algorithm": {"algorithmName": "grid"},
-            "parameters": [
-                {"name": "a", "parameterType": "int", "feasibleSpace": {"min": 1, "max": 6}},
-                {"name": "b", "parameterType": "categorical", "feasibleSpace": {"list": ["x", "y"]}},
-            ],
-            "maxTrialCount": 12,
-            "trial": {"trainable": "branin"},
-        }
-    )
-    return create_searcher(spec.algorithm, SearchSpace.from_spec(spec), spec.objective)
+def test_suggest_never_waits_for_a_slow_searcher_and_prefetches(ray_connected, tmp_path):
+    gate = tmp_path / "gate"
+    gate.write_text("0")
+    searcher = ActorSearcher(GatedSearcher(str(gate)), prefetch=3)
+    searcher._arrived = arrived = CountingEvent()
+    try:
+        # Nothing out and the searcher stuck: Tune is told "nothing yet", after the one wait
+        # (IDLE_WAIT_S, woken early by an answer) that Tune's own sleep would have cost anyway.
+        assert [searcher.suggest(f"idle{i}") for i in range(2)] == [None, None]
+        assert arrived.waits == 2
+        gate.write_text("1")
+        first = wait_for(lambda: searcher.suggest("t0"), 60, "the first suggestion")
+        # A trial is out and the searcher stuck again: every ask returns at once, no wait at all.
+        waits = arrived.waits
+        assert [searcher.suggest("t1") for _ in range(5)] == [None] * 5
+        assert arrived.waits == waits, "a suggest call waited for the searcher while a trial was out"
+        # Prefetch: the actor makes the next ones before Tune asks, before any result came back.
+        gate.write_text("3")
+        wait_for(lambda: len(searcher._ready) == 2, 60, "two suggestions made ahead")
+        got = [first, searcher.suggest("t1"), searcher.suggest("t2")]
+        assert [c["x"] for c in got] == [0.0, 0.0, 0.0]
+        assert arrived.waits == waits
+        gate.write_text("1000")  # the actor folds results in between suggestions: let it on
+        for i in range(3):
+            searcher.on_trial_complete(f"t{i}", {"value": 1.0})
+        wait_for(lambda: searcher.observations() == 3, 60, "three observations")
+    finally:
+        searcher.close()
 
 
 def _drain(host: SearcherHost) -> list[dict]:
@@ -109,29 +104,20 @@ def _drain(host: SearcherHost) -> list[dict]:
 def test_suggestions_a_lost_actor_made_but_never_delivered_are_handed_out_by_the_next():
     """The snapshot the driver holds can be newer than the suggestions it received (a grid
     point walked, a BO point counted as pending); the restored actor hands those out, not loses them."""
-    lost = SearcherHost(cloudpickle.dumps(_grid_of_twelve()), prefetch=3)
-    assert _wait_for(lambda: len(lost._ready) == 3)  # s0, s1, s2 made, none delivered yet
+    lost = SearcherHost(cloudpickle.dumps(grid_of_twelve()), prefetch=3)
+    wait_for(lambda: len(lost._ready) == 3, 60, "s0, s1, s2 made")  # none delivered yet
     held = lost._ready[0]  # the driver got s0 just before the actor died
     version, snapshot = lost._version, lost._snapshot
-    restored = SearcherHost(cloudpickle.dumps(_grid_of_twelve()), 3, snapshot, version, 1, frozenset({held[0]}))
+    restored = SearcherHost(cloudpickle.dumps(grid_of_twelve()), 3, snapshot, version, 1, frozenset({held[0]}))
     configs = [held[1], *_drain(restored)]
     points = sorted((c["a"], c["b"]) for c in configs)
-    assert points == sorted((a, b) for a in range(1, 7) for b in ("x", "y"))  # all 12, each once
+    assert points == GRID_OF_TWELVE_POINTS  # all 12, each once
 
 
 def test_killed_actor_is_restored_without_losing_observations(ray_connected, tmp_path):
-    spec = {
-        "name": "actor-kill",
-        "objective": {"type": "minimize", "objectiveMetricName": "value"},
-        "algorithm": {"algorithmName": "bayesianoptimization", "algorithmSettings": [{"name": "random_state", "value": 0}, {"name": "n_initial_points", "value": 3}]},
-        "parameters": [
-            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": -5, "max": 10}},
-            {"name": "y", "parameterType": "double", "feasibleSpace": {"min": 0, "max": 15}},
-        ],
-        "parallelTrialCount": 2,
-        "maxTrialCount": 8,
-        "trial": {"trainable": "branin", "resources": {"cpu": 1}},
-    }
+    spec = spec_dict("actor-kill", algorithm="bayesianoptimization", trials=8, parallel=2,
+                     settings=[{"name": "random_state", "value": 0}, {"name": "n_initial_points", "value": 3}],
+                     trial={"trainable": "branin", "resources": {"cpu": 1}})
     plan = prepare(spec)
     searcher = plan.actor
     assert isinstance(searcher, ActorSearcher)
@@ -154,13 +140,13 @@ def test_killed_actor_is_restored_without_losing_observations(ray_connected, tmp
     completed = sum(r.error is None for r in results)
     assert completed == 8
     assert searcher.restarts == 1
-    assert _wait_for(lambda: searcher.observations() == completed), f"{searcher.observations()} != {completed}"
+    wait_for(lambda: searcher.observations() == completed, 60, f"{completed} observations")
 
     # The state Tune saves with the experiment restores a fresh actor with every observation.
     searcher.save(str(tmp_path / "searcher.pkl"))
     restored = prepare(spec).actor
     restored.restore(str(tmp_path / "searcher.pkl"))
-    assert _wait_for(lambda: restored.observations() == completed, timeout=90), f"{restored.observations()} != {completed}"
+    wait_for(lambda: restored.observations() == completed, 90, f"{completed} observations restored")
     restored.close()
     searcher.close()
 
@@ -176,18 +162,18 @@ def test_searchers_unpickled_inside_the_block_are_closed_with_it(ray_connected):
         return len(list_actors(address=ray_connected.address,
                                filters=[("class_name", "=", "SearcherHost"), ("state", "=", "ALIVE")]))
 
-    kept = ActorSearcher(_grid_of_twelve(), prefetch=1)  # made before the block: left alone
+    kept = ActorSearcher(grid_of_twelve(), prefetch=1)  # made before the block: left alone
     kept.set_search_properties("v", "min", {})
     with closing_searchers_created():
         restored = cloudpickle.loads(cloudpickle.dumps(kept))
         restored.set_search_properties("v", "min", {})
-        assert _wait_for(lambda: restored.suggest("r0") is not None)
-        assert _wait_for(lambda: kept.suggest("k0") is not None)
-        assert _wait_for(lambda: alive_hosts() == 2)
-    assert _wait_for(lambda: alive_hosts() == 1), "the restored searcher's actor outlived the block"
-    assert kept.suggest("k1") is not None or _wait_for(lambda: kept.suggest("k2") is not None)
+        wait_for(lambda: restored.suggest("r0") is not None, 60, "the restored searcher's suggestion")
+        wait_for(lambda: kept.suggest("k0") is not None, 60, "the kept searcher's suggestion")
+        wait_for(lambda: alive_hosts() == 2, 60, "both searcher actors alive")
+    wait_for(lambda: alive_hosts() == 1, 60, "the restored searcher's actor ended with the block")
+    assert kept.suggest("k1") is not None or wait_for(lambda: kept.suggest("k2") is not None, 60, "the kept one goes on")
     kept.close()
-    assert _wait_for(lambda: alive_hosts() == 0)
+    wait_for(lambda: alive_hosts() == 0, 60, "no searcher actor left")
 
 
 def test_folded_keys_stay_small_however_many_results_came_back():

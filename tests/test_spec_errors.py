@@ -16,7 +16,7 @@ import yaml
 from raytune_k8s.cli import main
 from raytune_k8s.spec import SpecError
 
-from .conftest import REPO
+from .helpers import REPO
 
 GOOD: dict[str, Any] = yaml.safe_load((REPO / "examples" / "mnist-mxnet-random.yaml").read_text())
 

@@ -2,9 +2,9 @@
 warning without Tune's private class; and a searcher actor that cannot start is an error rather
 than an endless restart loop.
 
-An end-to-end count of trial actors (8 trials in pairs at parallelism 2) is not a test: it
-depends on whether a suggestion arrives before Tune's next step. Measured: 2 or 3 actors kept
-warm, 3 with Tune's own cache."""
+Counting the trial actors that ran trials end to end depends on whether a suggestion arrives
+before Tune's next step (measured: 2 or 3 kept warm, 3 with Tune's own cache); the count that does
+not, the new actors Tune asks Ray for, is tests/test_runner_speedups.py's."""
 
 from __future__ import annotations
 
