@@ -5,7 +5,8 @@ checks each one against the installed Ray); ``confined_patch`` swaps one only wh
 experiment runs. The speed-ups and safety nets built on them: ``fifo`` (FIFO order from a queue),
 ``warm_actors`` (idle trial actors kept), ``registry_cache`` (one trainable look-up per fit),
 ``unread_dataframes`` (no per-trial DataFrames nobody reads), ``atomic_files`` (Tune's state
-copied whole).
+copied whole), ``scheduler_wrapper`` (a scheduler that passes every call to another).
 
-Imported only by ``experiment`` and ``recovery``. May import: ``files``.
+Imported by ``experiment`` and ``recovery``, and for a private name each by ``stopping``
+(``scheduler_wrapper``), ``results`` and ``search`` (``internals``). May import: ``files``.
 """

@@ -2,11 +2,14 @@
 
 Tune has no public hook for what these serve: keeping idle trial actors (:mod:`.warm_actors`),
 remembering trainable look-ups (:mod:`.registry_cache`), skipping DataFrames nobody reads
-(:mod:`.unread_dataframes`), and recovery's repairs of Tune's saved state (:mod:`.recovery`).
+(:mod:`.unread_dataframes`), recovery's repairs of Tune's saved state (:mod:`.recovery`), PBT's
+clock changed for command trials (``search.pbt``), a searcher answering with another's metric
+(``search.actor``) and the marker of a pickled value in Tune's state (``results.tune_state``).
 Those modules reach Tune's internals only through the accessors here, and confine their swaps
 (:mod:`.confined_patch`). ``tests/test_ray_internals.py`` checks that every name here exists, so
-a Ray release that moves one fails there by name, and that no other module outside ``sim/``
-(whose own private names are in ``sim/_ray_internals.py``) imports a private Ray name.
+a Ray release that moves one fails there by name, and that no other module outside ``_tune/`` and
+``sim/`` (whose own private names are in ``sim/_ray_internals.py``) imports a private Ray name,
+reads or writes a private attribute of the Ray class it subclasses, or of a Ray object.
 """
 
 from __future__ import annotations
@@ -85,3 +88,58 @@ def restored_run_config(tuner: Any) -> Any:
     """The RunConfig a ``Tuner.restore``-d Tuner will run with (unpickled from ``tuner.pkl``:
     its callbacks and stopper are the ones that run, not new ones)."""
     return tuner._local_tuner.get_run_config()
+
+
+#: The attribute Tune's PBT reads each result's time from (its ``time_attr``, otherwise fixed
+#: when the scheduler is built).
+PBT_TIME_ATTR = "_time_attr"
+
+
+def set_pbt_time_attr(scheduler: Any, time_attr: str) -> None:
+    """Change the clock of an already built ``PopulationBasedTraining`` to ``time_attr``."""
+    setattr(scheduler, PBT_TIME_ATTR, time_attr)
+
+
+#: Where a ``Searcher`` keeps the metric and mode its read-only ``metric`` / ``mode`` answer.
+SEARCHER_METRIC = "_metric"
+SEARCHER_MODE = "_mode"
+
+
+def set_searcher_metric_mode(searcher: Any, metric: str | None, mode: str | None) -> None:
+    """What ``searcher.metric`` and ``searcher.mode`` answer from now on (a searcher that sets
+    its search properties on another searcher answers with that one's)."""
+    setattr(searcher, SEARCHER_METRIC, metric)
+    setattr(searcher, SEARCHER_MODE, mode)
+
+
+#: Keys of the state Tune's search generator saves (``search_gen_state-*.json``, pickled despite
+#: the name): the generator's count of trials created, and, under ``name:`` + the wrapper's class
+#: name, the saved ``__dict__`` of the concurrency limit Tune wraps around the searcher (its
+#: trials counted as running).
+SEARCH_GEN_COUNTER = "counter"
+CONCURRENCY_LIMITER_STATE = "name:ConcurrencyLimiter"
+LIMITER_LIVE_TRIALS = "live_trials"
+LIMITER_UNFINISHED_LIVE_TRIALS = "num_unfinished_live_trials"
+
+
+def reconciled_search_gen_state(data: bytes, created: int, live: set[str]) -> bytes | None:
+    """The search generator's saved state (``data``) with at least ``created`` trials counted as
+    created and its concurrency limit (if any) counting exactly the trials ``live``; None when
+    that is what it already says."""
+    import ray.cloudpickle as cloudpickle
+
+    gen = cloudpickle.loads(data)
+    before = (gen[SEARCH_GEN_COUNTER], gen.get(CONCURRENCY_LIMITER_STATE, {}).get(LIMITER_LIVE_TRIALS))
+    gen[SEARCH_GEN_COUNTER] = max(int(gen[SEARCH_GEN_COUNTER]), created)
+    limiter = gen.get(CONCURRENCY_LIMITER_STATE)
+    if limiter is not None and LIMITER_LIVE_TRIALS in limiter:
+        limiter[LIMITER_LIVE_TRIALS] = set(live)
+        limiter[LIMITER_UNFINISHED_LIVE_TRIALS] = len(live)
+    if (gen[SEARCH_GEN_COUNTER], gen.get(CONCURRENCY_LIMITER_STATE, {}).get(LIMITER_LIVE_TRIALS)) == before:
+        return None
+    return cloudpickle.dumps(gen)
+
+
+#: The key with which Tune's JSON encoder (``TuneFunctionEncoder``) marks a value it had to
+#: pickle into the saved state.
+PICKLED_VALUE_MARK = "_type"

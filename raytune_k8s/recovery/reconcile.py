@@ -284,7 +284,7 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any],
     searcher actor's saved state learns the results of the trials that ended, and which of its
     suggestions the trials added from the journal took. Returns the files to rewrite.
     """
-    import ray.cloudpickle as cloudpickle
+    from .._tune.internals import reconciled_search_gen_state
 
     writes: list[tuple[Path, bytes]] = []
 
@@ -293,15 +293,10 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any],
     ended = {t["trial_id"]: (t["status"], metadata) for t, metadata in trials if t["trial_id"] not in will_run}
     gen_path = _newest(experiment_dir, "search_gen_state-*.json")
     if gen_path is not None:
-        gen = cloudpickle.loads(gen_path.read_bytes())  # Tune pickles it despite the name
-        before = (gen["counter"], gen.get("name:ConcurrencyLimiter", {}).get("live_trials"))
-        gen["counter"] = max(int(gen["counter"]), len(trials))  # trials added from the journal were created too
-        limiter = gen.get("name:ConcurrencyLimiter")
-        if limiter is not None and "live_trials" in limiter:
-            limiter["live_trials"] = set(will_run)
-            limiter["num_unfinished_live_trials"] = len(will_run)
-        if (gen["counter"], gen.get("name:ConcurrencyLimiter", {}).get("live_trials")) != before:
-            writes.append((gen_path, cloudpickle.dumps(gen)))
+        # trials added from the journal were created too; the limit counts the ones that will run
+        gen = reconciled_search_gen_state(gen_path.read_bytes(), len(trials), set(will_run))
+        if gen is not None:
+            writes.append((gen_path, gen))
     searcher_path = _newest(experiment_dir, "searcher-state-*.pkl")
     if searcher_path is None:
         return writes

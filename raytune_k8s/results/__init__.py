@@ -2,5 +2,5 @@
 Katib's words (``summary``), its table for people (``table``), and Tune's saved state read as
 plain files (``tune_state``).
 
-May import: ``spec``, ``files``, ``stopping``.
+May import: ``spec``, ``files``, ``_tune``, ``stopping``.
 """

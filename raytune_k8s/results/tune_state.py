@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .._tune.internals import PICKLED_VALUE_MARK
+
 #: Tune's trial states, as its experiment state writes them.
 TERMINATED, ERROR = "TERMINATED", "ERROR"
 
@@ -74,7 +76,7 @@ def _run_metadata(text: str) -> dict[str, Any]:
 
 def _decoded(config: dict[str, Any]) -> dict[str, Any]:
     """The config, with any value Tune had to pickle into its state (not JSON) unpickled."""
-    if not isinstance(config, dict) or not any(isinstance(v, dict) and "_type" in v for v in config.values()):
+    if not isinstance(config, dict) or not any(isinstance(v, dict) and PICKLED_VALUE_MARK in v for v in config.values()):
         return config if isinstance(config, dict) else {}
     from ray.tune.utils.serialization import TuneFunctionDecoder
 

@@ -7,7 +7,7 @@ algorithm as a :class:`Search`; ``create_searcher`` just its searcher. Adding an
 new module and one line in ``ALGORITHMS`` ("module" for its ``create``, "module:function" for
 another factory).
 
-May import: ``spec``, ``files``, ``trials``.
+May import: ``spec``, ``files``, ``_tune``, ``trials``.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.search import Searcher
 
 from .space import Dimension, SearchSpace
+from .._tune.internals import set_pbt_time_attr
 from ..spec import Objective, SpecError
 from ..spec.settings import Settings
 from ..trials.command import SEGMENTS, CommandTrial, Segments
@@ -107,7 +108,7 @@ class PopulationScheduler(PopulationBasedTraining):
         segments a trial's model has trained, so decisions fall between the process runs."""
         members = min(self.population, max_trials) if max_trials else self.population
         self.segments_each = max(1, max_trials // members) if max_trials else None
-        self._time_attr = SEGMENTS
+        set_pbt_time_attr(self, SEGMENTS)
         return dataclasses.replace(trial, segments=Segments(self.suggestion_trial_dir, self.segments_each))
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:

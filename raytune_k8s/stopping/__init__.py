@@ -2,5 +2,5 @@
 trials a rule stopped (``record``), and the experiment-level stops: the goal and max-failed
 (``control``).
 
-May import: ``spec``.
+May import: ``spec``, ``_tune``.
 """

@@ -32,6 +32,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .host import KeySet, SearcherHost
 from ..stateful import bytes_via_file
+from ..._tune.internals import set_searcher_metric_mode
 
 MAX_RESTARTS_IN_ROW = 3  # the actor died this often without answering once: give up
 IDLE_WAIT_S = 1.0  # Tune's own sleep when the searcher has nothing and no trial is out
@@ -120,7 +121,7 @@ class ActorSearcher(Searcher):
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         ok = self._template.set_search_properties(metric, mode, config, **spec)
-        self._metric, self._mode = self._template.metric, self._template.mode
+        set_searcher_metric_mode(self, self._template.metric, self._template.mode)
         if ok and ray.is_initialized():
             self._start_courier()  # the actor starts while Tune sets up, so the first suggestions are early
         return ok
