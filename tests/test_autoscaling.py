@@ -26,7 +26,8 @@ import yaml
 from kubernetes import client as k8s
 
 import raytune_k8s
-from raytune_k8s.scaling import coordinator, quota, request
+from raytune_k8s.scaling import coordinator, request
+from raytune_k8s.scaling import quota as quotas
 from raytune_k8s.cli import main
 from raytune_k8s.scaling.coordinator import fair_shares
 from raytune_k8s.sim.cluster import AutoscalingLocalCluster, _cluster_processes
@@ -78,8 +79,8 @@ def test_quota_too_small_for_one_trial_names_the_field(trial, quota, message):
 
 
 def test_quota_note_is_one_clear_line(capsys):
-    assert quota.effective_parallelism(6, {"cpu": 1, "gpu": 0}, {"cpu": "3"}) == 3
-    assert quota.effective_parallelism(6, {"cpu": 1, "gpu": 0}, Quota(cpu=8)) == 6  # not capped: silent
+    assert quotas.effective_parallelism(6, {"cpu": 1, "gpu": 0}, {"cpu": "3"}) == 3
+    assert quotas.effective_parallelism(6, {"cpu": 1, "gpu": 0}, Quota(cpu=8)) == 6  # not capped: silent
     err = capsys.readouterr().err
     assert err == (
         "quota caps parallelism: parallelTrialCount 6 asks for 6 x 1 vCPU, "
@@ -124,7 +125,7 @@ def test_resourcequota_parsing():
 def test_tenant_manifests_quota_gives_the_readme_parallelism(tenant, trials_at_once):
     """Our tenants' trial quotas, with the 2-vCPU/4Gi trials of the worker pods (README table)."""
     docs = yaml.safe_load_all((REPO / "cluster" / "tenants" / tenant / "resourcequota.yaml").read_text())
-    trials = next(d for d in docs if d["metadata"]["name"] == quota.DEFAULT_QUOTA_NAME)
+    trials = next(d for d in docs if d["metadata"]["name"] == quotas.DEFAULT_QUOTA_NAME)
     quota = quota_from_resourcequota(_resource_quota(trials["spec"]["hard"]))
     assert quota_parallelism(12, {"cpu": 2, "gpu": 0, "memory": 4 * GiB}, quota) == trials_at_once
     # The overlay hands the same quota to the head's environment, where the driver reads it.
@@ -133,21 +134,21 @@ def test_tenant_manifests_quota_gives_the_readme_parallelism(tenant, trials_at_o
     cluster = next(d for d in render(REPO / "cluster" / "tenants" / tenant) if d["kind"] == "RayCluster")
     head = next(c for c in cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"] if c["name"] == "ray-head")
     env = {e["name"]: e.get("value") for e in head["env"] if "value" in e}
-    assert quota.quota_from_env(env) == quota
+    assert quotas.quota_from_env(env) == quota
 
 
 def test_read_namespace_quota(monkeypatch):
     from kubernetes import config
 
-    for env in (quota.QUOTA_CPU_ENV, quota.QUOTA_MEMORY_ENV, quota.QUOTA_GPU_ENV):
+    for env in (quotas.QUOTA_CPU_ENV, quotas.QUOTA_MEMORY_ENV, quotas.QUOTA_GPU_ENV):
         monkeypatch.delenv(env, raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv(quota.NAMESPACE_ENV, "user2")
-    assert quota.read_namespace_quota() is None  # not in a pod
+    monkeypatch.setenv(quotas.NAMESPACE_ENV, "user2")
+    assert quotas.read_namespace_quota() is None  # not in a pod
 
     calls = []
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
-    monkeypatch.setenv(quota.QUOTA_ENV, "raytune-trials")
+    monkeypatch.setenv(quotas.QUOTA_ENV, "raytune-trials")
     monkeypatch.setattr(config, "load_incluster_config", lambda: None)
 
     def read(self, name, namespace, **kwargs):
@@ -155,15 +156,15 @@ def test_read_namespace_quota(monkeypatch):
         return _resource_quota({"limits.cpu": "6", "limits.memory": "12Gi"})
 
     monkeypatch.setattr(k8s.CoreV1Api, "read_namespaced_resource_quota", read)
-    assert quota.read_namespace_quota() == Quota(cpu=6.0, memory=12 * GiB)
+    assert quotas.read_namespace_quota() == Quota(cpu=6.0, memory=12 * GiB)
     assert calls == [("raytune-trials", "user2")]
     # The quota in the head's environment wins, and needs no API call.
-    monkeypatch.setenv(quota.QUOTA_CPU_ENV, "18")
-    monkeypatch.setenv(quota.QUOTA_MEMORY_ENV, "36Gi")
-    assert quota.read_namespace_quota() == Quota(cpu=18.0, memory=36 * GiB) and len(calls) == 1
-    monkeypatch.setenv(quota.QUOTA_CPU_ENV, "nan")
+    monkeypatch.setenv(quotas.QUOTA_CPU_ENV, "18")
+    monkeypatch.setenv(quotas.QUOTA_MEMORY_ENV, "36Gi")
+    assert quotas.read_namespace_quota() == Quota(cpu=18.0, memory=36 * GiB) and len(calls) == 1
+    monkeypatch.setenv(quotas.QUOTA_CPU_ENV, "nan")
     with pytest.raises(SpecError, match="quota: 'nan' is not a CPU quantity"):
-        quota.read_namespace_quota()
+        quotas.read_namespace_quota()
 
 
 def test_quota_too_small_is_bad_input_and_starts_nothing(tmp_path, capsys):

@@ -13,7 +13,8 @@ import ray
 import ray.autoscaler.sdk
 from ray.exceptions import RayActorError
 
-from raytune_k8s.scaling import coordinator, quota, request
+from raytune_k8s.scaling import coordinator, request
+from raytune_k8s.scaling import quota as quotas
 from raytune_k8s.scaling.coordinator import Lease, Membership, ScalingCoordinator, fair_shares
 
 from .helpers import wait_for
@@ -30,7 +31,7 @@ def _lease() -> Any:
 
 @pytest.fixture
 def no_tenant_quota(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (quota.QUOTA_CPU_ENV, quota.QUOTA_MEMORY_ENV, quota.QUOTA_GPU_ENV):
+    for name in (quotas.QUOTA_CPU_ENV, quotas.QUOTA_MEMORY_ENV, quotas.QUOTA_GPU_ENV):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -98,9 +99,9 @@ def test_own_quota_bounds_only_its_own_share():
 
 
 def test_joining_quota_does_not_leak_to_other_experiments(ray_connected, monkeypatch):
-    monkeypatch.setenv(quota.QUOTA_CPU_ENV, "6")  # the head's tenant quota, shared by all
-    monkeypatch.delenv(quota.QUOTA_MEMORY_ENV, raising=False)
-    monkeypatch.delenv(quota.QUOTA_GPU_ENV, raising=False)
+    monkeypatch.setenv(quotas.QUOTA_CPU_ENV, "6")  # the head's tenant quota, shared by all
+    monkeypatch.delenv(quotas.QUOTA_MEMORY_ENV, raising=False)
+    monkeypatch.delenv(quotas.QUOTA_GPU_ENV, raising=False)
     leases = [_lease() for _ in range(3)]
     coord = ScalingCoordinator(poll_s=0.2)
     try:
