@@ -175,6 +175,9 @@ def test_the_terminal_shows_progress_and_errors_and_ray_only_when_verbose(tmp_pa
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     out = done.stdout + done.stderr
     assert "1/1 done" in out and "summary.json" in out, out[-3000:]
+    lines = out.splitlines()  # one line per event, unwrapped, where the output is not a terminal
+    assert any("1/1 done" in line and "| best step=12" in line for line in lines), out[-3000:]
+    assert any(line.startswith("Succeeded (") and "best step=12 with {" in line for line in lines), out[-3000:]
     shown = [chatter for chatter in RAY_CHATTER if chatter in out]
     if verbose:
         assert "Checkpoint successfully created" in shown and "Started a local Ray instance" in shown, shown

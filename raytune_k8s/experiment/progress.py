@@ -41,7 +41,8 @@ class ProgressLine(Callback):
     def _print(self, event: str) -> None:
         self._last_print = time.monotonic()
         best_text = f"{self.objective.metric}={self._best:.4g}" if self._best is not None else "-"
-        Console(stderr=True, highlight=False).print(
+        # soft_wrap: one line per event even where the terminal width is unknown (a pipe, a job's log)
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"[{self._last_print - self._start:6.1f}s] {event:<34} "
             f"{len(self._done)}/{self.max_trials or '-'} done | {len(self._running)} running | "
             f"{len(self._failed)} failed | best {best_text}"

@@ -33,7 +33,7 @@ def print_table(summary: dict[str, Any], max_rows: int = MAX_ROWS) -> None:
     console.print(table)
     for failed in summary["failed_trials"]:
         kind = "" if failed.get("status", "Failed") == "Failed" else f" ({failed['status']})"
-        console.print(f"[red]trial {failed['trial_id']} failed{kind}:[/red] {failed['error']}", highlight=False)
+        console.print(f"[red]trial {failed['trial_id']} failed{kind}:[/red] {failed['error']}", highlight=False, soft_wrap=True)
     best = summary["best"]
     best_value = best["metrics"].get(objective, float("nan")) if best else None
     best_text = f"best {objective}={_fmt(best_value)} with {best['params']}" if best else "no result"
@@ -42,7 +42,7 @@ def print_table(summary: dict[str, Any], max_rows: int = MAX_ROWS) -> None:
     console.print(
         f"{summary['status']} ({summary['reason']}): {summary.get('trials_total', summary['trials'])} trials ({counts}), "
         f"{summary['wall_s']:.1f} s; {best_text}\nsummary: {Path(summary['experiment_dir']) / SUMMARY_FILE}",
-        highlight=False,
+        highlight=False, soft_wrap=True,
     )
 
 
