@@ -96,3 +96,23 @@ def grid_of_twelve() -> Any:
 
 
 GRID_OF_TWELVE_POINTS = sorted((a, b) for a in range(1, 7) for b in ("x", "y"))
+
+
+def witness_spec(name: str, log_dir: Path, *, trials: int, parallel: int = 2, steps: int = 5, sleep: float = 0.3,
+                 retries: int = 2, goal: float | None = None) -> dict[str, Any]:
+    """An experiment of ``raytune_k8s.trials.witness`` trials (each logs what it saw acknowledged
+    to ``log_dir``), for the reliability and resume tests."""
+    objective: dict[str, Any] = {"type": "maximize", "objectiveMetricName": "accuracy"}
+    if goal is not None:
+        objective["goal"] = goal
+    return {
+        "name": name,
+        "objective": objective,
+        "algorithm": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": 3}]},
+        "parameters": [{"name": "lr", "parameterType": "double",
+                        "feasibleSpace": {"min": "1e-4", "max": "1", "distribution": "logUniform"}}],
+        "parallelTrialCount": parallel,
+        "maxTrialCount": trials,
+        "trial": {"function": "raytune_k8s.trials.witness:witness", "resources": {"cpu": 1}, "retries": retries,
+                  "fixedParameters": {"steps": steps, "sleep": sleep, "log_dir": str(log_dir)}},
+    }

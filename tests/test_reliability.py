@@ -22,23 +22,13 @@ import yaml
 from raytune_k8s.recovery.journal import read_journal
 from raytune_k8s.trials.witness import audit, read_log
 
-from .helpers import wait_for
+from .helpers import wait_for, witness_spec
 
 CLI = [sys.executable, "-m", "raytune_k8s"]
 
 
 def _witness_spec(name: str, log_dir: Path, *, trials: int, parallel: int = 2, steps: int = 5, sleep: float = 0.3) -> dict:
-    return {
-        "name": name,
-        "objective": {"type": "maximize", "objectiveMetricName": "accuracy"},
-        "algorithm": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": 3}]},
-        "parameters": [{"name": "lr", "parameterType": "double",
-                        "feasibleSpace": {"min": "1e-4", "max": "1", "distribution": "logUniform"}}],
-        "parallelTrialCount": parallel,
-        "maxTrialCount": trials,
-        "trial": {"function": "raytune_k8s.trials.witness:witness", "resources": {"cpu": 1}, "retries": 2,
-                  "fixedParameters": {"steps": steps, "sleep": sleep, "log_dir": str(log_dir)}},
-    }
+    return witness_spec(name, log_dir, trials=trials, parallel=parallel, steps=steps, sleep=sleep, retries=2)
 
 
 def _events(log_dir: Path, kind: str) -> list[tuple[str, dict]]:
@@ -49,7 +39,9 @@ def _live_actors(head) -> list[str]:
     """The head's actors still alive, but for detached ones (which outlive any driver)."""
     from ray.util.state import list_actors
 
-    return [a.class_name for a in list_actors(address=head.address, filters=[("state", "=", "ALIVE")], limit=10_000,
+    # The dashboard URL, not the GCS address: a GCS client made here for a head that a test later
+    # stops would end this process 60 s after (Ray gives up on an unreachable GCS with exit 1).
+    return [a.class_name for a in list_actors(address=head.dashboard_url, filters=[("state", "=", "ALIVE")], limit=10_000,
                                                raise_on_missing_output=False) if not a.is_detached]
 
 

@@ -18,23 +18,12 @@ import pytest
 
 from raytune_k8s.recovery.journal import JOURNAL_FILE, read_journal
 
+from .helpers import witness_spec
+
 
 def _spec(name: str, log_dir: Path, *, trials: int, parallel: int = 2, steps: int = 2, sleep: float = 0.1,
           goal: float | None = None) -> dict:
-    objective = {"type": "maximize", "objectiveMetricName": "accuracy"}
-    if goal is not None:
-        objective["goal"] = goal
-    return {
-        "name": name,
-        "objective": objective,
-        "algorithm": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": 3}]},
-        "parameters": [{"name": "lr", "parameterType": "double",
-                        "feasibleSpace": {"min": "1e-4", "max": "1", "distribution": "logUniform"}}],
-        "parallelTrialCount": parallel,
-        "maxTrialCount": trials,
-        "trial": {"function": "raytune_k8s.trials.witness:witness", "resources": {"cpu": 1}, "retries": 0,
-                  "fixedParameters": {"steps": steps, "sleep": sleep, "log_dir": str(log_dir)}},
-    }
+    return witness_spec(name, log_dir, trials=trials, parallel=parallel, steps=steps, sleep=sleep, retries=0, goal=goal)
 
 
 def _copy_tree(src: Path, dst: Path) -> None:

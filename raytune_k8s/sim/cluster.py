@@ -139,14 +139,21 @@ class LocalRayHead:
     def wait_ready(self, timeout: float = 90) -> None:
         """Wait until the head runs and its dashboard agent takes jobs. Raises RuntimeError if
         ``ray start`` exits, TimeoutError after ``timeout`` s; stops nothing itself."""
+        from ._ray_internals import forget_gcs_client
+
         assert self._proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"ray start exited with {self._proc.returncode}:\n{self._log.read_text()[-3000:]}")
-            if "Ray runtime started" in self._log.read_text(errors="replace") and self._agent_ready_or_not_yet():
-                return
-            time.sleep(0.5)
+        try:
+            while time.monotonic() < deadline:
+                if self._proc.poll() is not None:
+                    raise RuntimeError(f"ray start exited with {self._proc.returncode}:\n{self._log.read_text()[-3000:]}")
+                if "Ray runtime started" in self._log.read_text(errors="replace") and self._agent_ready_or_not_yet():
+                    return
+                time.sleep(0.5)
+        finally:
+            # The readiness checks' GCS client is not kept: a client of a GCS that later dies (a
+            # head killed as a lost pod) gives up after 60 s by ending this whole process (exit 1).
+            forget_gcs_client(self.address)
         log = self._log.read_text(errors="replace")[-3000:]
         raise TimeoutError(f"Ray head (and its dashboard agent) did not start within {timeout:g}s:\n{log}")
 
