@@ -36,6 +36,42 @@ def ray_connected(ray_head: LocalRayHead) -> LocalRayHead:
     return ray_head
 
 
+#: How long a test's actors and placement groups may take to give their CPUs back.
+_RELEASE_WAIT_S = 30.0
+
+
+@pytest.fixture(autouse=True)
+def _session_ray_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test on the session's Ray gives back every CPU it took: otherwise the tests after it
+    wait for CPUs that never come (a CI run once hung 900 s in the next experiment, with no clue
+    which test held them). A test that leaves actors or placement groups holding CPUs fails here,
+    naming them, instead of a later one."""
+    yield
+    if "ray_head" not in request.fixturenames or not ray.is_initialized():
+        return
+    import time
+
+    deadline = time.monotonic() + _RELEASE_WAIT_S
+    while True:
+        total, free = ray.cluster_resources().get("CPU", 0.0), ray.available_resources().get("CPU", 0.0)
+        if free >= total or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if free < total:
+        pytest.fail(f"{total - free:g} of {total:g} CPUs still held {_RELEASE_WAIT_S:g} s after the test: "
+                    + _holders(request.getfixturevalue("ray_head")), pytrace=False)
+
+
+def _holders(head: LocalRayHead) -> str:
+    from ray.util.state import list_actors, list_placement_groups
+
+    actors = list_actors(address=head.dashboard_url, filters=[("state", "=", "ALIVE")], limit=1000, raise_on_missing_output=False)
+    groups = list_placement_groups(address=head.dashboard_url, filters=[("state", "=", "CREATED")], limit=1000,
+                                   raise_on_missing_output=False)
+    return (f"alive actors: {', '.join(sorted(a.class_name for a in actors)) or 'none'}; "
+            f"placement groups: {', '.join(sorted(str(g.bundles) for g in groups)) or 'none'}")
+
+
 _exit_status: list[int] = []
 
 

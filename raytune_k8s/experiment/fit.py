@@ -88,6 +88,8 @@ def run_config(plan: Plan, storage: Path, control: Any, callback_list: list[Any]
         callbacks=callback_list,
         failure_config=tune.FailureConfig(max_failures=spec.trial.retries if spec.trial is not None else 0),
         # PBT copies other trials' checkpoints: keep more than the last two (Ray's advice)
+        # A trial's files (collector copies, replica logs) reach storage from whichever node it ran on.
+        sync_config=tune.SyncConfig(sync_artifacts=True),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2 if spec.algorithm.name != "pbt" else 4),
         # ProgressLine reports progress; Tune's table would list every trial at the end.
         verbose=0,

@@ -136,7 +136,7 @@ def command_trainable(trial: CommandTrial) -> Callable[[dict], None]:
         from ray import tune
 
         context = tune.get_context()
-        trial_dir = Path(context.get_trial_dir() or os.getcwd())
+        trial_dir = trial_files_dir()
         trial_name = context.get_trial_name() or "trial"
         if trial.segments is None:
             run_trial_process(trial, config, trial_dir, trial_name, tune.report)
@@ -145,6 +145,21 @@ def command_trainable(trial: CommandTrial) -> Callable[[dict], None]:
 
     run_command.__name__ = run_command.__qualname__ = "command"
     return run_command
+
+
+def trial_files_dir() -> Path:
+    """Where a trial keeps its files (collector copies, logs): Ray's working directory of the
+    trial, on the node it runs on, which Ray copies to the experiment directory in storage
+    (``SyncConfig(sync_artifacts=True)``; the last copy is made, and waited for, when the trial
+    ends). Tune's ``get_trial_dir()`` is the driver's staging folder instead: a path on the
+    driver's node, which a trial on another node cannot reach, copied to storage only with the
+    experiment's state (a file written just before the end could miss the last copy)."""
+    from ray import tune
+
+    try:
+        return Path(tune.get_context().get_storage().trial_working_directory)
+    except Exception:  # not in a Tune trial
+        return Path(os.getcwd())
 
 
 def run_segments(trial: CommandTrial, config: Mapping[str, Any], trial_dir: Path, trial_name: str) -> None:
