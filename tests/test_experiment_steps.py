@@ -314,15 +314,21 @@ def test_a_job_reader_takes_its_deadline_and_notes_what_has_no_effect():
     assert trial.resources_at == "trialTemplate.trialSpec.spec.template.spec.containers[0].resources"
 
 
-def test_a_tfjob_reader_picks_its_first_primary_replica_type():
+def test_a_tfjob_reader_reads_every_replica_and_picks_the_primary_as_katib_does():
     trial = container_trial(_template({"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "spec": {
         "tfReplicaSpecs": {"Worker": {"replicas": 1, "template": copy.deepcopy(_POD)}}}}), ["lr"], [])
     assert trial.resources_at == "trialTemplate.trialSpec.spec.tfReplicaSpecs.Worker.template.spec.containers[0].resources"
-    with pytest.raises(SpecError) as err:
+    trial = container_trial(_template({"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "spec": {"tfReplicaSpecs": {
+        "Worker": {"replicas": 2, "template": copy.deepcopy(_POD)}, "Chief": {"replicas": 1, "template": copy.deepcopy(_POD)}}}}),
+        ["lr"], [])
+    assert trial.gang is not None
+    assert [(r.name, r.rank, r.primary) for r in trial.gang.replicas] == [("chief-0", 0, True), ("worker-0", 1, False),
+                                                                          ("worker-1", 2, False)]
+    assert trial.gang.success_ranks == (0,) and trial.gang.bundles() == [{"CPU": 0.5}] * 3  # Katib's default small replica
+    with pytest.raises(SpecError) as err:  # a replica type without its pod is named
         container_trial(_template({"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "spec": {"tfReplicaSpecs": {
             "Chief": {"replicas": 1, "template": copy.deepcopy(_POD)}, "Worker": {"replicas": 2}}}}), ["lr"], [])
-    assert err.value.field == "trialTemplate.trialSpec.spec.tfReplicaSpecs.Worker"
-    assert "distributed training" in err.value.reason
+    assert err.value.field == "trialTemplate.trialSpec.spec.tfReplicaSpecs.Worker.template"
 
 
 def test_a_refused_kind_says_why_after_the_spec_is_checked():
@@ -339,11 +345,12 @@ def test_container_resources_fall_back_to_limits_and_a_refused_value_to_its_defa
     from raytune_k8s.spec.trial_kinds.container import read_container
 
     problems, notes = Problems(), []
-    argv, env, working_dir, resources = read_container(
+    process = read_container(
         {"command": ["x", 1], "env": [{"name": "A", "value": 2}], "workingDir": "/w",
          "resources": {"limits": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "-1", "ephemeral-storage": "1Gi"},
                        "requests": {"cpu": "-1"}}}, "c", problems, notes)
-    assert (argv, env, working_dir) == (["x", "1"], {"A": "2"}, "/w")
+    argv, env, working_dir, resources = process.argv, process.env, process.working_dir, process.resources
+    assert (argv, env, working_dir) == (("x", "1"), {"A": "2"}, "/w")
     assert (resources.cpu, resources.memory, resources.gpu) == (1, "1Gi", 0)  # both negatives refused: defaults
     assert problems.items == [("c.resources.requests.cpu", "must not be negative"),  # in the order of limits' keys
                               ("c.resources.limits.nvidia.com/gpu", "must not be negative")]

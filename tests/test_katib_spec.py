@@ -110,12 +110,12 @@ def test_leading_separator_is_fine_but_two_documents_are_not(tmp_path):
      "spec.trialTemplate.primaryContainerName", "no container is named 'main'"),
     (lambda d: _container(d).update(command=["python3", "x.py", "--a=${trialParameters.batch}"]),
      "spec.trialTemplate.trialSpec.spec.template.spec.containers[0]", "${trialParameters.batch} names no trialParameter"),
-    (lambda d: _container(d).update(env=[{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]),
-     "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].env[0].valueFrom", "not available"),
+    (lambda d: _container(d).update(env=[{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['a']"}}}]),
+     "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].env[0].valueFrom.fieldRef.fieldPath", "has no value here"),
     (lambda d: _container(d).update(volumeMounts=[{"name": "data", "mountPath": "/data"}]),
-     "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].volumeMounts", "not supported"),
+     "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].volumeMounts[0].name", "no volume of the pod is named 'data'"),
     (lambda d: d["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"].update(volumes=[{"name": "data"}]),
-     "spec.trialTemplate.trialSpec.spec.template.spec.volumes", "not supported"),
+     "spec.trialTemplate.trialSpec.spec.template.spec.volumes[0]", "give one source of emptyDir"),
     (lambda d: d["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "x"}),
      "spec.trialTemplate.trialSpec.spec.template.spec.containers[1]", "only the primary container runs here"),
     (lambda d: _container(d)["resources"]["limits"].update(cpu="nan"),
@@ -158,7 +158,7 @@ def test_leading_separator_is_fine_but_two_documents_are_not(tmp_path):
     (lambda d: _container(d)["resources"].update(claims=[{"name": "gpu"}]), f"{_C}.resources.claims", "unknown field"),
     (lambda d: _container(d).update(command=5), f"{_C}.command", "must be a list of strings"),
     (lambda d: _container(d).update(env="LR=0.1"), f"{_C}.env", "must be a list"),
-    (lambda d: _container(d).update(envFrom=[{"configMapRef": {"name": "x"}}]), f"{_C}.envFrom", "not supported"),
+    (lambda d: _container(d).update(envFrom=[{"configMapRef": {}}]), f"{_C}.envFrom[0]", "give one secretRef or configMapRef"),
     (lambda d: d["spec"]["trialTemplate"]["trialParameters"].append({"name": "momentum", "reference": "momentum"}),
      "spec.trialTemplate.trialParameters[2].name", "duplicate trialParameter"),
     (lambda d: d["spec"]["trialTemplate"].update(failureCondition="status.phase == 'Error'"), "spec.trialTemplate.failureCondition", "only the trial object's own"),
@@ -208,13 +208,17 @@ def test_single_process_job_kinds_run_their_primary_replica(kind):
     ("XGBoostJob", {"xgbReplicaSpecs": {"Worker": {"replicas": 1}}}, "spec.trialTemplate.trialSpec.spec.xgbReplicaSpecs", "needs a Master replica"),
     ("PyTorchJob", {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": {"spec": {"containers": [{"name": "trainer", "command": ["x"]}]}}},
                                             "Worker": {"replicas": 2, "template": {}}}},
-     "spec.trialTemplate.trialSpec.spec.pytorchReplicaSpecs.Worker", "distributed training"),
+     "spec.trialTemplate.trialSpec.spec.pytorchReplicaSpecs.Worker.template", "required field is missing"),
+    ("PyTorchJob", {"pytorchReplicaSpecs": {"Master": {"replicas": 2, "template": {"spec": {"containers": [{"name": "trainer", "command": ["x"]}]}}}}},
+     "spec.trialTemplate.trialSpec.spec.pytorchReplicaSpecs.Master.replicas", "at most one Master"),
+    ("PyTorchJob", {"pytorchReplicaSpecs": {"Launcher": {"replicas": 1}}},
+     "spec.trialTemplate.trialSpec.spec.pytorchReplicaSpecs.Launcher", "not a replica type of a PyTorchJob"),
     ("MPIJob", {}, "spec.trialTemplate.trialSpec.kind", "MPIJob is not supported here"),
     ("Workflow", {}, "spec.trialTemplate.trialSpec.kind", "Argo Workflow"),
     ("PipelineRun", {}, "spec.trialTemplate.trialSpec.kind", "Tekton PipelineRun"),
     ("Deployment", {}, "spec.trialTemplate.trialSpec.kind", "not a trial kind this project can run"),
 ])
-def test_job_kinds_without_a_single_process_meaning_are_refused(kind, spec_body, field, words):
+def test_job_kinds_that_cannot_run_are_refused_naming_the_field(kind, spec_body, field, words):
     def edit(doc):
         doc["spec"]["trialTemplate"]["trialSpec"] = {"apiVersion": "x/v1", "kind": kind, "spec": spec_body}
     err = _error(_manifest(edit))

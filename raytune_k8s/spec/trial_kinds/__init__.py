@@ -4,7 +4,9 @@
 
 * ``base``: the interface, :class:`~.base.TemplateReading` and the pod template every kind holds;
 * ``container``: the primary container -> argv, env, working directory, resources;
-* ``job``: a batch/v1 Job; ``training_operator``: single-replica PyTorchJob, TFJob, XGBoostJob;
+* ``pod``: a pod template's processes: init containers, main container, volumes, env sources;
+* ``gang``: the replicas of a distributed trial, its primary ones, when it succeeds;
+* ``job``: a batch/v1 Job; ``training_operator``: PyTorchJob, TFJob, XGBoostJob; ``trainer``: TrainJob;
 * ``refused``: MPIJob, Argo Workflow, Tekton PipelineRun, PaddleJob, JAXJob; any other kind.
 
 :func:`reader_for` picks the reader of a kind from :data:`READERS`.
@@ -16,10 +18,13 @@ from .base import PLACEHOLDER, ContainerTrial, PodTemplate, TemplateReading, Tri
 from .job import BatchJobReader
 from .refused import (ArgoWorkflowReader, JAXJobReader, MPIJobReader, PaddleJobReader, RefusedKindReader,
                       TektonPipelineRunReader, UnknownKindReader)
+from .gang import Gang, Replica
+from .pod import ContainerProcess, EnvSource, PodProcesses, Volume, VolumeMount
+from .trainer import TrainJobReader
 from .training_operator import PyTorchJobReader, ReplicatedJobReader, TFJobReader, XGBoostJobReader
 
 _ALL: tuple[TrialKindReader, ...] = (
-    BatchJobReader(), PyTorchJobReader(), TFJobReader(), XGBoostJobReader(),
+    BatchJobReader(), PyTorchJobReader(), TFJobReader(), XGBoostJobReader(), TrainJobReader(),
     MPIJobReader(), ArgoWorkflowReader(), TektonPipelineRunReader(), PaddleJobReader(), JAXJobReader(),
 )
 #: (apiVersion, kind) -> its reader; apiVersion None: any apiVersion.
@@ -34,7 +39,8 @@ def reader_for(api_version: str, kind: str) -> TrialKindReader:
 
 
 __all__ = [
-    "PLACEHOLDER", "READERS", "UNKNOWN", "ArgoWorkflowReader", "BatchJobReader", "ContainerTrial", "JAXJobReader",
+    "PLACEHOLDER", "READERS", "UNKNOWN", "ArgoWorkflowReader", "BatchJobReader", "ContainerProcess", "ContainerTrial",
+    "EnvSource", "Gang", "JAXJobReader", "PodProcesses", "Replica", "TrainJobReader", "Volume", "VolumeMount",
     "MPIJobReader", "PaddleJobReader", "PodTemplate", "PyTorchJobReader", "RefusedKindReader", "ReplicatedJobReader",
     "TFJobReader", "TektonPipelineRunReader", "TemplateReading", "TrialKindReader", "UnknownKindReader", "XGBoostJobReader",
     "reader_for",

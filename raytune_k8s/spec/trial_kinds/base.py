@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Mapping
 from ..errors import Problems, SpecError
 from ..models import KatibTrialTemplate, Resources
 from .container import read_container
+from .gang import Gang
+from .pod import ContainerProcess, PodProcesses, Volume, read_volumes
 
 PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 
@@ -48,6 +50,10 @@ class ContainerTrial:
     timeout_s: float | None = None
     #: Where the primary container's resources are, for errors about them.
     resources_at: str = "trialTemplate.trialSpec"
+    #: The primary pod: its init containers, volumes and env from the Kubernetes API.
+    pod: PodProcesses | None = None
+    #: A distributed trial's replicas (None: one process).
+    gang: Gang | None = None
 
 
 @dataclass
@@ -79,6 +85,10 @@ class PodTemplate:
     at: str
     #: the kind's own time limit (a Job's activeDeadlineSeconds)
     timeout_s: float | None = None
+    #: the operator's name for the main container, when the pod has several
+    default_container: str | None = None
+    #: a replica's cpu when its container sets none
+    default_cpu: float | str = 1
 
 
 class TrialKindReader(ABC):
@@ -102,38 +112,76 @@ class TrialKindReader(ABC):
 
 def read_pod(reading: TemplateReading, pod: PodTemplate) -> ContainerTrial:
     """The trial the pod template's primary container runs."""
+    processes = read_pod_processes(reading, pod)
+    reading.problems.raise_if_any()
+    return trial_of(reading, processes, pod.timeout_s)
+
+
+def trial_of(reading: TemplateReading, primary: PodProcesses, timeout_s: float | None, gang: Gang | None = None) -> ContainerTrial:
+    """The trial whose primary pod is ``primary`` (the whole gang's when ``gang``)."""
+    meta = reading.trial_spec.get("metadata") or {}
+    _note_metadata(meta, reading.at, reading.notes)
+    main = primary.main
+    return ContainerTrial(
+        kind=reading.kind, api_version=reading.api_version, image=main.image, argv=main.argv, env=main.env,
+        working_dir=main.working_dir, resources=main.resources, references=reading.references,
+        labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}), timeout_s=timeout_s,
+        resources_at=f"{main.at}.resources", pod=primary, gang=gang,
+    )
+
+
+def read_pod_processes(reading: TemplateReading, pod: PodTemplate) -> PodProcesses:
+    """What the pod template runs: init containers, the main container (the trial's
+    ``primaryContainerName``), volumes; problems go into ``reading.problems``."""
     problems = reading.problems
     pod_spec = _pod_spec(pod, reading.notes)
     _check_pod_keys(pod_spec, pod.at, problems, reading.notes)
+    volumes = read_volumes(pod_spec, f"{pod.at}.spec", problems)
     containers = pod_spec.get("containers") or []
-    index = _primary_container(containers, reading.template.primary_container_name, f"{pod.at}.spec.containers", problems)
+    name = reading.template.primary_container_name
+    if pod.default_container is not None and isinstance(containers, list) and name not in [
+            c.get("name") for c in containers if isinstance(c, Mapping)]:
+        name = pod.default_container if len(containers) > 1 else None
+    index = _primary_container(containers, name, f"{pod.at}.spec.containers", problems)
     problems.raise_if_any()
-    container, c_at = containers[index], f"{pod.at}.spec.containers[{index}]"
-    argv, env, working_dir, resources = read_container(container, c_at, problems, reading.notes)
-    _check_placeholders([*argv, *env.values(), working_dir or ""], reading.references, c_at, problems)
-    problems.raise_if_any()
-    meta = reading.trial_spec.get("metadata") or {}
-    _note_metadata(meta, reading.at, reading.notes)
-    return ContainerTrial(
-        kind=reading.kind, api_version=reading.api_version, image=container.get("image"), argv=tuple(argv), env=env,
-        working_dir=working_dir, resources=resources, references=reading.references,
-        labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}), timeout_s=pod.timeout_s,
-        resources_at=f"{c_at}.resources",
-    )
+    c_at = f"{pod.at}.spec.containers[{index}]"
+    main = read_container(containers[index], c_at, problems, reading.notes, volumes, pod.default_cpu)
+    _check_placeholders([*main.argv, *main.env.values(), main.working_dir or ""], reading.references, c_at, problems)
+    init = _init_containers(pod_spec, pod, reading, volumes)
+    meta = pod.template.get("metadata") if isinstance(pod.template, Mapping) else None
+    labels = dict(meta.get("labels") or {}) if isinstance(meta, Mapping) else {}
+    return PodProcesses(main=main, init=init, volumes=volumes, labels=labels)
+
+
+def _init_containers(pod_spec: Mapping[str, Any], pod: PodTemplate, reading: TemplateReading,
+                     volumes: tuple[Volume, ...]) -> tuple[ContainerProcess, ...]:
+    items = pod_spec.get("initContainers") or []
+    at = f"{pod.at}.spec.initContainers"
+    if not isinstance(items, list) or not all(isinstance(c, Mapping) for c in items):
+        reading.problems.add(at, "must be a list of containers")
+        return ()
+    out = []
+    for i, c in enumerate(items):
+        process = read_container(c, f"{at}[{i}]", reading.problems, reading.notes, volumes, 0)
+        _check_placeholders([*process.argv, *process.env.values(), process.working_dir or ""], reading.references,
+                            f"{at}[{i}]", reading.problems)
+        out.append(process)
+    return tuple(out)
 
 
 def _pod_spec(pod: PodTemplate, notes: list[str]) -> Mapping[str, Any]:
     template = pod.template
     if not isinstance(template, Mapping) or not isinstance(template.get("spec"), Mapping):
         raise SpecError(pod.at, "required field is missing (a pod template with spec.containers)")
-    if template.get("metadata"):
-        notes.append(f"{pod.at}.metadata: no effect here (trials are processes in Ray worker pods, not pods)")
+    for key in template.get("metadata") or {}:
+        if key != "labels":
+            notes.append(f"{pod.at}.metadata.{key}: no effect here (trials are processes in Ray worker pods, not pods)")
     return template["spec"]
 
 
 def _check_pod_keys(pod_spec: Mapping[str, Any], pod_at: str, problems: Problems, notes: list[str]) -> None:
     for key in pod_spec:
-        if key == "containers":
+        if key in ("containers", "initContainers", "volumes"):
             continue
         if key == "restartPolicy" and pod_spec[key] == "Never":
             continue  # the same meaning here: a trial's process is not restarted in place
@@ -141,7 +189,7 @@ def _check_pod_keys(pod_spec: Mapping[str, Any], pod_at: str, problems: Problems
             notes.append(f"{pod_at}.spec.{key}: no effect here: {POD_NOTES[key]}")
         else:
             problems.add(f"{pod_at}.spec.{key}", "not supported: a trial runs as a process in a Ray worker, which has no "
-                         + ("volumes of the trial's own" if key == "volumes" else "such pod setting"))
+                         "such pod setting")
 
 
 def _primary_container(containers: Any, name: str | None, at: str, problems: Problems) -> int:

@@ -1,5 +1,5 @@
-"""A pod's primary container, read as the process a Ray trial actor runs: its argv, env,
-working directory and resources (every trial kind's pod ends here)."""
+"""A container, read as the process it runs: argv, env (values, and those the Kubernetes API
+would fill in), working directory, resources and volume mounts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 from ..errors import Problems
 from ..models import Resources
 from ..quantities import parse_count, parse_cpu, parse_memory
+from .pod import ContainerProcess, EnvSource, Volume, read_env_from, read_env_source, read_mounts
 
 CONTAINER_NOTES = {
     "image": "trials run in the Ray worker's image, which must contain the program",
@@ -21,7 +22,7 @@ CONTAINER_NOTES = {
     "stdin": "trials get no standard input",
     "tty": "trials get no terminal",
 }
-_CONTAINER_FIELDS = ("name", "command", "args", "env", "envFrom", "workingDir", "resources")  # envFrom: its own error
+_CONTAINER_FIELDS = ("name", "command", "args", "env", "envFrom", "workingDir", "resources", "volumeMounts")
 #: container resource name -> (Resources field, parser, keep the parsed value rather than the quantity)
 _RESOURCES: dict[str, tuple[str, Callable[[Any], float], bool]] = {
     "cpu": ("cpu", parse_cpu, False),
@@ -30,15 +31,20 @@ _RESOURCES: dict[str, tuple[str, Callable[[Any], float], bool]] = {
 }
 
 
-def read_container(container: Mapping[str, Any], at: str, problems: Problems, notes: list[str]
-                   ) -> tuple[list[str], dict[str, str], str | None, Resources]:
-    """argv, env, working directory and resources of the container at ``at``; each field that
-    cannot be honoured goes into ``problems``, each one with no effect into ``notes``."""
+def read_container(container: Mapping[str, Any], at: str, problems: Problems, notes: list[str],
+                   volumes: tuple[Volume, ...] = (), default_cpu: float | str = 1) -> ContainerProcess:
+    """The process of the container at ``at``; each field that cannot be honoured goes into
+    ``problems``, each one with no effect into ``notes``. ``default_cpu``: when it sets none."""
     _check_keys(container, at, problems, notes)
     argv = _argv(container, at, problems)
-    env = _env(container, at, problems)
-    resources = _resources(container, at, problems, notes)
-    return [str(a) for a in argv], env, container.get("workingDir"), resources
+    env, sources = _env(container, at, problems)
+    sources += read_env_from(container, at, problems)
+    resources = _resources(container, at, problems, notes, default_cpu)
+    return ContainerProcess(
+        name=container.get("name"), image=container.get("image"), argv=tuple(str(a) for a in argv), env=env,
+        working_dir=container.get("workingDir"), resources=resources, env_sources=sources,
+        mounts=read_mounts(container, at, volumes, problems), at=at,
+    )
 
 
 def _check_keys(container: Mapping[str, Any], at: str, problems: Problems, notes: list[str]) -> None:
@@ -47,8 +53,7 @@ def _check_keys(container: Mapping[str, Any], at: str, problems: Problems, notes
             if key != "image":
                 notes.append(f"{at}.{key}: no effect here: {CONTAINER_NOTES[key]}")
         elif key not in _CONTAINER_FIELDS:
-            problems.add(f"{at}.{key}", "not supported: a trial runs as a process in a Ray worker" +
-                         (" (no volumes of its own)" if key == "volumeMounts" else ""))
+            problems.add(f"{at}.{key}", "not supported: a trial runs as a process in a Ray worker")
 
 
 def _argv(container: Mapping[str, Any], at: str, problems: Problems) -> list[Any]:
@@ -63,25 +68,26 @@ def _argv(container: Mapping[str, Any], at: str, problems: Problems) -> list[Any
     return argv
 
 
-def _env(container: Mapping[str, Any], at: str, problems: Problems) -> dict[str, str]:
+def _env(container: Mapping[str, Any], at: str, problems: Problems) -> tuple[dict[str, str], tuple[EnvSource, ...]]:
+    """Values given, and values from the Kubernetes API (``valueFrom``)."""
     items = container.get("env")
     if items is not None and not isinstance(items, list):
         problems.add(f"{at}.env", "must be a list of {name, value} entries")
     env: dict[str, str] = {}
+    sources: list[EnvSource] = []
     for i, item in enumerate(items if isinstance(items, list) else []):
         if not isinstance(item, Mapping) or "name" not in item:
             problems.add(f"{at}.env[{i}]", "needs a name")
         elif "valueFrom" in item:
-            problems.add(f"{at}.env[{i}].valueFrom", "values from the Kubernetes API (fieldRef, secretKeyRef, ...) are not "
-                         "available to a trial here; give a value")
+            source = read_env_source(item, f"{at}.env[{i}]", problems)
+            if source is not None:
+                sources.append(source)
         else:
             env[str(item["name"])] = str(item.get("value", ""))
-    if container.get("envFrom"):
-        problems.add(f"{at}.envFrom", "not supported (give env values)")
-    return env
+    return env, tuple(sources)
 
 
-def _resources(container: Mapping[str, Any], at: str, problems: Problems, notes: list[str]) -> Resources:
+def _resources(container: Mapping[str, Any], at: str, problems: Problems, notes: list[str], default_cpu: float | str) -> Resources:
     """requests, falling back to limits."""
     res = _resources_mapping(container, at, problems)
     requests, limits = (dict(res[key]) if isinstance(res.get(key), Mapping) else {} for key in ("requests", "limits"))
@@ -95,7 +101,7 @@ def _resources(container: Mapping[str, Any], at: str, problems: Problems, notes:
         if key not in ("requests", "limits"):
             problems.add(f"{at}.resources.{key}", "unknown field")
     # A refused value is left out (reported): its default stands in.
-    return Resources(cpu=1 if values.get("cpu") is None else values["cpu"], memory=values.get("memory"),
+    return Resources(cpu=default_cpu if values.get("cpu") is None else values["cpu"], memory=values.get("memory"),
                      gpu=0 if values.get("gpu") is None else values["gpu"])
 
 

@@ -28,7 +28,7 @@ class BatchJobReader(TrialKindReader):
             if key == "template":
                 continue
             if key == "activeDeadlineSeconds":
-                timeout = _positive_seconds(job_spec[key], key_at, reading.problems)
+                timeout = positive_seconds(job_spec[key], key_at, reading.problems)
             elif key in JOB_NOTES:
                 reading.notes.append(f"{key_at}: no effect here: {JOB_NOTES[key]}")
             else:
@@ -36,7 +36,7 @@ class BatchJobReader(TrialKindReader):
         return PodTemplate(job_spec.get("template"), f"{reading.at}.spec.template", timeout)
 
 
-def _positive_seconds(value: Any, at: str, problems: Problems) -> float | None:
+def positive_seconds(value: Any, at: str, problems: Problems) -> float | None:
     from ..nas import katib_number
 
     number = katib_number(value)

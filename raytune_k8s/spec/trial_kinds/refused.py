@@ -22,7 +22,8 @@ _DISTRIBUTED = "a distributed job kind with no single-process meaning here"
 
 class MPIJobReader(RefusedKindReader):
     kinds = ((None, "MPIJob"),)
-    reason = "an MPIJob runs one program across several hosts through mpirun, with no single-process meaning"
+    reason = ("an MPIJob's launcher reaches its workers through mpirun over kubectl exec, which has no counterpart "
+              "among Ray's processes here; run it as a PyTorchJob or TFJob gang, or with torchrun/horovodrun in a Job")
 
 
 class ArgoWorkflowReader(RefusedKindReader):
@@ -51,4 +52,4 @@ class UnknownKindReader(TrialKindReader):
     def pod_template(self, job_spec: Mapping[str, Any], reading: TemplateReading) -> NoReturn:
         kind, api_version = reading.kind, reading.api_version
         raise SpecError(f"{reading.at}.kind", f"{kind or 'no kind'} ({api_version or 'no apiVersion'}) is not a trial kind "
-                        "this project can run; use a batch/v1 Job, or a single-replica PyTorchJob, TFJob or XGBoostJob")
+                        "this project can run; use a batch/v1 Job, a PyTorchJob, TFJob, XGBoostJob or TrainJob")
