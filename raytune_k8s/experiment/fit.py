@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..spec import ExperimentSpec
-from .plan import Plan, trial_resources
+from .plan import Plan, replica_bundles, trial_resources
 
 if TYPE_CHECKING:
     from ray import tune
@@ -77,6 +77,28 @@ def tune_config(plan: Plan, scheduler: "TrialScheduler", parallel: int) -> "tune
     )
 
 
+def _resources_of(plan: Plan) -> Any:
+    """A trial's resources for Tune: a distributed trial's placement group (an empty head
+    bundle for the trial's own function, then one bundle per replica, all reserved at once)."""
+    from ray import tune
+
+    bundles = replica_bundles(plan.spec)
+    if bundles is None:
+        return trial_resources(plan.spec)
+    return tune.PlacementGroupFactory([{}, *bundles], strategy="PACK")
+
+
+def _autoscaler_bundles(spec: ExperimentSpec, slots: int) -> list[dict[str, float]]:
+    """What the autoscaler is asked for: one bundle per concurrent trial, or per replica of
+    each concurrent distributed trial (parallelTrialCount x gang)."""
+    from ..scaling.request import trial_bundles
+
+    bundles = replica_bundles(spec)
+    if bundles is None:
+        return trial_bundles(trial_resources(spec), slots)
+    return [dict(b) for _ in range(slots) for b in bundles if b]
+
+
 def run_config(plan: Plan, storage: Path, control: Any, callback_list: list[Any]) -> "tune.RunConfig":
     from ray import tune
 
@@ -102,7 +124,7 @@ def build_tuner(plan: Plan, storage: Path, *, control: Any, parallel: int, optun
 
     experiment_dir = storage / plan.spec.name
     return tune.Tuner(
-        tune.with_resources(plan.trainable, trial_resources(plan.spec)),
+        tune.with_resources(plan.trainable, _resources_of(plan)),
         tune_config=tune_config(plan, scheduler_for(plan, experiment_dir), parallel),
         run_config=run_config(plan, storage, control, callbacks(plan, experiment_dir, control, parallel, optuna_storage)),
     )
@@ -123,7 +145,7 @@ def fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, pa
     ``summary.json`` even when ``fit()`` failed; its error is the one raised)."""
     from .._tune.atomic_files import atomic_experiment_sync
     from ..recovery.journal import closing_journals
-    from ..scaling.request import parallelism_request, trial_bundles
+    from ..scaling.request import parallelism_request
     from .interruption import RunOutcome, watch_for_interrupt
 
     start = time.monotonic()
@@ -132,7 +154,7 @@ def fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, pa
     try:
         # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
         slots = parallel or spec.parallel_trials
-        with parallelism_request(trial_bundles(trial_resources(spec), slots), spec.name), _warm_actors(slots), \
+        with parallelism_request(_autoscaler_bundles(spec, slots), spec.name), _warm_actors(slots), \
                 _cached_trainable_lookups(), _skipping_trial_dataframes(), _json_logger_only(json_logger_only), \
                 atomic_experiment_sync(), closing_journals(), watch_for_interrupt() as outcome:
             if before_fit is not None:  # after the scale-up request: workers start meanwhile

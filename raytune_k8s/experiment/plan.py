@@ -160,7 +160,14 @@ def searcher_resources(spec: ExperimentSpec) -> dict[str, float]:
 
 
 def trial_resources(spec: ExperimentSpec) -> dict[str, float]:
-    """What one trial asks Ray for: the shorthand's resources, or the primary container's."""
+    """What one trial asks Ray for: the shorthand's resources, or the primary container's; a
+    distributed trial's whole gang (the sum of its replicas')."""
+    bundles = replica_bundles(spec)
+    if bundles is not None:
+        total = {"cpu": sum(b.get("CPU", 0.0) for b in bundles), "gpu": sum(b.get("GPU", 0.0) for b in bundles)}
+        if any("memory" in b for b in bundles):
+            total["memory"] = sum(b.get("memory", 0.0) for b in bundles)
+        return total
     if spec.trial_template is not None:
         from ..spec import container_trial
 
@@ -172,6 +179,20 @@ def trial_resources(spec: ExperimentSpec) -> dict[str, float]:
     if res.memory is not None:
         out["memory"] = float(parse_memory(res.memory))
     return out
+
+
+def replica_bundles(spec: ExperimentSpec) -> list[dict[str, float]] | None:
+    """A distributed trial's Ray bundles, one per replica (None: the trial is one process)."""
+    from ..trials import shorthand_gang_of
+
+    if spec.trial_template is not None:
+        from ..spec import container_trial
+
+        gang = container_trial(spec.trial_template, None, []).gang
+    else:
+        assert spec.trial is not None
+        gang = shorthand_gang_of(spec.trial)
+    return gang.bundles() if gang is not None and len(gang.replicas) > 1 else None
 
 
 def trial_resources_field(spec: ExperimentSpec, katib_manifest: bool = False) -> str:
@@ -190,4 +211,10 @@ def check_fits_a_worker(plan: Plan, address: str | None) -> None:
     from ..scaling.quota import check_fits_worker, known_worker_size
 
     at = trial_resources_field(plan.spec, plan.katib_manifest)
-    check_fits_worker(trial_resources(plan.spec), known_worker_size(address), at)
+    bundles = replica_bundles(plan.spec)
+    if bundles is None:
+        check_fits_worker(trial_resources(plan.spec), known_worker_size(address), at)
+        return
+    for bundle in bundles:  # each replica must fit one worker; the gang may spread over several
+        check_fits_worker({"cpu": bundle.get("CPU", 0.0), "gpu": bundle.get("GPU", 0.0), "memory": bundle.get("memory", 0.0)},
+                          known_worker_size(address), at)

@@ -144,6 +144,10 @@ def _check_shorthand(trial: TrialTemplate, problems: Problems) -> None:
         problems.add("trial.function", f"{trial.function!r} must look like 'package.module:function'")
     if trial.timeout is not None and not math.isfinite(trial.timeout):
         problems.add("trial.timeout", "must be a finite number of seconds")
+    if trial.replicas > 1 and trial.command is None:
+        problems.add("trial.replicas", "a trial of several replicas runs a command (trial.command) in each")
+    if trial.framework != "none" and trial.replicas == 1 and trial.command is None:
+        problems.add("trial.framework", "gives a command's replicas their environment: set trial.command")
     _check_resources(trial.resources, "trial.resources", problems)
 
 

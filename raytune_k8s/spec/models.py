@@ -115,6 +115,10 @@ class TrialTemplate(_Model):
     resources: Resources = Field(default_factory=Resources)
     retries: int = Field(default=0, ge=0)
     timeout: float | None = Field(default=None, gt=0)
+    #: processes per trial (a command's gang; replica 0 is the master and the primary), each with ``resources``
+    replicas: int = Field(default=1, ge=1, le=1024)
+    #: whose environment the replicas get: pytorch (MASTER_ADDR, RANK, ...), tensorflow (TF_CONFIG), xgboost, none
+    framework: Literal["pytorch", "tensorflow", "xgboost", "none"] = "none"
 
 
 # ---------------------------------------------------------------- Katib's trialTemplate

@@ -15,6 +15,8 @@ import sys
 from typing import Any, Callable
 
 from ..spec import ExperimentSpec, SpecError, TrialTemplate, container_trial
+from ..spec.trial_kinds import ContainerProcess, Gang, PodProcesses
+from ..spec.trial_kinds.gang import shorthand_gang
 from .command import CommandTrial, command_trainable, placeholders
 from .declarations import BUILTINS as DECLARED
 from .declarations import check_builtin_parameters
@@ -37,15 +39,43 @@ def command_trial(spec: ExperimentSpec, notes: list[str] | None = None) -> Comma
             argv=c.argv, metric_names=metrics, collector=spec.metrics_collector, env=dict(c.env), working_dir=c.working_dir,
             references=dict(c.references), namespace=spec.namespace, kind=c.kind, api_version=c.api_version,
             labels=dict(c.labels), annotations=dict(c.annotations), image=c.image, timeout_s=c.timeout_s,
+            pod=c.pod, gang=c.gang,
         )
     trial = spec.trial
     if trial is None or trial.command is None:
         return None
+    argv = trial.command if isinstance(trial.command, str) else tuple(trial.command)
     return CommandTrial(
-        argv=trial.command if isinstance(trial.command, str) else tuple(trial.command), metric_names=metrics,
-        collector=spec.metrics_collector, env=dict(trial.env), working_dir=trial.working_dir,
-        fixed=dict(trial.fixed_parameters), namespace=spec.namespace, timeout_s=trial.timeout,
+        argv=argv, metric_names=metrics, collector=spec.metrics_collector, env=dict(trial.env), working_dir=trial.working_dir,
+        fixed=dict(trial.fixed_parameters), namespace=spec.namespace, timeout_s=trial.timeout, gang=shorthand_gang_of(trial),
     )
+
+
+def shorthand_gang_of(trial: TrialTemplate) -> Gang | None:
+    """The short format's gang: ``trial.replicas`` copies of its command (None: one process
+    with no framework)."""
+    if trial.command is None or (trial.replicas == 1 and trial.framework == "none"):
+        return None
+    from .command import argv_of
+
+    main = ContainerProcess(name=None, image=None, argv=tuple(argv_of(trial.command)), env=dict(trial.env),
+                            working_dir=trial.working_dir, resources=trial.resources, at="trial.command")
+    return shorthand_gang(trial.framework, trial.replicas, PodProcesses(main=main))
+
+
+def with_env_sources(command: CommandTrial, namespace: str | None) -> CommandTrial:
+    """``command`` with the Secret and ConfigMap values its pods read (SpecError before the run
+    when they cannot be read, see :mod:`.env_sources`)."""
+    from dataclasses import replace
+
+    from .env_sources import resolve
+
+    pods = [r.pod for r in command.gang.replicas] if command.gang is not None else []
+    if command.pod is not None:
+        pods.append(command.pod)
+    sources = [s for pod in pods for s in pod.env_sources]
+    resolved = resolve(sources, namespace)
+    return replace(command, resolved_sources=resolved) if resolved else command
 
 
 def resolve_trainable(spec: ExperimentSpec) -> Trainable:
@@ -58,7 +88,7 @@ def resolve_trainable(spec: ExperimentSpec) -> Trainable:
                 if name not in known:
                     raise SpecError("trial.command", f"placeholder ${{trialParameters.{name}}} names no parameter; "
                                     f"known: {', '.join(sorted(known))}")
-        return command_trainable(command)
+        return command_trainable(with_env_sources(command, spec.namespace))
     trial = spec.trial
     assert isinstance(trial, TrialTemplate)
     if trial.trainable is not None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..spec import MetricsCollectorSpec
+from ..spec.trial_kinds import Gang, PodProcesses
 from ..spec.katib import METADATA_REFERENCE as _METADATA
 from ..spec.katib import PLACEHOLDER as _PLACEHOLDER
 from .katib_programs import stand_in
@@ -67,6 +68,17 @@ class CommandTrial:
     image: str | None = None
     timeout_s: float | None = None
     segments: "Segments | None" = None
+    #: Katib's pod: init containers, volumes, env from the Kubernetes API (None: a plain command)
+    pod: PodProcesses | None = None
+    #: a trial of several replicas (or one replica of a Kubeflow job, for its environment)
+    gang: Gang | None = None
+    #: Secret and ConfigMap values read before the run (source's field path -> values)
+    resolved_sources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the trial is a gang of several replica processes."""
+        return self.gang is not None and len(self.gang.replicas) > 1
 
 
 @dataclass(frozen=True)
@@ -138,7 +150,11 @@ def command_trainable(trial: CommandTrial) -> Callable[[dict], None]:
         context = tune.get_context()
         trial_dir = trial_files_dir()
         trial_name = context.get_trial_name() or "trial"
-        if trial.segments is None:
+        if trial.distributed:
+            from .gang import run_gang
+
+            run_gang(trial, config, trial_dir, trial_name, tune.report)
+        elif trial.segments is None:
             run_trial_process(trial, config, trial_dir, trial_name, tune.report)
         else:
             run_segments(trial, config, trial_dir, trial_name)
@@ -206,28 +222,60 @@ def run_trial_process(
     """Run the trial's process to the end, reporting metrics; returns how many reports it made.
     ``checkpoint_dir``: under pbt, the directory that stands for ``trial.segments.katib_dir``."""
     from ..collectors import create_collector
+    from .operator_env import Endpoint, replica_env
+    from .pod_setup import PodIdentity, prepare_pod, run_init_containers
 
     values = trial_values(trial, config, trial_name)
     collector = create_collector(trial.collector, list(trial.metric_names), trial_dir)
     collector.prepare()
+    ip = node_ip()
+    prepared = (prepare_pod(trial.pod, trial_dir, PodIdentity(trial_name, trial.namespace or "default", ip), trial.resolved_sources)
+                if trial.pod is not None else None)
 
     def local(text: str) -> str:
         text = collector.rewrite(render(text, values))
+        if prepared is not None:
+            text = prepared.local(text)
         if trial.segments is not None and checkpoint_dir is not None:
             text = trial.segments.rewrite(text, checkpoint_dir)
         return text
 
+    if prepared is not None:
+        run_init_containers(prepared, local, lambda line: print(line, flush=True), os.environ)
     argv = [local(a) for a in argv_of(trial.argv)]
     argv = stand_in(argv) or argv
     _check_program(argv, trial.image)
     env = {**os.environ, **{k: local(v) for k, v in trial.env.items()}, **collector.env()}
+    if prepared is not None:
+        env.update(prepared.env_of(prepared.pod.main))
+    if trial.gang is not None:  # one replica of a Kubeflow job: its operator's variables still
+        env.update(replica_env(trial.gang, trial.gang.replicas[0], [Endpoint(ip, free_port())]))
     cwd = os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd())
     if trial.working_dir:
-        cwd = render(trial.working_dir, values)
+        cwd = local(trial.working_dir)
         if not os.path.isdir(cwd):
             raise RuntimeError(f"workingDir {cwd!r} of image {trial.image or '?'} does not exist on this Ray worker")
     runner = _Runner(trial, collector, report)
     return runner.run(argv, env, cwd)
+
+
+def node_ip() -> str:
+    """This Ray node's address (127.0.0.1 outside Ray)."""
+    try:
+        import ray
+
+        return str(ray.util.get_node_ip_address())
+    except Exception:
+        return "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
 
 
 def _check_program(argv: list[str], image: str | None) -> None:
@@ -244,8 +292,14 @@ def _check_program(argv: list[str], image: str | None) -> None:
 class _Runner:
     """One trial process: its output lines, its collector, its reports and its end."""
 
-    def __init__(self, trial: CommandTrial, collector: Any, report: Callable[[dict], None]):
+    def __init__(self, trial: CommandTrial, collector: Any, report: Callable[[dict], None],
+                 echo: Callable[[str], None] | None = None, require_metrics: bool = True):
         self.trial, self.collector, self.report = trial, collector, report
+        self.echo = echo or (lambda line: print(line, end="", flush=True))
+        self.require_metrics = require_metrics
+        self.proc: subprocess.Popen[str] | None = None
+        #: the process's exit status once it ended
+        self.exit_status: int | None = None
         self.objective = trial.metric_names[0]
         self.seen: dict[str, float] = {}
         self.reports = 0
@@ -261,6 +315,7 @@ class _Runner:
                 argv, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 errors="replace", bufsize=1, start_new_session=True,
             )
+            self.proc = proc
             try:
                 watchdog.watch(proc.pid)
             except BaseException:
@@ -285,13 +340,13 @@ class _Runner:
                     done = True
                 elif line:
                     self.tail.append(line.rstrip()[:500])
-                    print(line, end="", flush=True)
+                    self.echo(line)
                     self.observe(self.collector.on_line(line))
                 for group in self.collector.poll():
                     self.observe(group)
                 if self.trial.timeout_s is not None and time.monotonic() - started > self.trial.timeout_s:
                     raise TrialTimeout(f"Timeout: the trial ran longer than {self.trial.timeout_s:g} s")
-            status = proc.wait()
+            status = self.exit_status = proc.wait()
             for group in self.collector.flush():
                 self.observe(group)
         finally:
@@ -299,7 +354,7 @@ class _Runner:
         self.warn_rejected()
         if status != 0:
             raise RuntimeError(f"command {argv!r} exited with status {status}; last output: " + " | ".join(self.tail))
-        if not self.reports:
+        if not self.reports and self.require_metrics:
             raise MetricsUnavailable(
                 f"MetricsUnavailable: the trial reported no '{self.objective}' "
                 f"(collector {self.trial.collector.collector.kind}); last output: " + " | ".join(self.tail)

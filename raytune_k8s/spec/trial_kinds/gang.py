@@ -113,3 +113,18 @@ def mark_primaries(replicas: list[Replica], wanted: Mapping[str, str], at: str) 
         pods = "; ".join(f"{r.name}: {', '.join(f'{k}={v}' for k, v in r.labels.items())}" for r in out)
         raise SpecError(at, f"no replica's pod has the labels {dict(wanted)} (pods here: {pods})")
     return out
+
+
+#: The short format's replica types per framework: (type of replica 0, type of the others).
+_SHORTHAND_TYPES = {"pytorch": ("Master", "Worker"), "tensorflow": ("Chief", "Worker"), "xgboost": ("Master", "Worker"),
+                    "none": ("Master", "Worker")}
+
+
+def shorthand_gang(framework: str, replicas: int, pod: PodProcesses) -> Gang:
+    """The short format's ``trial.replicas`` copies of one command: replica 0 (the master or
+    chief) is the primary, and the trial succeeds when it does."""
+    first, others = _SHORTHAND_TYPES[framework]
+    types = [ReplicaType(first, 1, pod)] + ([ReplicaType(others, replicas - 1, pod)] if replicas > 1 else [])
+    expanded = expand(types, {}, first)
+    marked = tuple(Replica(r.type, r.index, r.rank, r.pod, r.labels, r.rank == 0) for r in expanded)
+    return Gang(framework, marked, (0,), False, {}, "trial.replicas")
