@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--optuna-storage", metavar="URL", required=True, help="a journal file path or an RDB URL like sqlite:///x.db")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("cluster", help="a local simulated autoscaling Ray cluster (development, tests, benchmarks)")
+    p = sub.add_parser("cluster", help="a local simulated autoscaling Ray cluster (development, tests, benchmarks); "
+                                       "the KubeRay cluster's volumes for an experiment")
     cluster = p.add_subparsers(required=True, metavar="ACTION")
     q = cluster.add_parser("up", help="start it in the background (fake worker nodes stand in for worker pods)")
     q.add_argument("--worker-cpus", type=_whole_number, default=1, help="CPUs per worker node, a whole number (default 1)")
@@ -95,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cluster_up)
     q = cluster.add_parser("down", help="stop the cluster 'cluster up' started (only its processes)")
     q.set_defaults(func=_cluster_down)
+    q = cluster.add_parser("volumes", help="print the kustomize patch (JSON6902) that mounts an experiment's volumes in "
+                                           "the KubeRay worker pods (cluster/README.md, 'Volumes')")
+    q.add_argument("spec", metavar="EXPERIMENT", help="experiment YAML file")
+    q.add_argument("--worker-group", default="cpu2", choices=("cpu2", "gpu1"),
+                   help="the RayCluster's worker group to patch (default cpu2; gpu1 with components/gpu-workers)")
+    q.set_defaults(func=_cluster_volumes)
     return parser
 
 
@@ -200,6 +207,16 @@ def _cluster_down(args: argparse.Namespace) -> int:
         print(f"no cluster is recorded in {localcluster.state_file_path()}")
         return 0
     print(f"stopped the local cluster at {state['address']}")
+    return 0
+
+
+def _cluster_volumes(args: argparse.Namespace) -> int:
+    from .reporting.volumes_patch import volumes_patch, warnings_of
+
+    patch = volumes_patch(args.spec, args.worker_group)
+    for warning in warnings_of(patch):
+        print(warning, file=sys.stderr)
+    print(patch, end="")
     return 0
 
 
