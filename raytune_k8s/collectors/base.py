@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Iterable, NamedTuple
+
+
+#: An absolute path in a command's argument or env value (up to a space, quote, comma, ...).
+_PATH = re.compile(r"(?<![\w.~-])/[^\s'\",;:=]*")
 
 
 class Observation(NamedTuple):
@@ -20,6 +25,8 @@ class Collector:
     #: The path Katib's pod used, and this trial's own copy of it (None: nothing to rewrite).
     katib_path: str | None = None
     local_path: Path | None = None
+    #: A folder Katib reads (TensorFlow events): a folder above it in a command moves too.
+    moves_parents: bool = False
 
     def __init__(self, metric_names: Iterable[str]):
         self.metric_names = list(metric_names)
@@ -47,10 +54,25 @@ class Collector:
         return self.poll()
 
     def rewrite(self, text: str) -> str:
-        """``text`` (an argument or env value) with Katib's path replaced by this trial's."""
-        if self.katib_path and self.local_path is not None and self.katib_path in text:
-            return text.replace(self.katib_path.rstrip("/"), str(self.local_path))
-        return text
+        """``text`` (an argument or env value) with Katib's path replaced by this trial's: the
+        path itself, a path under it, or (``moves_parents``) a folder above it (a program told
+        ``--log-path=/logs`` that writes ``/logs/test``, Katib's folder), each moved to the
+        trial's copy of the tree."""
+        if not self.katib_path or self.local_path is None:
+            return text
+        katib = self.katib_path.rstrip("/")
+        root = str(self.local_path)[: -len(katib)] if str(self.local_path).endswith(katib) else None
+
+        def moved(match: re.Match[str]) -> str:
+            path = match.group(0)
+            bare = path.rstrip("/")
+            if bare == katib or path.startswith(katib + "/"):
+                return str(self.local_path) + path[len(katib):]
+            if self.moves_parents and root is not None and bare and katib.startswith(bare + "/"):
+                return root + path
+            return path
+
+        return _PATH.sub(moved, text)
 
     def accept(self, name: str, raw: str) -> Observation | None:
         """An observation if ``name`` is wanted: a finite number, or text that is no number at all

@@ -11,6 +11,7 @@ from .base import Collector, Observation
 
 class TensorFlowEventCollector(Collector):
     local_path: Path  # always set here (the base's None is for collectors without a file)
+    moves_parents = True  # Katib reads a folder; programs are often told the folder above it
 
     def __init__(self, metric_names: Iterable[str], katib_path: str, local_path: Path):
         super().__init__(metric_names)

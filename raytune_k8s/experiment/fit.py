@@ -154,7 +154,8 @@ def fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, pa
     try:
         # On an autoscaling cluster: ask for every trial's worker at once, withdraw at the end.
         slots = parallel or spec.parallel_trials
-        with parallelism_request(_autoscaler_bundles(spec, slots), spec.name), _warm_actors(slots), \
+        with parallelism_request(_autoscaler_bundles(spec, slots), spec.name, per_trial=len(replica_bundles(spec) or [1])), \
+                _warm_actors(slots), \
                 _cached_trainable_lookups(), _skipping_trial_dataframes(), _json_logger_only(json_logger_only), \
                 atomic_experiment_sync(), closing_journals(), watch_for_interrupt() as outcome:
             if before_fit is not None:  # after the scale-up request: workers start meanwhile

@@ -105,7 +105,7 @@ def _for_command_trials(spec: ExperimentSpec, built: _Built, notes: list[str]) -
     command's checkpoint directory and the stand-in programs go into ``notes``."""
     from ..search.pbt import PopulationScheduler
     from ..trials import command_trial
-    from ..trials.command import command_trainable
+    from ..trials.trainable import command_trainable
     from ..trials.katib_programs import stand_ins_used
 
     trainable = built.trainable
@@ -217,4 +217,33 @@ def check_fits_a_worker(plan: Plan, address: str | None) -> None:
         return
     for bundle in bundles:  # each replica must fit one worker; the gang may spread over several
         check_fits_worker({"cpu": bundle.get("CPU", 0.0), "gpu": bundle.get("GPU", 0.0), "memory": bundle.get("memory", 0.0)},
-                          known_worker_size(address), at)
+                          known_worker_size(address), at, unit="replica")
+
+
+def check_fits_the_cluster(plan: Plan) -> None:
+    """On a connected cluster that cannot autoscale: SpecError (nothing started) when one trial
+    can never run there: a replica (or a one-process trial) larger than every node, or a gang
+    larger than the whole cluster."""
+    import ray
+
+    from ..scaling.quota import amount
+    from ..scaling.request import cluster_can_autoscale
+
+    if cluster_can_autoscale():
+        return
+    gang = replica_bundles(plan.spec)
+    one = trial_resources(plan.spec)
+    bundles = gang or [{"CPU": one.get("cpu", 0.0), "GPU": one.get("gpu", 0.0)}]
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    at = trial_resources_field(plan.spec, plan.katib_manifest)
+    unit = "replica" if gang else "trial"
+    for key, name in (("CPU", "cpu"), ("GPU", "gpu")):
+        need = max(b.get(key, 0.0) for b in bundles)
+        largest = max((float(n.get(key, 0.0)) for n in nodes), default=0.0)
+        if need > largest + 1e-9:
+            raise SpecError(f"{at}.{name}", f"{amount(name, need)} per {unit} is more than any node of this cluster has "
+                            f"({amount(name, largest)} at most), and the cluster does not autoscale")
+        total_need, total = sum(b.get(key, 0.0) for b in bundles), sum(float(n.get(key, 0.0)) for n in nodes)
+        if total_need > total + 1e-9:
+            raise SpecError(f"{at}.{name}", f"a trial's gang of {len(bundles)} replicas needs {amount(name, total_need)}, "
+                            f"more than this cluster has ({amount(name, total)}), and the cluster does not autoscale")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..spec import ExperimentSpec, LoadedSpec, SpecError, load_document
 from .fit import AUTO_LOGGERS_ENV, FIRST_SUGGESTIONS_WAIT_S, _fit_and_summarize, fit_and_summarize
-from .plan import Plan, SpecSource, check_fits_a_worker, prepare, prepare_loaded, searcher_resources, trial_resources, \
+from .plan import Plan, SpecSource, check_fits_a_worker, check_fits_the_cluster, prepare, prepare_loaded, searcher_resources, trial_resources, \
     trial_resources_field
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ def run(
     if plan.actor is not None:
         plan.actor.limit_prefetch(parallel)
     with quiet_ray_logs(), ray_session(address), _searcher_actor_running(plan):
+        check_fits_the_cluster(plan)
         _write_experiment_files(plan, experiment_dir)
         control = ExperimentControl(plan.spec.objective, plan.spec.max_failed_trials)
         tuner = build_tuner(plan, storage, control=control, parallel=parallel, optuna_storage=optuna_storage)

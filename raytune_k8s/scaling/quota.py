@@ -192,8 +192,9 @@ def known_worker_size(address: str | None = None) -> WorkerSize | None:
     return this_machine()
 
 
-def check_fits_worker(trial_resources: Mapping[str, float], worker: WorkerSize | None, field: str) -> None:
-    """SpecError naming ``field.<resource>`` when one trial asks for more than one worker offers."""
+def check_fits_worker(trial_resources: Mapping[str, float], worker: WorkerSize | None, field: str, unit: str = "trial") -> None:
+    """SpecError naming ``field.<resource>`` when one trial (``unit``: or one replica of a
+    distributed trial) asks for more than one worker offers."""
     if worker is None:
         return
     for name in ("cpu", "memory", "gpu"):
@@ -201,7 +202,7 @@ def check_fits_worker(trial_resources: Mapping[str, float], worker: WorkerSize |
         if offered is not None and need > offered * (1 + 1e-9):
             where = (f"${dict(cpu=WORKER_CPU_ENV, memory=WORKER_MEMORY_ENV, gpu=WORKER_GPU_ENV)[name]}"
                      if worker.source == "environment" else "this machine, where Ray runs embedded")
-            raise SpecError(f"{field}.{name}", f"{amount(name, need)} per trial is more than one worker offers "
+            raise SpecError(f"{field}.{name}", f"{amount(name, need)} per {unit} is more than one worker offers "
                             f"({amount(name, offered)}, {where}): no worker could ever run it")
 
 

@@ -51,13 +51,14 @@ def cluster_can_autoscale() -> bool:
 
 @contextmanager
 def parallelism_request(bundles: list[dict[str, float]], name: str = "experiment",
-                        quota: Quota | None = None) -> Iterator[bool]:
+                        quota: Quota | None = None, per_trial: int = 1) -> Iterator[bool]:
     """While the block runs, ask the autoscaler for ``bundles`` (one per concurrent trial) all
     at once, through the cluster's coordinator (:mod:`raytune_k8s.scaling.coordinator`), which sums the
     asks of every live experiment on the cluster and shares ``quota`` fairly between them; leave
     it at the end, however the block ends. Yields whether a request was made. On a cluster that
     cannot autoscale nothing is requested, and if the bundles need more CPUs/GPUs than it has,
-    one line says how many trials will run at once."""
+    one line says how many trials will run at once (``per_trial``: bundles of one trial, a
+    distributed trial's replicas)."""
     import ray
 
     from .coordinator import Membership
@@ -66,7 +67,7 @@ def parallelism_request(bundles: list[dict[str, float]], name: str = "experiment
         yield False
         return
     if not cluster_can_autoscale():
-        _note_fixed_capacity(bundles, ray.cluster_resources())
+        _note_fixed_capacity(bundles, ray.cluster_resources(), per_trial)
         yield False
         return
     membership = Membership(name, bundles, None if not quota else {"cpu": quota.cpu, "memory": quota.memory, "gpu": quota.gpu})
@@ -77,10 +78,10 @@ def parallelism_request(bundles: list[dict[str, float]], name: str = "experiment
         yield True
 
 
-def _note_fixed_capacity(bundles: list[dict[str, float]], cluster: Mapping[str, float]) -> None:
-    parallel = len(bundles)
+def _note_fixed_capacity(bundles: list[dict[str, float]], cluster: Mapping[str, float], per_trial: int = 1) -> None:
+    parallel = max(1, len(bundles) // max(1, per_trial))
     for key, name in (("CPU", "cpu"), ("GPU", "gpu")):
-        need = bundles[0].get(key, 0.0)
+        need = sum(b.get(key, 0.0) for b in bundles[:per_trial])
         if need <= 0:
             continue
         have = float(cluster.get(key, 0.0))

@@ -114,8 +114,8 @@ def _check_conditions(template: KatibTrialTemplate, problems: Problems, notes: l
                          "here (a trial is a process: it succeeds when it exits 0)")
     if template.retain:
         notes.append("trialTemplate.retain: always so here (every trial's output and files stay in the experiment directory)")
-    if template.primary_pod_labels:
-        notes.append("trialTemplate.primaryPodLabels: no effect here (one process per trial)")
+    if template.primary_pod_labels and (template.trial_spec or {}).get("kind") == "Job":
+        notes.append("trialTemplate.primaryPodLabels: no effect here (a Job's one pod is the trial's)")
 
 
 def _trial_spec_from_config_map(template: KatibTrialTemplate, namespace: str | None) -> Mapping[str, Any]:

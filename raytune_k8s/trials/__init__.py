@@ -17,7 +17,8 @@ from typing import Any, Callable
 from ..spec import ExperimentSpec, SpecError, TrialTemplate, container_trial
 from ..spec.trial_kinds import ContainerProcess, Gang, PodProcesses
 from ..spec.trial_kinds.gang import shorthand_gang
-from .command import CommandTrial, command_trainable, placeholders
+from .command import CommandTrial, placeholders
+from .trainable import command_trainable
 from .declarations import BUILTINS as DECLARED
 from .declarations import check_builtin_parameters
 

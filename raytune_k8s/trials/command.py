@@ -31,7 +31,7 @@ from ..spec import MetricsCollectorSpec
 from ..spec.trial_kinds import Gang, PodProcesses
 from ..spec.katib import METADATA_REFERENCE as _METADATA
 from ..spec.katib import PLACEHOLDER as _PLACEHOLDER
-from .katib_programs import stand_in
+from .katib_programs import entrypoint_for, stand_in
 
 TAIL_LINES = 20
 _KILL_GRACE_S = 3.0
@@ -141,28 +141,6 @@ def trial_values(trial: CommandTrial, config: Mapping[str, Any], trial_name: str
     return out
 
 
-def command_trainable(trial: CommandTrial) -> Callable[[dict], None]:
-    """A Tune function trainable running ``trial`` once per call."""
-
-    def run_command(config: dict[str, Any]) -> None:
-        from ray import tune
-
-        context = tune.get_context()
-        trial_dir = trial_files_dir()
-        trial_name = context.get_trial_name() or "trial"
-        if trial.distributed:
-            from .gang import run_gang
-
-            run_gang(trial, config, trial_dir, trial_name, tune.report)
-        elif trial.segments is None:
-            run_trial_process(trial, config, trial_dir, trial_name, tune.report)
-        else:
-            run_segments(trial, config, trial_dir, trial_name)
-
-    run_command.__name__ = run_command.__qualname__ = "command"
-    return run_command
-
-
 def trial_files_dir() -> Path:
     """Where a trial keeps its files (collector copies, logs): Ray's working directory of the
     trial, on the node it runs on, which Ray copies to the experiment directory in storage
@@ -242,9 +220,8 @@ def run_trial_process(
 
     if prepared is not None:
         run_init_containers(prepared, local, lambda line: print(line, flush=True), os.environ)
-    argv = [local(a) for a in argv_of(trial.argv)]
-    argv = stand_in(argv) or argv
-    _check_program(argv, trial.image)
+    argv = program_argv([local(a) for a in argv_of(trial.argv)], trial.image,
+                        trial.pod.main.has_command if trial.pod is not None else True)
     env = {**os.environ, **{k: local(v) for k, v in trial.env.items()}, **collector.env()}
     if prepared is not None:
         env.update(prepared.env_of(prepared.pod.main))
@@ -257,6 +234,21 @@ def run_trial_process(
             raise RuntimeError(f"workingDir {cwd!r} of image {trial.image or '?'} does not exist on this Ray worker")
     runner = _Runner(trial, collector, report)
     return runner.run(argv, env, cwd)
+
+
+def program_argv(argv: list[str], image: str | None, has_command: bool = True) -> list[str]:
+    """What runs: a container with only args runs its image's entrypoint (known for Katib's
+    example images); a Katib program missing here runs our stand-in; a program named by path
+    must be on this worker."""
+    if not has_command:
+        entrypoint = entrypoint_for(image)
+        if entrypoint is None:
+            raise RuntimeError(f"the container gives only args, and the entrypoint of image {image or '?'} is not known "
+                               "here: give its command")
+        argv = entrypoint + argv
+    argv = stand_in(argv) or argv
+    _check_program(argv, image)
+    return argv
 
 
 def node_ip() -> str:

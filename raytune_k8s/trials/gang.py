@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..spec.trial_kinds import Replica
-from .command import (TAIL_LINES, CommandTrial, MetricsUnavailable, TrialTimeout, _check_program, _Runner, argv_of,
-                      free_port, node_ip, render, trial_values)
-from .katib_programs import stand_in
+from .command import (TAIL_LINES, CommandTrial, MetricsUnavailable, TrialTimeout, _Runner, argv_of, free_port, node_ip,
+                      program_argv, render, trial_values)
 from .operator_env import Endpoint, replica_env
 
 _POLL_S = 0.2
@@ -132,9 +131,7 @@ class ReplicaProcess:
 
         run_init_containers(prepared, local, self._line, os.environ)
         main = replica.pod.main
-        argv = [local(a) for a in argv_of(main.argv)]
-        argv = stand_in(argv) or argv
-        _check_program(argv, main.image)
+        argv = program_argv([local(a) for a in argv_of(main.argv)], main.image, main.has_command)
         env = {**os.environ, **{k: local(v) for k, v in main.env.items()}, **prepared.env_of(main),
                **launch.operator_env, **collector.env()}
         cwd = local(main.working_dir) if main.working_dir else str(base)

@@ -43,7 +43,7 @@ def read_container(container: Mapping[str, Any], at: str, problems: Problems, no
     return ContainerProcess(
         name=container.get("name"), image=container.get("image"), argv=tuple(str(a) for a in argv), env=env,
         working_dir=container.get("workingDir"), resources=resources, env_sources=sources,
-        mounts=read_mounts(container, at, volumes, problems), at=at,
+        mounts=read_mounts(container, at, volumes, problems), at=at, has_command=bool(container.get("command")),
     )
 
 

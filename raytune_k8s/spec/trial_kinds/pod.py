@@ -64,6 +64,8 @@ class ContainerProcess:
     env_sources: tuple[EnvSource, ...] = ()
     mounts: tuple[VolumeMount, ...] = ()
     at: str = ""
+    #: False when the container gives only args (the image's entrypoint runs them)
+    has_command: bool = True
 
 
 @dataclass(frozen=True)

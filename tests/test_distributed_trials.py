@@ -1,0 +1,165 @@
+"""Distributed trials on the session's Ray: a Katib PyTorchJob of a Master and a Worker runs as a
+gang of two processes that really train together (torch DDP over gloo), only the primary's
+metrics are the trial's, a lost replica ends the whole gang, and a gang that cannot fit is
+refused before anything starts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+import raytune_k8s
+from raytune_k8s.cli import main
+from raytune_k8s.spec import SpecError
+
+from .helpers import wait_for
+
+_PROGRAM = "/opt/pytorch-mnist/mnist.py"
+
+
+def _pytorchjob(command: list[str], *, cpu: str | None = None, volumes: bool = False) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "pytorch", "image": "ghcr.io/kubeflow/katib/pytorch-mnist-cpu:latest",
+                                 "command": command}
+    pod: dict[str, Any] = {"containers": [container]}
+    if cpu is not None:
+        container["resources"] = {"requests": {"cpu": cpu}}
+    if volumes:  # each replica's own folder at /out, as a pod's emptyDir
+        container["volumeMounts"] = [{"name": "out", "mountPath": "/out"}]
+        pod["volumes"] = [{"name": "out", "emptyDir": {}}]
+    replica = {"restartPolicy": "OnFailure", "template": {"spec": pod}}
+    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+            "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, **copy.deepcopy(replica)},
+                                             "Worker": {"replicas": 1, **copy.deepcopy(replica)}}}}
+
+
+def _experiment(name: str, trial_spec: dict, parameters: list[dict], *, trials: int, parallel: int,
+                algorithm: str = "grid") -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment", "metadata": {"name": name},
+        "spec": {
+            "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+            "algorithm": {"algorithmName": algorithm},
+            "parallelTrialCount": parallel, "maxTrialCount": trials, "maxFailedTrialCount": trials,
+            "parameters": parameters,
+            "trialTemplate": {
+                "primaryContainerName": "pytorch",
+                "trialParameters": [{"name": p["name"], "reference": p["name"]} for p in parameters],
+                "trialSpec": trial_spec,
+            },
+        },
+    }
+
+
+def _trial_dirs(experiment: Path) -> list[Path]:
+    return sorted(p for p in experiment.iterdir() if (p / "params.json").exists())
+
+
+def test_a_pytorchjob_trial_trains_as_two_ddp_ranks_and_reports_only_the_masters_metrics(ray_connected, tmp_path):
+    """Each rank trains on its own shard; with DDP's all-reduce the two replicas end with the same
+    weights, with it switched off (the control trial) they do not."""
+    command = [sys.executable, _PROGRAM, "--epochs=1", "--batch-size=50", "--log-interval=2", "--train-size=400",
+               "--lr=0.05", "--save-weights=/out/weights.pt", "${trialParameters.mode}"]
+    # `mode` is one more flag: --no-allreduce (the control), or --no-cuda (no effect on a CPU).
+    doc = _experiment("ddp", _pytorchjob(command, volumes=True),
+                      [{"name": "mode", "parameterType": "categorical", "feasibleSpace": {"list": ["--no-cuda", "--no-allreduce"]}}],
+                      trials=2, parallel=2)
+    summary = raytune_k8s.run(doc, storage_path=tmp_path, report=False)
+    assert (summary["status"], summary["succeeded"]) == ("Succeeded", 2), summary
+    experiment = tmp_path / "ddp"
+    weights: dict[str, bool] = {}
+    for trial_dir in _trial_dirs(experiment):
+        mode = json.loads((trial_dir / "params.json").read_text())["mode"]
+        logs = {name: (trial_dir / "replicas" / f"{name}.log").read_text() for name in ("master-0", "worker-0")}
+        assert "distributed: rank 0 of 2 (backend gloo)" in logs["master-0"]
+        assert "distributed: rank 1 of 2 (backend gloo)" in logs["worker-0"]
+        master, worker = (torch.load(trial_dir / "replicas" / name / "volumes" / "out" / "weights.pt") for name in ("master-0", "worker-0"))
+        weights[mode] = all(torch.equal(master[k], worker[k]) for k in master)
+        # Only the primary's (the Master's) losses were reported; the Worker's differ (other data).
+        reported = [json.loads(line)["loss"] for line in (trial_dir / "result.json").read_text().splitlines()]
+        master_losses = [float(v) for v in re.findall(r"loss=([0-9.]+)", logs["master-0"])]
+        worker_losses = [float(v) for v in re.findall(r"loss=([0-9.]+)", logs["worker-0"])]
+        assert reported == master_losses and master_losses != worker_losses
+    assert weights == {"--no-cuda": True, "--no-allreduce": False}
+
+
+_HOLD = ("import os, sys, time\n"
+         "print('loss=1.0', flush=True)\n"
+         "time.sleep(300)\n")
+
+
+def _gang_processes(marker: str) -> list[int]:
+    """Live processes whose command line has ``marker``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "cmdline").read_bytes() and \
+                    not (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_lost_worker_replica_fails_the_trial_and_ends_the_whole_gang(ray_connected, tmp_path):
+    marker = f"gang-marker-{os.getpid()}"
+    command = [sys.executable, "-c", _HOLD, marker]
+    doc = _experiment("lost-worker", _pytorchjob(command), [{"name": "lr", "parameterType": "double",
+                                                            "feasibleSpace": {"min": "0.1", "max": "0.2"}}],
+                      trials=1, parallel=1, algorithm="random")
+    path = tmp_path / "lost.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    codes: list[int] = []
+    run = threading.Thread(target=lambda: codes.append(main(["run", str(path), "--storage-path", str(tmp_path / "runs"),
+                                                             "--no-report"])))
+    run.start()
+
+    def worker_pid() -> int | None:
+        for pid in _gang_processes(marker):
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"RANK=1" in environ:
+                return pid
+        return None
+
+    pid = wait_for(worker_pid, 120, "the worker replica's process")
+    wait_for(lambda: len(_gang_processes(marker)) >= 2, 60, "both replicas running")
+    os.kill(pid, signal.SIGKILL)
+    run.join(120)
+    assert not run.is_alive()
+    summary = json.loads((tmp_path / "runs" / "lost-worker" / "summary.json").read_text())
+    assert summary["failed"] == 1
+    error = summary["trial_table"][0]["error"]
+    assert "replica worker-0 exited with status -9" in error, error
+    wait_for(lambda: not _gang_processes(marker), 30, "no process of the gang left")
+
+
+def test_a_gang_that_cannot_fit_is_refused_before_anything_starts(tmp_path, capsys):
+    """The quota counts the whole gang; each replica must fit one worker (here: this machine)."""
+    command = [sys.executable, _PROGRAM, "--lr=${trialParameters.lr}"]
+    params = [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.2"}}]
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(_experiment("big-gang", _pytorchjob(command, cpu="1"), params, trials=2, parallel=2,
+                                               algorithm="random")))
+    assert main(["run", str(path), "--storage-path", str(tmp_path / "runs"), "--no-report", "--quota-cpu", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "2 vCPU per trial does not fit the tenant quota of 1 vCPU" in err, err
+    too_big = _experiment("huge-replica", _pytorchjob(command, cpu=str((os.cpu_count() or 2) + 1)), params, trials=2,
+                          parallel=2, algorithm="random")
+    with pytest.raises(SpecError) as info:
+        raytune_k8s.run(too_big, storage_path=tmp_path / "runs", report=False)
+    assert info.value.field.endswith("pytorchReplicaSpecs.Master.template.spec.containers[0].resources.cpu")
+    assert "per replica is more than" in info.value.reason, info.value.reason
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
