@@ -163,3 +163,54 @@ def test_a_gang_that_cannot_fit_is_refused_before_anything_starts(tmp_path, caps
     assert info.value.field.endswith("pytorchReplicaSpecs.Master.template.spec.containers[0].resources.cpu")
     assert "per replica is more than" in info.value.reason, info.value.reason
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("example", ["pytorchjob-mnist", "trainjob-pytorch"])
+def test_the_distributed_katib_examples_run_unchanged(ray_connected, tmp_path, example):
+    """Our PyTorchJob (Master + Worker) and TrainJob (2 nodes) examples, as a Katib user writes
+    them, run to Succeeded: each trial a gang of 2 replica processes with their own logs."""
+    from .helpers import REPO
+
+    path = REPO / "examples" / "katib" / f"{example}.yaml"
+    assert main(["run", str(path), "--storage-path", str(tmp_path), "--no-report"]) == 0
+    name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    summary = json.loads((tmp_path / name / "summary.json").read_text())
+    assert summary["status"] == "Succeeded" and summary["succeeded"] == summary["trials"], summary
+    for trial_dir in _trial_dirs(tmp_path / name):
+        logs = sorted(p.name for p in (trial_dir / "replicas").glob("*.log"))
+        assert logs == (["master-0.log", "worker-0.log"] if example == "pytorchjob-mnist" else ["node-0.log", "node-1.log"])
+        assert all("loss=" in (trial_dir / "replicas" / log).read_text() for log in logs)
+
+
+_ONCE = ("import os, sys, time\n"
+         "flag = sys.argv[2]\n"
+         "print('loss=1.0', flush=True)\n"
+         "if os.path.exists(flag):\n"
+         "    sys.exit(0)\n"
+         "if os.environ['RANK'] == '1':\n"
+         "    open(flag, 'w').close()\n"
+         "time.sleep(300)\n")
+
+
+def test_a_retried_trial_starts_the_whole_gang_again(ray_connected, tmp_path):
+    """The short format's 2-replica PyTorch trial with ``retries: 1``: the worker's process is
+    killed in the first attempt; the retry starts both replicas again, and they finish."""
+    marker = f"retry-marker-{os.getpid()}"
+    flag = tmp_path / "first-attempt-ran"
+    spec = {"name": "gang-retry", "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+            "algorithm": {"algorithmName": "random"}, "maxTrialCount": 1, "parallelTrialCount": 1,
+            "parameters": [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": 0.1, "max": 0.2}}],
+            "trial": {"command": [sys.executable, "-c", _ONCE, marker, str(flag)], "replicas": 2, "framework": "pytorch",
+                      "retries": 1, "resources": {"cpu": 0.5}}}
+    summaries: list[dict] = []
+    run = threading.Thread(target=lambda: summaries.append(raytune_k8s.run(spec, storage_path=tmp_path, report=False)))
+    run.start()
+    first = wait_for(lambda: flag.exists() and len(_gang_processes(marker)) >= 2 and _gang_processes(marker), 120,
+                     "the first attempt's two replicas")
+    worker = next(pid for pid in first if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+    os.kill(worker, signal.SIGKILL)
+    run.join(120)
+    assert not run.is_alive() and summaries[0]["status"] == "Succeeded", summaries
+    assert not any(Path(f"/proc/{pid}").exists() for pid in first)  # the first gang's master ended with it
+    trial_dir = _trial_dirs(tmp_path / "gang-retry")[0]
+    assert (trial_dir / "replicas" / "worker-0.log").read_text().count("loss=1.0") == 2  # both attempts

@@ -7,6 +7,7 @@ ConfigMaps read before the run, :mod:`.env_sources`), and the init containers, r
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +51,11 @@ class PreparedPod:
     mounts: dict[str, str] = field(default_factory=dict)
 
     def local(self, text: str) -> str:
-        """``text`` with each emptyDir mount path replaced by the trial's folder for it."""
+        """``text`` with each emptyDir mount path (as a whole path, or a folder above a path in
+        it) replaced by the trial's folder for it."""
         for mount_path, folder in sorted(self.mounts.items(), key=lambda kv: -len(kv[0])):
-            if mount_path in text:
-                text = text.replace(mount_path.rstrip("/"), folder)
+            pattern = r"(?<![\w.~/-])" + re.escape(mount_path.rstrip("/")) + r"(?![\w.~-])"
+            text = re.sub(pattern, lambda _: folder, text)
         return text
 
     def env_of(self, container: ContainerProcess) -> dict[str, str]:
@@ -96,12 +98,13 @@ def missing_mount_line(volume: Volume, mount_path: str) -> str:
 
 def run_init_containers(prepared: PreparedPod, render: Callable[[str], str], echo: Callable[[str], None],
                         environ: Mapping[str, str]) -> None:
-    """Run the pod's init containers in order, each to its end; the first that fails raises
+    """Run the pod's init containers in order, each to its end (``render``: a text as the
+    trial's, placeholders filled and paths moved); the first that fails raises
     :class:`PodSetupError` naming it, with its last lines."""
     for i, container in enumerate(prepared.pod.init):
-        argv = [prepared.local(render(a)) for a in container.argv]
-        env = {**environ, **{k: prepared.local(render(v)) for k, v in container.env.items()}, **prepared.env_of(container)}
-        cwd = prepared.local(render(container.working_dir)) if container.working_dir else str(prepared.base_dir)
+        argv = [render(a) for a in container.argv]
+        env = {**environ, **{k: render(v) for k, v in container.env.items()}, **prepared.env_of(container)}
+        cwd = render(container.working_dir) if container.working_dir else str(prepared.base_dir)
         name = container.name or f"initContainers[{i}]"
         try:
             done = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

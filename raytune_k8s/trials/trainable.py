@@ -17,7 +17,8 @@ def command_trainable(trial: CommandTrial) -> Callable[[dict], None]:
 
         context = tune.get_context()
         trial_dir = trial_files_dir()
-        trial_name = context.get_trial_name() or "trial"
+        # Katib's trial name (the summary's): <experiment>-<trial id>
+        trial_name = f"{context.get_experiment_name()}-{context.get_trial_id()}"
         if trial.distributed:
             run_gang(trial, config, trial_dir, trial_name, tune.report)
         elif trial.segments is None:
