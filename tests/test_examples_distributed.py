@@ -27,7 +27,7 @@ import yaml
 from raytune_k8s.spec import load_spec
 from raytune_k8s.spec.quantities import parse_memory
 from raytune_k8s.trials import command_trial
-from raytune_k8s.trials.katib_programs import entrypoint_for, stand_in
+from raytune_k8s.trials.command import program_argv
 from raytune_k8s.trials.operator_env import Endpoint, replica_env
 
 from .helpers import REPO
@@ -97,16 +97,9 @@ def test_every_replica_runs_a_program_this_project_has(name):
     assert trial is not None and trial.gang is not None
     for replica in trial.gang.replicas:
         main = replica.pod.main
-        argv = list(main.argv)
-        # args only: the image's entrypoint runs them (has_command: the container gave a command)
-        if not getattr(main, "has_command", not argv[0].startswith("-")):
-            entrypoint = entrypoint_for(main.image)
-            assert entrypoint is not None, f"{name}: {replica.name}: no entrypoint known for {main.image}"
-            argv = entrypoint + argv
-        if argv[:2] == ["python", "-m"]:
-            assert argv[2].startswith("raytune_k8s.trials.katib_programs."), argv
-            continue
-        assert stand_in(argv) is not None, f"{name}: {replica.name}: {argv[:2]} is no Katib program we stand in for"
+        argv = program_argv(list(main.argv), main.image, main.has_command)
+        assert argv[:3] == [sys.executable, "-u", "-m"] and argv[3].startswith("raytune_k8s.trials.katib_programs."), \
+            f"{name}: {replica.name}: {argv[:4]} is no Katib program we stand in for"
 
 
 def _envs(name: str) -> list[dict[str, str]]:
@@ -145,9 +138,6 @@ def test_the_xgboost_replicas_get_the_master_and_worker_addresses():
     assert all(e["WORKER_ADDRS"] == "10.0.0.2" and e["MASTER_ADDR"] == "10.0.0.1" for e in envs)
 
 
-@pytest.mark.xfail(strict=True, reason="the collectors rewrite only the collector's own path in a command, not a "
-                   "folder above it: Katib's tfjob-mnist-with-summaries passes --log-path=<dir> and collects "
-                   "<dir>/test, so the program would write to <dir> itself and the collector read an empty folder")
 def test_the_tfjob_log_path_is_made_per_trial(tmp_path):
     from raytune_k8s.collectors import create_collector
 
