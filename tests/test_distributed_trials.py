@@ -214,3 +214,22 @@ def test_a_retried_trial_starts_the_whole_gang_again(ray_connected, tmp_path):
     assert not any(Path(f"/proc/{pid}").exists() for pid in first)  # the first gang's master ended with it
     trial_dir = _trial_dirs(tmp_path / "gang-retry")[0]
     assert (trial_dir / "replicas" / "worker-0.log").read_text().count("loss=1.0") == 2  # both attempts
+
+
+_TREE = ("import subprocess, sys, time\n"
+         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', sys.argv[1] + '-grandchild'])\n"
+         "print('loss=1.0', flush=True)\n"
+         "time.sleep(300)\n")
+
+
+def test_a_gang_past_its_deadline_ends_with_every_process_tree(ray_connected, tmp_path):
+    """runPolicy.activeDeadlineSeconds: the trial fails with Timeout, and no replica's process
+    (nor what it started) is left."""
+    marker = f"deadline-marker-{os.getpid()}"
+    job = _pytorchjob([sys.executable, "-c", _TREE, marker])
+    job["spec"]["runPolicy"] = {"activeDeadlineSeconds": 4}
+    doc = _experiment("gang-deadline", job, [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.2"}}],
+                      trials=1, parallel=1, algorithm="random")
+    summary = raytune_k8s.run(doc, storage_path=tmp_path, report=False)
+    assert summary["failed"] == 1 and "Timeout: the trial ran longer than 4 s" in summary["trial_table"][0]["error"], summary
+    wait_for(lambda: not _gang_processes(marker), 30, "no process of the gang (grandchildren included) left")
