@@ -907,15 +907,18 @@ def test_image_recipe(rendered):
 
 
 KATIB_PROGRAMS = {"/opt/pytorch-mnist/mnist.py": "raytune_k8s.trials.katib_programs.pytorch_mnist",
-                  "/opt/pbt/pbt_test.py": "raytune_k8s.trials.katib_programs.simple_pbt"}
+                  "/opt/pbt/pbt_test.py": "raytune_k8s.trials.katib_programs.simple_pbt",
+                  "/opt/tf-mnist-with-summaries/mnist.py": "raytune_k8s.trials.katib_programs.tf_mnist_with_summaries",
+                  "/app/main.py": "raytune_k8s.trials.katib_programs.xgboost_lightgbm"}
 
 
 def test_image_installs_the_katib_program_stand_ins(tmp_path):
-    """The image's heredoc, run here with /opt moved under tmp_path, writes Python programs at
-    Katib's example paths that run our modules with the same arguments."""
+    """The image's heredoc, run here with /opt and /app moved under tmp_path, writes Python
+    programs at Katib's example paths that run our modules with the same arguments."""
     _, heredocs = _dockerfile()
     (script,) = [body for body in heredocs.values() if "/opt/" in body]
-    subprocess.run(["sh", "-c", script.replace("/opt/", f"{tmp_path}/opt/")], check=True, timeout=30)
+    script = script.replace("/opt/", f"{tmp_path}/opt/").replace(" /app/", f" {tmp_path}/app/")
+    subprocess.run(["sh", "-c", script], check=True, timeout=30)
     written = {f"/{p.relative_to(tmp_path)}" for p in tmp_path.rglob("*.py")}
     assert written == set(KATIB_PROGRAMS)
     for path, module in KATIB_PROGRAMS.items():
