@@ -3,7 +3,7 @@ placement group (Tune reserves the whole group before the trial starts, so every
 or none does), each running its pod's init containers and main container as a process.
 
 The trial's function (holding no resources of the gang: the group's head bundle is empty) picks
-each replica's endpoint, gives each the environment its operator would (:mod:`.operator_env`),
+each replica's endpoint, records how long the gang took to start (``replicas/gang.json``), gives each the environment its operator would (:mod:`.operator_env`),
 starts them all, and then follows them: every replica's output goes to its own log file in the
 trial's directory; the primary replicas' metrics (each read by its own collector, on its own
 node, at its own per-replica paths) are reported to Tune in the order they arrive, so the
@@ -20,6 +20,7 @@ ends its process group.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -173,8 +174,13 @@ def run_gang(trial: CommandTrial, config: Mapping[str, Any], trial_dir: Path, tr
         ray.get([actor.start.remote(ReplicaLaunch(
             trial, r, values, replica_env(gang, r, endpoints), str(trial_dir / "replicas" / r.name), f"{trial_name}-{r.name}"))
             for r, actor in zip(gang.replicas, actors)])
-        print(f"[raytune-k8s] gang of {len(actors)} replicas running after {time.monotonic() - started:.2f} s: "
+        ready_s = time.monotonic() - started
+        print(f"[raytune-k8s] gang of {len(actors)} replicas running after {ready_s:.2f} s: "
               + ", ".join(f"{r.name}@{endpoints[r.rank]}" for r in gang.replicas), flush=True)
+        (logs / "gang.json").write_text(json.dumps({
+            "started_in_s": round(ready_s, 3), "framework": gang.framework,
+            "replicas": [{"name": r.name, "endpoint": str(endpoints[r.rank]), "primary": r.primary} for r in gang.replicas],
+        }, indent=1))
         return _follow(trial, actors, files, report, started)
     finally:
         for f in files.values():
