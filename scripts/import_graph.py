@@ -33,6 +33,7 @@ LAYERS: list[str] = [
     "reporting",
     "sim",
     "experiment",
+    "kubeflow",
     "__init__",
     "cli",
     "__main__",

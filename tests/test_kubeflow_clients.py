@@ -1,0 +1,71 @@
+"""Kubeflow's clients run here with their own code: Katib's ``KatibClient.tune`` example from
+Katib's documentation, with only the import line changed, on the session's Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import kubeflow.katib as katib
+import pytest
+from kubernetes.client.rest import ApiException
+
+from raytune_k8s.kubeflow import KatibClient
+from raytune_k8s.spec import SpecError
+
+
+def objective(parameters):
+    # Katib's documentation example: the objective prints `name=value`.
+    import time
+    time.sleep(0.5)
+    result = 4 * int(parameters["a"]) - float(parameters["b"]) ** 2
+    print(f"result={result}")
+
+
+def test_katib_sdk_tune_runs_here_with_only_the_import_changed(ray_connected, tmp_path):
+    parameters = {"a": katib.search.int(min=10, max=20), "b": katib.search.double(min=0.1, max=0.2),
+                  "optimizer": katib.search.categorical(["sgd", "adam"])}  # Katib 0.19 sends its choices oddly: read
+    client = KatibClient(storage_path=tmp_path, address=ray_connected.address)
+    client.tune(name="tune-experiment", objective=objective, parameters=parameters, objective_metric_name="result",
+                max_trial_count=4, parallel_trial_count=2, resources_per_trial={"cpu": "0.5"})
+    # tune() returns once the experiment is created, as Katib's does; its driver runs on.
+    assert client.is_experiment_created("tune-experiment")
+    experiment = client.wait_for_experiment_condition("tune-experiment", polling_interval=1, timeout=300)
+    assert client.is_experiment_succeeded("tune-experiment", experiment=experiment)
+    best = client.get_optimal_hyperparameters("tune-experiment")
+    assignments = {p.name: p.value for p in best.parameter_assignments}
+    assert set(assignments) == {"a", "b", "optimizer"} and assignments["optimizer"] in ("sgd", "adam")
+    metric = best.observation.metrics[0]
+    assert metric.name == "result" and float(metric.latest) == pytest.approx(4 * int(assignments["a"]) - float(assignments["b"]) ** 2)
+    trials = client.list_trials("tune-experiment")
+    assert len(trials) == 4 and all(t.status.conditions[-1].type == "Succeeded" for t in trials)
+    logs = client.get_trial_metrics(best.best_trial_name)
+    assert [(m.metric.name, float(m.metric.value)) for m in logs] == [("result", float(metric.latest))]
+    assert [e.metadata.name for e in client.list_experiments()] == ["tune-experiment"]
+    # A second process finds it by name, as Katib's API server would show it.
+    other = subprocess.run([sys.executable, "-c", (
+        "import sys; from raytune_k8s.kubeflow import KatibClient\n"
+        "c = KatibClient(storage_path=sys.argv[1])\n"
+        "print(c.get_experiment_conditions('tune-experiment')[-1].type, c.get_optimal_hyperparameters('tune-experiment').best_trial_name)"),
+        str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert other.stdout.split() == ["Succeeded", best.best_trial_name], other.stderr
+    summary = json.loads((tmp_path / "tune-experiment" / "summary.json").read_text())
+    assert summary["best"]["params"]["a"] == int(assignments["a"])
+    client.delete_experiment("tune-experiment")
+    assert client.list_experiments() == []
+
+
+def test_what_cannot_run_is_one_error_before_anything_starts(tmp_path):
+    client = KatibClient(storage_path=tmp_path)
+    with pytest.raises(SpecError) as info:
+        client.tune(name="bad", objective=objective, parameters={"a": katib.search.int(min=20, max=10)},
+                    objective_metric_name="result", max_trial_count=4)
+    assert info.value.field == "spec.parameters[0].feasibleSpace" and "greater than max" in info.value.reason
+    with pytest.raises(ValueError, match="HuggingFace models"):
+        client.tune(name="llm", model_provider_parameters=object(), dataset_provider_parameters=object(),
+                    trainer_parameters=object())
+    with pytest.raises(ApiException) as missing:
+        client.custom_api.get_namespaced_custom_object("kubeflow.org", "v1beta1", "default", "experiments", "nope")
+    assert missing.value.status == 404
+    assert not any(tmp_path.iterdir())
