@@ -69,3 +69,34 @@ def test_what_cannot_run_is_one_error_before_anything_starts(tmp_path):
         client.custom_api.get_namespaced_custom_object("kubeflow.org", "v1beta1", "default", "experiments", "nope")
     assert missing.value.status == 404
     assert not any(tmp_path.iterdir())
+
+
+_PUSH_WITH_KATIB = """
+import kubeflow.katib.utils.utils as katib_utils
+# Katib's report_metrics first reads the pod's namespace file, which only a pod has; outside a
+# pod that one lookup is given its answer, everything after it is Katib's own code.
+katib_utils.get_current_k8s_namespace = lambda: "default"
+import kubeflow.katib as katib
+for step in range(3):
+    katib.report_metrics({"loss": 0.5 / (step + 1), "accuracy": 0.8})
+"""
+
+
+def test_katibs_report_metrics_reaches_the_push_collector(tmp_path):
+    """kubeflow.katib.report_metrics, with its default DB manager address, sends its gRPC request
+    to the trial's Push collector (through the proxy gRPC reads from grpc_proxy)."""
+    import os
+
+    from raytune_k8s.collectors.push import PushCollector
+
+    collector = PushCollector(["loss", "accuracy"], tmp_path / "pushed.jsonl")
+    collector.prepare()
+    try:
+        env = {**os.environ, **collector.env(), "KATIB_TRIAL_NAME": "push-abc"}
+        run = subprocess.run([sys.executable, "-c", _PUSH_WITH_KATIB], env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        groups = collector.flush()
+    finally:
+        collector.close()
+    assert [dict(group) for group in groups] == [{"loss": 0.5, "accuracy": 0.8}, {"loss": 0.25, "accuracy": 0.8},
+                                                 {"loss": 0.5 / 3, "accuracy": 0.8}]

@@ -53,6 +53,9 @@ class Collector:
         """After the trial's process has exited: whatever is left to read."""
         return self.poll()
 
+    def close(self) -> None:
+        """Release what :meth:`prepare` started (called once the trial's process has ended)."""
+
     def rewrite(self, text: str) -> str:
         """``text`` (an argument or env value) with Katib's path replaced by this trial's: the
         path itself, a path under it, or (``moves_parents``) a folder above it (a program told

@@ -9,7 +9,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from .files import JsonFileCollector
 
@@ -42,6 +42,23 @@ class PushCollector(JsonFileCollector):
 
     def __init__(self, metric_names: Iterable[str], local_path: Path):
         super().__init__(metric_names, None, local_path)
+        self._katib_db: Any = None
+
+    def prepare(self) -> None:
+        """The per-trial file, and Katib's DB manager for ``kubeflow.katib.report_metrics`` when
+        Katib's SDK is installed (:mod:`.katib_db`)."""
+        super().prepare()
+        try:
+            from .katib_db import KatibDBStandIn
+
+            self._katib_db = KatibDBStandIn(self.local_path)
+        except ImportError:  # no Katib SDK: our report_metrics only
+            self._katib_db = None
 
     def env(self) -> dict[str, str]:
-        return {PUSH_FILE_ENV: str(self.local_path)}
+        return {PUSH_FILE_ENV: str(self.local_path), **(self._katib_db.env() if self._katib_db is not None else {})}
+
+    def close(self) -> None:
+        if self._katib_db is not None:
+            self._katib_db.close()
+            self._katib_db = None

@@ -222,7 +222,7 @@ def run_trial_process(
         run_init_containers(prepared, local, lambda line: print(line, flush=True), os.environ)
     argv = program_argv([local(a) for a in argv_of(trial.argv)], trial.image,
                         trial.pod.main.has_command if trial.pod is not None else True)
-    env = {**os.environ, **{k: local(v) for k, v in trial.env.items()}, **collector.env()}
+    env = {**os.environ, **{k: local(v) for k, v in trial.env.items()}, **collector.env(), "KATIB_TRIAL_NAME": trial_name}
     if prepared is not None:
         env.update(prepared.env_of(prepared.pod.main))
     if trial.gang is not None:  # one replica of a Kubeflow job: its operator's variables still
@@ -343,6 +343,7 @@ class _Runner:
                 self.observe(group)
         finally:
             _end_process_group(proc)
+            self.collector.close()
         self.warn_rejected()
         if status != 0:
             raise RuntimeError(f"command {argv!r} exited with status {status}; last output: " + " | ".join(self.tail))

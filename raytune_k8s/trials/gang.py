@@ -53,6 +53,7 @@ class ReplicaLaunch:
     #: the replica's own folder (collector copies, emptyDir volumes)
     replica_dir: str
     pod_name: str
+    trial_name: str
 
 
 @dataclass
@@ -134,7 +135,7 @@ class ReplicaProcess:
         main = replica.pod.main
         argv = program_argv([local(a) for a in argv_of(main.argv)], main.image, main.has_command)
         env = {**os.environ, **{k: local(v) for k, v in main.env.items()}, **prepared.env_of(main),
-               **launch.operator_env, **collector.env()}
+               **launch.operator_env, **collector.env(), "KATIB_TRIAL_NAME": launch.trial_name}
         cwd = local(main.working_dir) if main.working_dir else str(base)
         self._runner = runner = _Runner(trial, collector, self._observe, echo=self._line, require_metrics=False)
         try:
@@ -172,7 +173,8 @@ def run_gang(trial: CommandTrial, config: Mapping[str, Any], trial_dir: Path, tr
         endpoints = ray.get([a.endpoint.remote() for a in actors])
         values = trial_values(trial, config, trial_name)
         ray.get([actor.start.remote(ReplicaLaunch(
-            trial, r, values, replica_env(gang, r, endpoints), str(trial_dir / "replicas" / r.name), f"{trial_name}-{r.name}"))
+            trial, r, values, replica_env(gang, r, endpoints), str(trial_dir / "replicas" / r.name), f"{trial_name}-{r.name}",
+            trial_name))
             for r, actor in zip(gang.replicas, actors)])
         ready_s = time.monotonic() - started
         print(f"[raytune-k8s] gang of {len(actors)} replicas running after {ready_s:.2f} s: "
