@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -233,3 +234,25 @@ def test_a_gang_past_its_deadline_ends_with_every_process_tree(ray_connected, tm
     summary = raytune_k8s.run(doc, storage_path=tmp_path, report=False)
     assert summary["failed"] == 1 and "Timeout: the trial ran longer than 4 s" in summary["trial_table"][0]["error"], summary
     wait_for(lambda: not _gang_processes(marker), 30, "no process of the gang (grandchildren included) left")
+
+
+def test_a_users_stop_ends_every_gang_with_its_grandchildren(ray_connected, tmp_path):
+    """``ray job stop`` and Kubernetes stop a driver with SIGTERM: the run ends Interrupted and
+    no process of any gang is left, grandchildren included (Ray SIGKILLs a dead worker's direct
+    children, so each trial's watchdog must not be one)."""
+    marker = f"stop-marker-{os.getpid()}"
+    spec = {"name": "gang-stop", "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+            "algorithm": {"algorithmName": "random"}, "maxTrialCount": 2, "parallelTrialCount": 2,
+            "parameters": [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": 0.1, "max": 0.2}}],
+            "trial": {"command": [sys.executable, "-c", _TREE, marker], "replicas": 2, "framework": "pytorch",
+                      "resources": {"cpu": 0.5}}}
+    path = tmp_path / "stop.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    driver = subprocess.Popen([sys.executable, "-m", "raytune_k8s", "run", str(path), "--storage-path", str(tmp_path),
+                               "--no-report", "--address", ray_connected.address],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: len(_gang_processes(marker)) >= 8, 120, "2 gangs of 2 replicas, each with a grandchild", proc=driver)
+    driver.send_signal(signal.SIGTERM)
+    assert driver.wait(120) != 0
+    assert json.loads((tmp_path / "gang-stop" / "summary.json").read_text())["status"] == "Interrupted"
+    wait_for(lambda: not _gang_processes(marker), 60, "no process of any gang left")

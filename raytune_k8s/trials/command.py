@@ -232,8 +232,17 @@ def run_trial_process(
         cwd = local(trial.working_dir)
         if not os.path.isdir(cwd):
             raise RuntimeError(f"workingDir {cwd!r} of image {trial.image or '?'} does not exist on this Ray worker")
-    runner = _Runner(trial, collector, report)
-    return runner.run(argv, env, cwd)
+    if trial.gang is None:
+        return _Runner(trial, collector, report).run(argv, env, cwd)
+    # One replica of a Kubeflow job: its output also goes where a gang's replicas keep theirs.
+    logs = trial_dir / "replicas"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{trial.gang.replicas[0].name}.log", "a", buffering=1) as log:
+        def echo(line: str) -> None:
+            print(line, end="", flush=True)
+            log.write(line)
+
+        return _Runner(trial, collector, report, echo=echo).run(argv, env, cwd)
 
 
 def program_argv(argv: list[str], image: str | None, has_command: bool = True) -> list[str]:
@@ -388,6 +397,8 @@ def _read_lines(proc: subprocess.Popen[str], lines: "queue.Queue[str | None]") -
 #: to watch; stdin then closing without "done" means the trial's runner is gone.
 _WATCHDOG = """
 import os, signal, sys
+if os.fork():  # the watchdog is the child: no longer the Ray worker's child (see _Watchdog)
+    os._exit(0)
 line = sys.stdin.readline().strip()
 if line.isdigit() and sys.stdin.read() != "done":
     try:
@@ -409,7 +420,12 @@ class _Watchdog:
     the group itself). Nothing is polled and no pid is guessed, and unlike PR_SET_PDEATHSIG it
     follows the whole process (not the thread that started the child) and reaches the
     grandchildren too. Only the instants between starting the trial's process and handing its
-    group to the watchdog are unguarded."""
+    group to the watchdog are unguarded.
+
+    The watchdog forks away from the process that starts it (the started one exits at once):
+    when a Ray worker dies, Ray SIGKILLs the worker's direct children, which would take the
+    watchdog too and leave the trial's grandchildren running (seen: a driver stopped with
+    SIGTERM left a gang's grandchildren behind)."""
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
