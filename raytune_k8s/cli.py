@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .spec import SpecError, parse_cpu, parse_memory
-from .results.summary import SUCCEEDED, SUMMARY_FILE, katib_status
+from .results.summary import SUCCEEDED, SUMMARY_FILE, katib_status, optimization_job_status
 from .reporting import REPORT_FILE
 from .results.table import print_table
 
@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("experiment_dir")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--katib", action="store_true", help="print the Experiment status block in Katib's shape (YAML)")
+    p.add_argument("--optimization-job", action="store_true",
+                   help="print the status block of a Kubeflow Trainer OptimizationJob: conditions and result (YAML)")
     p.set_defaults(func=_results)
 
     p = sub.add_parser("report", help=f"write an experiment's {REPORT_FILE} (plots and trials; opens offline)")
@@ -250,8 +252,7 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    fmt = "Katib v1beta1 Experiment" if loaded.katib_manifest else "experiment"
-    print(f"{args.spec}: ok ({fmt} {spec.name}: {spec.algorithm.name}, {len(spec.parameters)} parameters, "
+    print(f"{args.spec}: ok ({loaded.format} {spec.name}: {spec.algorithm.name}, {len(spec.parameters)} parameters, "
           f"{spec.max_trials or 'unlimited'} trials, {spec.parallel_trials} in parallel)")
     return 0
 
@@ -265,6 +266,10 @@ def _results(args: argparse.Namespace) -> int:
         import yaml
 
         print(yaml.safe_dump({"status": katib_status(summary)}, sort_keys=False), end="")
+    elif args.optimization_job:
+        import yaml
+
+        print(yaml.safe_dump({"status": optimization_job_status(summary)}, sort_keys=False), end="")
     elif args.json:
         print(json.dumps(summary, indent=2))
     else:

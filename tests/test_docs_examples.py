@@ -180,11 +180,11 @@ def test_block_runs_as_written(block: Block, tmp_path):
 
 
 def test_experiments_shown_in_yaml_blocks_validate(tmp_path):
-    """A yaml block that is an experiment (a short-format spec or a Katib manifest) validates."""
+    """A yaml block that is an experiment (a short-format spec, a Katib Experiment or an OptimizationJob) validates."""
     paths = []
     for n, block in enumerate(b for b in all_blocks() if b.lang == "yaml"):
         doc = yaml.safe_load(block.text)
-        if isinstance(doc, dict) and ("objective" in doc or doc.get("kind") == "Experiment"):
+        if isinstance(doc, dict) and ("objective" in doc or doc.get("kind") in ("Experiment", "OptimizationJob")):
             path = tmp_path / f"{n}-{Path(block.file).stem}-{block.line}.yaml"
             path.write_text(block.text)
             paths.append(path)

@@ -30,7 +30,6 @@ from typing import Any
 import yaml
 
 from ..spec import ExperimentSpec, SpecError, container_trial, load_document
-from ..spec.loading import manifest_path
 from ..spec.trial_kinds import PodProcesses, Volume
 
 #: The RayCluster of cluster/base, and its worker groups in the order they are in its
@@ -127,9 +126,7 @@ def volumes_patch(source: str | os.PathLike[str], worker_group: str = "cpu2") ->
     try:
         needed = worker_volumes(spec)
     except SpecError as exc:
-        if loaded.katib_manifest:
-            exc = SpecError.of([(manifest_path(f), r) for f, r in exc.problems])
-        raise exc.at(loaded.origin) from None
+        raise loaded.relabel(exc) from None
     if not needed:
         return (f"# experiment {spec.name}: its trials mount no volume that the Ray worker pods must have (an emptyDir "
                 "is a folder of each trial's own): nothing to patch\n")

@@ -233,6 +233,30 @@ def katib_status(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if v not in ([], 0) or k in ("trials", "conditions")}
 
 
+def optimization_job_status(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as a Kubeflow Trainer OptimizationJob ``status`` block: ``conditions``
+    (``Created``; ``Complete`` or ``Failed``, with Katib's reason less its ``Experiment`` prefix)
+    and ``result``, the best trial's name and parameters."""
+    rows = summary["trial_table"]
+    done = sum(1 for r in rows if r["status"] not in ("Running", "Pending", "Paused"))
+    conditions = [{"type": "Created", "status": "True", "reason": "OptimizationJobCreated",
+                   "message": "OptimizationJob is created"}]
+    reason = str(summary["reason"]).removeprefix("Experiment")
+    if summary["status"] == SUCCEEDED:
+        conditions.append({"type": "Complete", "status": "True", "reason": reason, "message": f"{done} trials finished"})
+    elif summary["status"] == FAILED:
+        conditions.append({"type": "Failed", "status": "True", "reason": reason, "message": f"OptimizationJob has failed: {reason}"})
+    else:
+        conditions.append({"type": "Complete", "status": "False", "reason": INTERRUPTED,
+                           "message": "stopped before its end; continue it with raytune-k8s resume"})
+    status: dict[str, Any] = {"conditions": conditions}
+    best = summary.get("currentOptimalTrial")
+    if best:
+        status["result"] = {"trainJobName": best["bestTrialName"],
+                            "parameters": [{"name": p["name"], "value": p["value"]} for p in best["parameterAssignments"]]}
+    return status
+
+
 def write_summary(experiment_dir: Path, summary: dict[str, Any]) -> Path:
     from ..files import write_atomic
 

@@ -1,8 +1,10 @@
 """The experiment file: Katib v1beta1's ``Experiment`` (the full manifest, or its ``spec`` plus
-``name``), as typed models, loaded and checked with every error naming its field.
+``name``) or Kubeflow Trainer's ``OptimizationJob``, as typed models, loaded and checked with
+every error naming its field.
 
 * ``models``: the pydantic models, with Katib's field names;
 * ``katib``: recognising a manifest and reading its ``trialTemplate``;
+* ``optimization_job``: Kubeflow Trainer's ``OptimizationJob`` read as a spec (its TrainJob the trial);
 * ``trial_kinds``: one reader per Katib trial kind (Job, PyTorchJob, TFJob, XGBoostJob; refusals);
 * ``checks``: the cross-field rules; ``quantities``: Kubernetes quantities;
 * ``loading``: files -> checked specs; ``errors``: :class:`SpecError`.

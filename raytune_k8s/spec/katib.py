@@ -34,7 +34,8 @@ def manifest_to_spec(data: Mapping[str, Any], notes: list[str]) -> dict[str, Any
     if data.get("apiVersion") != API_VERSION:
         problems.add("apiVersion", f"expected {API_VERSION!r}, got {data.get('apiVersion')!r}")
     if data.get("kind") != KIND:
-        problems.add("kind", f"expected {KIND!r}, got {data.get('kind')!r}")
+        problems.add("kind", f"expected {KIND!r} (or OptimizationJob, apiVersion trainer.kubeflow.org/v1alpha1), "
+                     f"got {data.get('kind')!r}")
     for key in data:
         if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
             problems.add(key, "unknown field")
@@ -46,17 +47,24 @@ def manifest_to_spec(data: Mapping[str, Any], notes: list[str]) -> dict[str, Any
         problems.add("spec", "required field is missing" if spec is None else "must be a mapping")
     problems.raise_if_any()
     assert isinstance(metadata, Mapping) and isinstance(spec, Mapping)
-    for key in metadata:
-        if key in ("labels", "annotations"):
-            notes.append(f"metadata.{key}: kept in the manifest only; nothing here selects on them")
-        elif key not in ("name", "namespace"):
-            problems.add(f"metadata.{key}", "not supported in an experiment file (set by the Kubernetes API)")
+    meta = read_object_metadata(metadata, problems, notes)
     if "status" in data:
         notes.append("status: ignored (the status of a Katib Experiment is written by its controller)")
     problems.raise_if_any()
     if "name" in spec:
         raise SpecError("spec.name", "unknown field (the name is metadata.name)")
-    out = {"name": metadata["name"], **dict(spec)}
+    return {**meta, **dict(spec)}
+
+
+def read_object_metadata(metadata: Mapping[str, Any], problems: Problems, notes: list[str]) -> dict[str, Any]:
+    """A manifest's ``metadata`` as the spec's ``name`` and ``namespace``: labels and annotations
+    noted, fields the Kubernetes API sets refused."""
+    for key in metadata:
+        if key in ("labels", "annotations"):
+            notes.append(f"metadata.{key}: kept in the manifest only; nothing here selects on them")
+        elif key not in ("name", "namespace"):
+            problems.add(f"metadata.{key}", "not supported in an experiment file (set by the Kubernetes API)")
+    out = {"name": metadata["name"]}
     if metadata.get("namespace") is not None:
         out["namespace"] = metadata["namespace"]
     return out
@@ -175,4 +183,4 @@ def _pod_namespace(config_map_name: str, at: str) -> str:
 
 
 __all__ = ["API_VERSION", "KIND", "METADATA_REFERENCE", "PLACEHOLDER", "ContainerTrial", "container_trial", "is_manifest",
-           "manifest_to_spec"]
+           "manifest_to_spec", "read_object_metadata"]

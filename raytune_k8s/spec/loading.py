@@ -6,7 +6,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 from pydantic import ValidationError
@@ -15,10 +15,19 @@ from .checks import check_semantics
 from .errors import SpecError
 from .katib import is_manifest, manifest_to_spec
 from .models import ExperimentSpec
+from .optimization_job import is_optimization_job, optimization_job_to_spec
 
 
 #: The largest experiment file read (real ones are a few KiB).
 MAX_FILE_BYTES = 16 * 2**20
+
+
+#: What a file is, as ``raytune-k8s validate`` names it.
+SHORT_FORMAT, KATIB_EXPERIMENT, OPTIMIZATION_JOB = "experiment", "Katib v1beta1 Experiment", "Kubeflow Trainer OptimizationJob"
+
+
+def _same(field_: str) -> str:
+    return field_
 
 
 @dataclass
@@ -27,10 +36,19 @@ class LoadedSpec:
 
     spec: ExperimentSpec
     origin: str | None = None
+    #: a Katib Experiment manifest (False for the short format and an OptimizationJob)
     katib_manifest: bool = False
     notes: list[str] = field(default_factory=list)
     #: Likely mistakes that do not stop a run (e.g. a parameter the trainable never reads).
     warnings: list[str] = field(default_factory=list)
+    #: what the file is: :data:`SHORT_FORMAT`, :data:`KATIB_EXPERIMENT` or :data:`OPTIMIZATION_JOB`
+    format: str = SHORT_FORMAT
+    #: a field of :attr:`spec` -> where the file has it (``name`` -> ``metadata.name`` in a manifest)
+    field_of: Callable[[str], str] = _same
+
+    def relabel(self, error: SpecError) -> SpecError:
+        """``error`` (about fields of :attr:`spec`) naming the file's fields instead, from this file."""
+        return SpecError.of([(self.field_of(f), r) for f, r in error.problems], self.origin)
 
 
 SpecSource = str | os.PathLike[str] | Mapping[str, Any] | ExperimentSpec
@@ -50,21 +68,43 @@ def load_document(source: SpecSource) -> LoadedSpec:
         raise SpecError("", "the experiment must be a YAML mapping", origin)
     notes: list[str] = []
     warnings: list[str] = []
-    katib = is_manifest(data)
+    fmt, field_of = _format_of(data)
     try:
-        if katib:
+        if fmt == OPTIMIZATION_JOB:
+            data, field_of = optimization_job_to_spec(data, notes)
+        elif fmt == KATIB_EXPERIMENT:
             data = manifest_to_spec(data, notes)
+    except SpecError as exc:  # already about the file's own fields
+        raise exc.at(origin) from None
+    loaded = LoadedSpec(_checked(data, notes, warnings, field_of, origin), origin, fmt == KATIB_EXPERIMENT, [], [], fmt, field_of)
+    loaded.notes = [_relabel_line(n, field_of) if n.startswith("trialTemplate") else n for n in notes]
+    loaded.warnings = [_relabel_line(w, field_of) for w in warnings]
+    return loaded
+
+
+def _format_of(data: Mapping[str, Any]) -> tuple[str, Callable[[str], str]]:
+    if is_optimization_job(data):
+        return OPTIMIZATION_JOB, _same
+    if is_manifest(data):
+        return KATIB_EXPERIMENT, manifest_path
+    return SHORT_FORMAT, _same
+
+
+def _checked(data: Mapping[str, Any], notes: list[str], warnings: list[str], field_of: Callable[[str], str],
+             origin: str | None) -> ExperimentSpec:
+    """The model of ``data``, checked; SpecError names the file's fields."""
+    try:
         spec = _validate_model(data)
         check_semantics(spec, notes, warnings)
     except SpecError as exc:
-        if katib:
-            exc = SpecError.of([(manifest_path(f), r) for f, r in exc.problems])
-        raise exc.at(origin) from None
-    if katib:
-        notes = [manifest_path(n.split(": ", 1)[0]) + ": " + n.split(": ", 1)[1] if n.startswith("trialTemplate") else n for n in notes]
-    if katib:
-        warnings = [manifest_path(w.split(": ", 1)[0]) + ": " + w.split(": ", 1)[1] for w in warnings]
-    return LoadedSpec(spec, origin, katib, notes, warnings)
+        raise SpecError.of([(field_of(f), r) for f, r in exc.problems], origin) from None
+    return spec
+
+
+def _relabel_line(line: str, field_of: Callable[[str], str]) -> str:
+    """``"field: text"`` with the file's name for the field."""
+    head, sep, rest = line.partition(": ")
+    return field_of(head) + sep + rest if sep else line
 
 
 def parse_spec(source: SpecSource) -> ExperimentSpec:
