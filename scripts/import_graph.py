@@ -103,23 +103,61 @@ def graph() -> tuple[dict[str, set[str]], dict[str, int], list[str]]:
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
-    """Every circle of the graph, each once (depth-first search)."""
-    found: list[list[str]] = []
-    seen: set[frozenset[str]] = set()
+    """One circle for each strongly connected part of the graph (Tarjan's algorithm, linear in
+    the graph's size: listing every circle instead grows exponentially once one is there)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    parts: list[list[str]] = []
 
-    def visit(node: str, path: list[str]) -> None:
+    def strong(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
         for nxt in sorted(edges.get(node, ())):
-            if nxt in path:
-                loop = path[path.index(nxt):]
-                if frozenset(loop) not in seen:
-                    seen.add(frozenset(loop))
-                    found.append(loop + [nxt])
-            else:
-                visit(nxt, path + [nxt])
+            if nxt not in index:
+                strong(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            part = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                part.append(top)
+                if top == node:
+                    break
+            parts.append(sorted(part))
 
-    for start in sorted(edges):
-        visit(start, [start])
-    return found
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for start in sorted(set(edges) | {t for targets in edges.values() for t in targets}):
+        if start not in index:
+            strong(start)
+    return [_circle_in(part, edges) + ([f"[{len(part)} in circle: {', '.join(part)}]"] if len(part) > 2 else [])
+            for part in parts if len(part) > 1 or part[0] in edges.get(part[0], ())]
+
+
+def _circle_in(part: list[str], edges: dict[str, set[str]]) -> list[str]:
+    """A shortest circle through the first node of a strongly connected ``part``."""
+    start, members = part[0], set(part)
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for nxt in sorted(edges.get(node, ())):
+                if nxt == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return list(reversed(path)) + [start]
+                if nxt in members and nxt not in came_from:
+                    came_from[nxt] = node
+                    following.append(nxt)
+        frontier = following
+    return [start, start]
 
 
 def module_graph() -> dict[str, set[str]]:
@@ -137,7 +175,8 @@ def main() -> int:
     print(f"{'total':<12} {sum(lines.values()):>6} lines")
     loops = cycles(edges) + cycles(modules)
     for loop in loops:
-        print("circle: " + " -> ".join(loop), file=sys.stderr)
+        path, extra = (loop[:-1], " " + loop[-1]) if loop[-1].startswith("[") else (loop, "")
+        print("circle: " + " -> ".join(path) + extra, file=sys.stderr)
     for message in upward:
         print("upward: " + message, file=sys.stderr)
     return 1 if loops or upward else 0
