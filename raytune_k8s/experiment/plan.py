@@ -40,6 +40,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     source_text: str | None = None
     katib_manifest: bool = False
+    #: where a field of the spec is in the file it came from (a manifest's own path)
+    field_of: Callable[[str], str] = str
 
     def close_actor(self) -> None:
         """Stop the searcher actor, if there is one (a plan that will not run)."""
@@ -69,7 +71,8 @@ def prepare_loaded(source: SpecSource, searcher: "Searcher | None", *, searcher_
     trainable = _for_command_trials(spec, built, notes)
     placed, actor = _placed_searcher(spec, built.searcher, searcher, searcher_actor)
     source_text = Path(loaded.origin).read_text() if loaded.origin and loaded.katib_manifest else None
-    return loaded, Plan(spec, placed, built.scheduler, trainable, actor, notes, source_text, loaded.katib_manifest)
+    return loaded, Plan(spec, placed, built.scheduler, trainable, actor, notes, source_text, loaded.katib_manifest,
+                        loaded.field_of)
 
 
 def _built(loaded: LoadedSpec) -> _Built:
@@ -93,11 +96,7 @@ def _built(loaded: LoadedSpec) -> _Built:
         loaded.warnings.extend(check_builtin_parameters(spec))
         return _Built(search.searcher, scheduler, resolve_trainable(spec))
     except SpecError as exc:
-        if loaded.katib_manifest:
-            from ..spec.loading import manifest_path
-
-            exc = SpecError.of([(manifest_path(f), r) for f, r in exc.problems])
-        raise exc.at(loaded.origin) from None
+        raise loaded.relabel(exc) from None
 
 
 def _for_command_trials(spec: ExperimentSpec, built: _Built, notes: list[str]) -> Callable[..., Any]:
@@ -195,22 +194,21 @@ def replica_bundles(spec: ExperimentSpec) -> list[dict[str, float]] | None:
     return gang.bundles() if gang is not None and len(gang.replicas) > 1 else None
 
 
-def trial_resources_field(spec: ExperimentSpec, katib_manifest: bool = False) -> str:
-    """Where a trial's resources are set in the file, for errors about them."""
+def trial_resources_field(spec: ExperimentSpec, field_of: Callable[[str], str] = str) -> str:
+    """Where a trial's resources are set in the file, for errors about them (``field_of``: a
+    spec field's path in the file it came from)."""
     if spec.trial_template is None:
         return "trial.resources"
     from ..spec import container_trial
-    from ..spec.loading import manifest_path
 
-    at = container_trial(spec.trial_template, None, []).resources_at
-    return manifest_path(at) if katib_manifest else at
+    return field_of(container_trial(spec.trial_template, None, []).resources_at)
 
 
 def check_fits_a_worker(plan: Plan, address: str | None) -> None:
     """Bad input (SpecError) when one trial asks for more than one worker offers."""
     from ..scaling.quota import check_fits_worker, known_worker_size
 
-    at = trial_resources_field(plan.spec, plan.katib_manifest)
+    at = trial_resources_field(plan.spec, plan.field_of)
     bundles = replica_bundles(plan.spec)
     if bundles is None:
         check_fits_worker(trial_resources(plan.spec), known_worker_size(address), at)
@@ -235,7 +233,7 @@ def check_fits_the_cluster(plan: Plan) -> None:
     one = trial_resources(plan.spec)
     bundles = gang or [{"CPU": one.get("cpu", 0.0), "GPU": one.get("gpu", 0.0)}]
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    at = trial_resources_field(plan.spec, plan.katib_manifest)
+    at = trial_resources_field(plan.spec, plan.field_of)
     unit = "replica" if gang else "trial"
     for key, name in (("CPU", "cpu"), ("GPU", "gpu")):
         need = max(b.get(key, 0.0) for b in bundles)
