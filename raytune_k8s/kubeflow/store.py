@@ -98,7 +98,9 @@ class ExperimentStore:
             conditions.append({"type": "Failed", "status": "True", "reason": "ExperimentDriverEnded",
                                "message": f"the experiment's driver ended without a result: {_tail(record / 'driver.log')}"})
         status["conditions"] = conditions
-        return {**manifest, "status": status}
+        # The API server stamps every object it creates; Kubeflow's SDK requires the stamp.
+        metadata = {"creationTimestamp": driver["created"], **(manifest.get("metadata") or {})}
+        return {**manifest, "metadata": metadata, "status": status}
 
     def experiments(self, namespace: str) -> list[dict[str, Any]]:
         folder = self.storage / _RECORDS / namespace

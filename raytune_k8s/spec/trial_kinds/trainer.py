@@ -16,6 +16,8 @@ from .training_operator import DEFAULT_REPLICA_CPU
 
 #: Runtimes whose environment is given here -> the framework that gives it.
 RUNTIMES = {"torch-distributed": "trainer-torch", "torch-distributed-with-cache": "trainer-torch"}
+#: The working directory of the runtimes' image (pytorch/pytorch's WORKDIR).
+RUNTIME_WORKDIR = "/workspace"
 _TRAINER_FIELDS = ("numNodes", "image", "command", "args", "env", "resourcesPerNode", "numProcPerNode")
 _NOTES = {"suspend": "a trial starts when Ray has room for all its nodes", "managedBy": "no effect here",
           "labels": "no effect here", "annotations": "no effect here"}
@@ -55,7 +57,14 @@ class TrainJobReader(TrialKindReader):
         container = {"name": "node", **{k: trainer[k] for k in ("image", "command", "args", "env") if k in trainer}}
         if "resourcesPerNode" in trainer:
             container["resources"] = trainer["resourcesPerNode"]
-        pod = read_pod_processes(reading, PodTemplate({"spec": {"containers": [container]}}, f"{at}.trainer",
+        pod_spec: dict[str, Any] = {"containers": [container]}
+        if "image" not in trainer:
+            # The node runs the runtime's image, whose working directory (/workspace) is the
+            # pod's own: here, a folder of the node's (so files a command writes there, as
+            # Kubeflow's SDK writes a CustomTrainer's function, are not shared between trials).
+            container.update(workingDir=RUNTIME_WORKDIR, volumeMounts=[{"name": "workspace", "mountPath": RUNTIME_WORKDIR}])
+            pod_spec["volumes"] = [{"name": "workspace", "emptyDir": {}}]
+        pod = read_pod_processes(reading, PodTemplate({"spec": pod_spec}, f"{at}.trainer",
                                                       default_container="node", default_cpu=1 if nodes == 1 else DEFAULT_REPLICA_CPU))
         reading.problems.raise_if_any()
         types = [ReplicaType("Node", nodes, pod)]
