@@ -1,6 +1,9 @@
 """The trial program of examples/optimization-job.yaml: trains an MLP on MNIST with the
-hyperparameters an OptimizationJob gives it, and prints ``epoch=N loss=V accuracy=A`` lines
-(the validation loss and accuracy after each epoch), which Katib's StdOut collector reads.
+hyperparameters an OptimizationJob gives it, and reports the validation loss and accuracy after
+each epoch the way Kubeflow Trainer's trainers do: with the SDK's ``update_trainjob_status``,
+which sends them to the TrainJob status endpoint named by ``$KUBEFLOW_TRAINER_SERVER_URL``.
+The helper drops an update sent within 5 s of the previous one, so the program waits out that
+interval before each update: otherwise a fast epoch's metrics, the last ones included, are lost.
 
 Kubeflow Trainer's OptimizationJob passes each parameter as the environment variable
 ``KUBEFLOW_TRAINER_OPT_<NAME>`` (the name in capitals): here ``KUBEFLOW_TRAINER_OPT_LR`` and
@@ -10,11 +13,16 @@ Kubeflow Trainer's OptimizationJob passes each parameter as the environment vari
 
 import argparse
 import os
+import time
 
 import torch
 from torch import nn
 
 from raytune_k8s.trials.data import load_mnist
+
+
+#: update_trainjob_status sends at most one update in this many seconds (and drops the others).
+THROTTLE_S = 5.1
 
 
 def hyperparameter(name: str) -> float:
@@ -40,6 +48,9 @@ def main() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = nn.CrossEntropyLoss()
     print(f"training with lr {lr}, momentum {momentum} on {data.source}", flush=True)
+    from kubeflow.trainer.backends.kubernetes.utils import update_trainjob_status
+
+    sent = time.monotonic() - THROTTLE_S
     for epoch in range(1, args.epochs + 1):
         model.train()
         for idx in torch.randperm(len(train_y)).split(args.batch_size):
@@ -51,7 +62,10 @@ def main() -> None:
             out = model(val_x)
             loss = loss_fn(out, val_y).item()
             accuracy = (out.argmax(1) == val_y).float().mean().item()
-        print(f"epoch={epoch} loss={loss:.4f} accuracy={accuracy:.4f}", flush=True)
+        time.sleep(max(0.0, THROTTLE_S - (time.monotonic() - sent)))
+        delivered = update_trainjob_status(progress_percent=100 * epoch // args.epochs, metrics={"loss": loss, "accuracy": accuracy})
+        sent = time.monotonic()
+        print(f"epoch {epoch}: loss {loss:.4f}, accuracy {accuracy:.4f} ({'sent' if delivered else 'NOT sent'})", flush=True)
 
 
 if __name__ == "__main__":

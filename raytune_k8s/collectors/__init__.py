@@ -3,7 +3,9 @@
 * ``stdout``: lines the process prints (Katib's StdOut, the default);
 * ``files``: a TEXT or JSON file the process writes (File), and Push's file;
 * ``tfevent``: a TensorFlow event directory (TensorFlowEvent);
-* ``push``: :func:`report_metrics`, the client a trial calls itself (Push, and None).
+* ``push``: :func:`report_metrics`, the client a trial calls itself (Push, and None), and
+  Katib's own ``report_metrics`` through ``katib_db``;
+* ``trainer_status``: Kubeflow Trainer's TrainJob status endpoint, beside any of them.
 
 :func:`create_collector` builds the one a spec asks for. A collector turns what it reads into
 ``(name, value)`` observations, in order; the trial runner reports them.
@@ -22,8 +24,19 @@ from .push import PUSH_FILE_ENV, PushCollector
 from .stdout import DEFAULT_FILTER, StdOutCollector
 
 
-def create_collector(spec: MetricsCollectorSpec, metric_names: list[str], trial_dir: Path) -> Collector:
-    """The collector for one trial; file paths are made per trial under ``trial_dir``."""
+def create_collector(spec: MetricsCollectorSpec, metric_names: list[str], trial_dir: Path,
+                     trainer_status: bool = False) -> Collector:
+    """The collector for one trial; file paths are made per trial under ``trial_dir``.
+    ``trainer_status``: a TrainJob trial, which also gets Kubeflow Trainer's status endpoint."""
+    collector = _katib_collector(spec, metric_names, trial_dir)
+    if trainer_status:
+        from .trainer_status import WithTrainerStatus
+
+        return WithTrainerStatus(collector, trial_dir / "collector" / "trainer-status")
+    return collector
+
+
+def _katib_collector(spec: MetricsCollectorSpec, metric_names: list[str], trial_dir: Path) -> Collector:
     kind = spec.collector.kind
     filters = list(spec.source.filter.metrics_format) if spec.source and spec.source.filter else []
     path = spec.source.file_system_path if spec.source else None

@@ -28,10 +28,8 @@ defaults, enums and CEL rules; each problem is one :class:`SpecError` naming the
   ``trainer.env`` as upstream's controller does; ``$(KUBEFLOW_TRAINER_OPT_<NAME>)`` in the
   trainer's ``command``/``args`` is expanded as Kubernetes expands it.
 
-Metrics are read from the trials' output by Katib's StdOut collector (``name=value`` lines).
-Upstream's trials push their metrics to the TrainJob status endpoint
-(``KUBEFLOW_TRAINER_SERVER_URL``); serving that endpoint to trials here is separate work, not in
-this module.
+Metrics come from the TrainJob status endpoint every TrainJob trial gets
+(:mod:`raytune_k8s.collectors.trainer_status`), and from ``name=value`` lines (StdOut).
 """
 
 from __future__ import annotations

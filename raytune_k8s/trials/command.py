@@ -204,7 +204,7 @@ def run_trial_process(
     from .pod_setup import PodIdentity, prepare_pod, run_init_containers
 
     values = trial_values(trial, config, trial_name)
-    collector = create_collector(trial.collector, list(trial.metric_names), trial_dir)
+    collector = create_collector(trial.collector, list(trial.metric_names), trial_dir, trainer_status=trial.kind == "TrainJob")
     collector.prepare()
     ip = node_ip()
     prepared = (prepare_pod(trial.pod, trial_dir, PodIdentity(trial_name, trial.namespace or "default", ip), trial.resolved_sources)

@@ -122,7 +122,8 @@ class ReplicaProcess:
         trial, replica = launch.trial, launch.replica
         base = Path(launch.replica_dir)
         base.mkdir(parents=True, exist_ok=True)
-        collector = (create_collector(trial.collector, list(trial.metric_names), base) if replica.primary
+        collector = (create_collector(trial.collector, list(trial.metric_names), base, trainer_status=trial.kind == "TrainJob")
+                     if replica.primary
                      else Collector([]))
         collector.prepare()
         identity = PodIdentity(launch.pod_name, trial.namespace or "default", node_ip())
