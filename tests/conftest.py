@@ -58,8 +58,10 @@ def _session_ray_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]
             break
         time.sleep(0.5)
     if free < total:
+        holders = _holders(request.getfixturevalue("ray_head"))
+        ray.shutdown()  # ends the actors this process owns, so the tests after this one get their CPUs
         pytest.fail(f"{total - free:g} of {total:g} CPUs still held {_RELEASE_WAIT_S:g} s after the test: "
-                    + _holders(request.getfixturevalue("ray_head")), pytrace=False)
+                    + holders, pytrace=False)
 
 
 def _holders(head: LocalRayHead) -> str:

@@ -203,7 +203,7 @@ def test_pbt_command_trial_resumes_from_a_copied_checkpoint_with_perturbed_param
         runs = state["runs"]
         assert len(runs) == 3 and state["step"] == 6, (name, runs)  # 3 segments counted on the model
         assert [start for _, _, start in runs] == [0, 2, 4], (name, runs)  # each run resumed its lineage's state
-        assert runs[-1][0].startswith(f"command_{name}")  # the last run was the member's own
+        assert runs[-1][0] == f"pbt-command-{name}"  # the last run was the member's own (Katib's trial name)
         exploits += [(prev, run) for prev, run in zip(runs, runs[1:]) if prev[0] != run[0]]
     print("exploits (donor run, run from its copy):", exploits)
     assert exploits, "some member restarted from another member's checkpoint"

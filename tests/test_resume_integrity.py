@@ -246,6 +246,11 @@ def test_the_journal_is_closed_on_every_way_out_of_fit(tmp_path, ray_connected):
     open_files = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
                   if os.path.exists(f"/proc/self/fd/{fd}")}
     assert str(experiment_dir / JOURNAL_FILE) not in open_files
+    # An interrupted fit() leaves its trial actor to the driver's exit; this driver is pytest's
+    # process, which goes on: disconnecting ends the actors it owns (the next test reconnects).
+    import ray
+
+    ray.shutdown()
 
 
 def test_a_trial_whose_function_returned_just_before_the_head_was_lost_is_not_run_again(killed_midway, tmp_path):
