@@ -183,13 +183,14 @@ def test_the_distributed_katib_examples_run_unchanged(ray_connected, tmp_path, e
         assert all("loss=" in (trial_dir / "replicas" / log).read_text() for log in logs)
 
 
+# Each rank keeps its own mark of a first attempt (no race between the ranks): on its second
+# attempt it reports and ends; on the first it waits to be killed.
 _ONCE = ("import os, sys, time\n"
-         "flag = sys.argv[2]\n"
+         "flag = sys.argv[2] + '.' + os.environ['RANK']\n"
          "print('loss=1.0', flush=True)\n"
          "if os.path.exists(flag):\n"
          "    sys.exit(0)\n"
-         "if os.environ['RANK'] == '1':\n"
-         "    open(flag, 'w').close()\n"
+         "open(flag, 'w').close()\n"
          "time.sleep(300)\n")
 
 
@@ -206,8 +207,9 @@ def test_a_retried_trial_starts_the_whole_gang_again(ray_connected, tmp_path):
     summaries: list[dict] = []
     run = threading.Thread(target=lambda: summaries.append(raytune_k8s.run(spec, storage_path=tmp_path, report=False)))
     run.start()
-    first = wait_for(lambda: flag.exists() and len(_gang_processes(marker)) >= 2 and _gang_processes(marker), 120,
-                     "the first attempt's two replicas")
+    marks = [Path(f"{flag}.{rank}") for rank in (0, 1)]
+    first = wait_for(lambda: all(m.exists() for m in marks) and len(_gang_processes(marker)) >= 2 and _gang_processes(marker),
+                     120, "the first attempt's two replicas")
     worker = next(pid for pid in first if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
     os.kill(worker, signal.SIGKILL)
     run.join(120)

@@ -100,3 +100,18 @@ def test_katibs_report_metrics_reaches_the_push_collector(tmp_path):
         collector.close()
     assert [dict(group) for group in groups] == [{"loss": 0.5, "accuracy": 0.8}, {"loss": 0.25, "accuracy": 0.8},
                                                  {"loss": 0.5 / 3, "accuracy": 0.8}]
+
+
+def test_on_a_cluster_the_experiment_is_a_ray_job(ray_connected, tmp_path):
+    """With the cluster's dashboard address, tune()'s experiment runs as a Ray job (its driver on
+    the cluster's head, not in the notebook's process tree)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = KatibClient(storage_path=tmp_path, address=ray_connected.dashboard_url)
+    client.tune(name="as-a-job", objective=objective, parameters={"a": katib.search.int(min=10, max=20),
+                                                                  "b": katib.search.double(min=0.1, max=0.2)},
+                objective_metric_name="result", max_trial_count=2, parallel_trial_count=2, resources_per_trial={"cpu": "0.5"})
+    driver = json.loads((tmp_path / ".kubeflow" / "default" / "as-a-job" / "driver.json").read_text())
+    client.wait_for_experiment_condition("as-a-job", polling_interval=1, timeout=300)
+    assert JobSubmissionClient(ray_connected.dashboard_url).get_job_status(driver["job_id"]) == JobStatus.SUCCEEDED
+    assert len(client.list_trials("as-a-job")) == 2

@@ -2,7 +2,8 @@
 experiment (the storage path), each run by a driver process of its own, and read back as the
 Kubernetes objects Katib's API server would return: Experiments and Trials in Katib's shape.
 
-The client's record of an experiment (its manifest, its driver's pid and log) lives in
+The client's record of an experiment (its manifest, its driver: a process or a Ray job, see
+:mod:`.drivers`) lives in
 ``<storage>/.kubeflow/<namespace>/<name>/``, so a second Python process, or ``raytune-k8s
 results <storage>/<name>``, finds the experiment the first one created.
 """
@@ -10,9 +11,6 @@ results <storage>/<name>``, finds the experiment the first one created.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import yaml
 
 from ..results.summary import SPEC_FILE, SUMMARY_FILE, build_summary, katib_status, trial_rows
 from ..spec import SpecError, load_spec
+from .drivers import LocalDriver, RayJobDriver, for_address
 
 GROUP, VERSION = "kubeflow.org", "v1beta1"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
@@ -66,15 +65,8 @@ class ExperimentStore:
         record.mkdir(parents=True)
         path = record / "experiment.yaml"
         path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-        env = dict(os.environ)
-        if self.address:
-            env["RAY_ADDRESS"] = self.address
-        with open(record / "driver.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "raytune_k8s", "run", str(path), "--storage-path", str(self.storage), "--no-report"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-            )
-        (record / "driver.json").write_text(json.dumps({"pid": proc.pid, "created": _now()}))
+        driver = for_address(self.address).start(record, path, self.storage)
+        (record / "driver.json").write_text(json.dumps({**driver, "created": _now()}))
         return self.experiment(namespace, name)
 
     def experiment(self, namespace: str, name: str) -> dict[str, Any]:
@@ -85,7 +77,7 @@ class ExperimentStore:
         manifest = yaml.safe_load((record / "experiment.yaml").read_text())
         driver = json.loads((record / "driver.json").read_text())
         summary = self._summary(name)
-        running = _alive(int(driver["pid"]))
+        running = _driver(driver).running(driver)
         status: dict[str, Any] = katib_status(summary) if summary is not None else {"conditions": [], "trials": 0}
         conditions = [{"type": "Created", "status": "True", "reason": "ExperimentCreated",
                        "message": "Experiment is created", "lastTransitionTime": driver["created"]}]
@@ -96,7 +88,8 @@ class ExperimentStore:
             conditions = status["conditions"]
         else:
             conditions.append({"type": "Failed", "status": "True", "reason": "ExperimentDriverEnded",
-                               "message": f"the experiment's driver ended without a result: {_tail(record / 'driver.log')}"})
+                               "message": f"the experiment's driver ended without a result: "
+                                          f"{_driver(driver).log_tail(record, driver)}"})
         status["conditions"] = conditions
         # The API server stamps every object it creates; Kubeflow's SDK requires the stamp.
         metadata = {"creationTimestamp": driver["created"], **(manifest.get("metadata") or {})}
@@ -112,12 +105,8 @@ class ExperimentStore:
         record = self.record_dir(namespace, name)
         if not record.exists():
             raise NotFound(f"experiment {namespace}/{name} not found in {self.storage}")
-        pid = int(json.loads((record / "driver.json").read_text())["pid"])
-        if _alive(pid):
-            os.killpg(pid, 15)
-            deadline = time.monotonic() + 60
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
+        driver = json.loads((record / "driver.json").read_text())
+        _driver(driver).stop(driver)
         import shutil
 
         shutil.rmtree(record)
@@ -182,31 +171,9 @@ def _trial_object(namespace: str, experiment: str, row: Mapping[str, Any]) -> di
     }
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own child, not yet reaped) has ended
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    if state == "Z":
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        return False
-    return True
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return "(no driver log)"
+def _driver(driver: Mapping[str, Any]) -> "LocalDriver | RayJobDriver":
+    """The driver kind an experiment's record names."""
+    return RayJobDriver(str(driver["address"])) if "job_id" in driver else LocalDriver(None)
 
 
 def _now() -> str:
