@@ -115,3 +115,32 @@ def test_on_a_cluster_the_experiment_is_a_ray_job(ray_connected, tmp_path):
     client.wait_for_experiment_condition("as-a-job", polling_interval=1, timeout=300)
     assert JobSubmissionClient(ray_connected.dashboard_url).get_job_status(driver["job_id"]) == JobStatus.SUCCEEDED
     assert len(client.list_trials("as-a-job")) == 2
+
+
+_OTHER_GRPC = """
+import sys
+import grpc
+from kubeflow.katib import katib_api_pb2 as pb, katib_api_pb2_grpc as pbg
+# Another gRPC server at an address of its own: the trial's proxy passes the call through.
+stub = pbg.DBManagerStub(grpc.insecure_channel(sys.argv[1]))
+stub.ReportObservationLog(pb.ReportObservationLogRequest(trial_name="t", observation_log=pb.ObservationLog(
+    metric_logs=[pb.MetricLog(time_stamp="", metric=pb.Metric(name="loss", value="0.125"))])), timeout=30)
+"""
+
+
+def test_the_trials_other_grpc_traffic_goes_where_it_was_sent(tmp_path):
+    import os
+
+    from raytune_k8s.collectors.katib_db import KatibDBStandIn
+
+    trials, elsewhere = KatibDBStandIn(tmp_path / "trial.jsonl"), KatibDBStandIn(tmp_path / "elsewhere.jsonl")
+    try:
+        env = {**os.environ, **trials.env()}
+        run = subprocess.run([sys.executable, "-c", _OTHER_GRPC, f"127.0.0.1:{elsewhere._grpc_port}"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+    finally:
+        trials.close()
+        elsewhere.close()
+    assert json.loads((tmp_path / "elsewhere.jsonl").read_text())["loss"] == 0.125
+    assert not (tmp_path / "trial.jsonl").exists()

@@ -3,7 +3,8 @@ SDK) sends each observation over gRPC to ``katib-db-manager.kubeflow:6789``. For
 process, gRPC's own proxy setting (``grpc_proxy``, which only gRPC reads) points at a small HTTP
 CONNECT proxy here that hands every connection to a local gRPC server implementing the DB
 manager's ``ReportObservationLog``; each request becomes one line of the Push collector's file.
-Katib's call and its default address stay as they are in the trial's code.
+Katib's call and its default address stay as they are in the trial's code. Every other address
+the trial's gRPC asks the proxy for is connected to as asked.
 
 Started only when Katib's SDK is installed (its generated gRPC code is the server's interface).
 """
@@ -17,6 +18,10 @@ import time
 from concurrent import futures
 from pathlib import Path
 from typing import Any
+
+
+#: The host of Katib's DB manager (``katib-db-manager.kubeflow``, and any namespace's).
+KATIB_DB_HOST = "katib-db-manager"
 
 
 class KatibDBStandIn:
@@ -72,7 +77,9 @@ class KatibDBStandIn:
             threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
 
     def _tunnel(self, client: socket.socket) -> None:
-        """Answer the CONNECT, then pass bytes both ways to the gRPC server."""
+        """Answer the CONNECT, then pass bytes both ways: to the stand-in when Katib's DB
+        manager is asked for, else to the address asked for (the trial's other gRPC traffic
+        goes where it went without the proxy)."""
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = client.recv(4096)
@@ -80,9 +87,19 @@ class KatibDBStandIn:
                 client.close()
                 return
             head += chunk
-        rest = head.split(b"\r\n\r\n", 1)[1]
+        request, rest = head.split(b"\r\n\r\n", 1)
+        target = request.split(b"\r\n", 1)[0].split()[1].decode() if request.startswith(b"CONNECT ") else ""
+        host, _, port = target.rpartition(":")
+        try:
+            if host.startswith(KATIB_DB_HOST):
+                upstream = socket.create_connection(("127.0.0.1", self._grpc_port))
+            else:
+                upstream = socket.create_connection((host.strip("[]"), int(port)))
+        except (OSError, ValueError):
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+            client.close()
+            return
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        upstream = socket.create_connection(("127.0.0.1", self._grpc_port))
         if rest:
             upstream.sendall(rest)
         threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
