@@ -144,3 +144,5 @@ def test_the_trials_other_grpc_traffic_goes_where_it_was_sent(tmp_path):
         elsewhere.close()
     assert json.loads((tmp_path / "elsewhere.jsonl").read_text())["loss"] == 0.125
     assert not (tmp_path / "trial.jsonl").exists()
+    # It went through the trial's proxy (not around it), which connected it where it was sent.
+    assert trials.tunnelled == [f"127.0.0.1:{elsewhere._grpc_port}"]

@@ -50,4 +50,7 @@ def test_kubeflows_unified_sdk_imports_with_its_types():
     assert TrialConfig().num_trials == 10 and Objective().metric
     assert all(callable(getattr(OptimizerClient, m)) for m in ("optimize", "get_job", "list_jobs", "get_best_results"))
     assert RandomSearch() is not None and GridSearch() is not None
-    assert CustomTrainer(func=lambda: None).func is not None and TrainJobTemplate is not None
+    def train() -> None:
+        pass
+
+    assert TrainJobTemplate(trainer=CustomTrainer(func=train)).trainer.func is train

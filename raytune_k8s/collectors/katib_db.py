@@ -47,6 +47,8 @@ class KatibDBStandIn:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.proxy_port = self._listener.getsockname()[1]
         self._closed = threading.Event()
+        #: every address the trial's gRPC asked the proxy for, in order
+        self.tunnelled: list[str] = []
         threading.Thread(target=self._accept, daemon=True, name="katib-db-proxy").start()
 
     def env(self) -> dict[str, str]:
@@ -90,6 +92,7 @@ class KatibDBStandIn:
         request, rest = head.split(b"\r\n\r\n", 1)
         target = request.split(b"\r\n", 1)[0].split()[1].decode() if request.startswith(b"CONNECT ") else ""
         host, _, port = target.rpartition(":")
+        self.tunnelled.append(target)
         try:
             if host.startswith(KATIB_DB_HOST):
                 upstream = socket.create_connection(("127.0.0.1", self._grpc_port))

@@ -192,12 +192,8 @@ def _objective(objectives: Any, problems: Problems) -> dict[str, Any]:
         problems.add(f"{at}[1]", "an OptimizationJob has one objective (upstream's maxItems: 1); several objectives "
                      "come with the multi-objective work, not yet here")
     first = objectives[0]
-    if not isinstance(first, Mapping):
-        problems.add(f"{at}[0]", "must be a mapping {metric, direction}")
+    if not _mapping_of(first, ("metric", "direction"), f"{at}[0]", "an objective", problems):
         return {}
-    for key in first:
-        if key not in ("metric", "direction"):
-            problems.add(f"{at}[0].{key}", "unknown field (an objective has metric and direction)")
     metric = first.get("metric")
     if not isinstance(metric, str) or not 1 <= len(metric) <= MAX_NAME:
         problems.add(f"{at}[0].metric", f"required: the metric's name, 1 to {MAX_NAME} characters")
@@ -248,13 +244,20 @@ def _space_kind(item: Any) -> str:
     return kinds[0] if len(kinds) == 1 else ""
 
 
-def _parameter(item: Any, at: str, problems: Problems) -> dict[str, Any] | None:
+def _mapping_of(item: Any, keys: tuple[str, str], at: str, what: str, problems: Problems) -> bool:
+    """Whether ``item`` is a mapping (a problem when not); each key it has beyond ``keys`` is one."""
     if not isinstance(item, Mapping):
-        problems.add(at, "must be a mapping {name, searchSpace}")
-        return None
+        problems.add(at, f"must be a mapping {{{', '.join(keys)}}}")
+        return False
     for key in item:
-        if key not in ("name", "searchSpace"):
-            problems.add(f"{at}.{key}", "unknown field (a parameter has name and searchSpace)")
+        if key not in keys:
+            problems.add(f"{at}.{key}", f"unknown field ({what} has {keys[0]} and {keys[1]})")
+    return True
+
+
+def _parameter(item: Any, at: str, problems: Problems) -> dict[str, Any] | None:
+    if not _mapping_of(item, ("name", "searchSpace"), at, "a parameter", problems):
+        return None
     name = item.get("name")
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME:
         problems.add(f"{at}.name", f"required: the parameter's name, 1 to {MAX_NAME} characters")
