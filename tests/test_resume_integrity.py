@@ -43,17 +43,22 @@ def _events(experiment_dir: Path, kind: str) -> list[dict]:
 
 
 def _run_taking_snapshot(spec: dict, storage: Path, snapshot: Path, ready) -> dict:
-    """``run(spec)``, copying its experiment directory to ``snapshot`` the moment ``ready(dir)``."""
+    """``run(spec)``, copying its experiment directory to ``snapshot`` the first time a copy
+    satisfies ``ready(copy)`` (the copy, not the live directory: Tune may save between the two)."""
     from raytune_k8s import run
 
     experiment_dir = storage / spec["name"]
     stop = threading.Event()
 
     def watch() -> None:
+        attempt = snapshot.with_name(snapshot.name + ".attempt")
         while not stop.wait(0.02):
             if experiment_dir.exists() and ready(experiment_dir):
-                _copy_tree(experiment_dir, snapshot)
-                return
+                shutil.rmtree(attempt, ignore_errors=True)
+                _copy_tree(experiment_dir, attempt)
+                if ready(attempt):
+                    attempt.rename(snapshot)
+                    return
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -67,19 +72,24 @@ def _run_taking_snapshot(spec: dict, storage: Path, snapshot: Path, ready) -> di
 @pytest.fixture(scope="module")
 def killed_midway(tmp_path_factory, ray_head):
     """A finished experiment, and a copy of its directory from when 2 of its 4 trials had
-    finished and a third had started."""
+    finished, a third had started, and a trial had started since Tune last saved its state."""
     import ray
 
     if not ray.is_initialized():
         ray.init(address=ray_head.address, log_to_driver=False)
     base = tmp_path_factory.mktemp("killed")
-    spec = _spec("killed", base / "logs", trials=4)
+    spec = _spec("killed", base / "logs", trials=4, sleep=0.4)
 
-    def ready(d: Path) -> bool:
-        return (len(_events(d, "complete")) >= 2 and len(_events(d, "start")) >= 3
-                and any(d.glob("experiment_state-*.json")) and (d / "tuner.pkl").exists())
+    def ready(d: Path) -> bool:  # and a started trial Tune's saved state does not know yet
+        started = {e["trial_id"] for e in _events(d, "start")}
+        return (len(_events(d, "complete")) >= 2 and len(started) >= 3 and (d / "tuner.pkl").exists()
+                and (saved := _in_saved_state(d)) is not None and bool(started - saved))
 
-    summary = _run_taking_snapshot(spec, base / "storage", base / "snapshot", ready)
+    with pytest.MonkeyPatch.context() as env:
+        # Tune saves its state when the run starts and then not for an hour: the trials that start
+        # later are known only to the journal and their folders (the timing a kill can meet).
+        env.setenv("TUNE_GLOBAL_CHECKPOINT_S", "3600")
+        summary = _run_taking_snapshot(spec, base / "storage", base / "snapshot", ready)
     assert summary["status"] == "Succeeded", summary["reason"]
     assert (base / "snapshot" / JOURNAL_FILE).exists(), "the run ended before the snapshot"
     return base
@@ -98,6 +108,28 @@ def _state_files(experiment_dir: Path) -> list[str]:
     return names
 
 
+def _in_saved_state(experiment_dir: Path) -> set[str] | None:
+    from raytune_k8s._tune.internals import load_tune_state
+
+    try:
+        [path] = sorted(experiment_dir.glob("experiment_state-*.json"))[-1:]
+        return {json.loads(t)["trial_id"] for t, _ in load_tune_state(path.read_bytes())["trial_data"]}
+    except (ValueError, OSError):  # none yet, or caught mid-write
+        return None
+
+
+def _cut_before_unsaved_starts(journal: bytes, unsaved: set[str]) -> bytes:
+    """The journal up to (not including) the first start of a trial Tune's saved state lacks:
+    cut at a line boundary, so only the trial folders show that events were lost."""
+    offset = 0
+    for line in journal.split(b"\n"):
+        event = json.loads(line) if line.strip() else {}
+        if event.get("event") == "start" and event["trial_id"] in unsaved:
+            return journal[:offset]
+        offset += len(line) + 1
+    raise AssertionError("no start of an unsaved trial in the journal")
+
+
 def test_a_truncated_state_file_never_starts_the_experiment_over(killed_midway, tmp_path, ray_connected):
     from raytune_k8s.experiment.runner import resume
     from raytune_k8s.recovery.reconcile import ResumeError
@@ -108,7 +140,10 @@ def test_a_truncated_state_file_never_starts_the_experiment_over(killed_midway, 
     files = _state_files(snapshot)
     assert {"tuner.pkl", JOURNAL_FILE, "experiment.yaml"} < set(files)
     assert any(f.startswith("experiment_state-") for f in files) and any(f.startswith("searcher-state-") for f in files)
-    cases = [(name, size) for name in files for size in ("empty", "half")] + [("experiment_state-*.json", "removed")]
+    unsaved = known - (_in_saved_state(snapshot) or set())
+    assert unsaved  # the fixture waited for it
+    cases = [(name, size) for name in files for size in ("empty", "half")] + [("experiment_state-*.json", "removed"),
+                                                                              (JOURNAL_FILE, "before unsaved starts")]
     outcomes = {}
     for i, (name, size) in enumerate(cases):
         case = tmp_path / f"case{i}"
@@ -120,7 +155,13 @@ def test_a_truncated_state_file_never_starts_the_experiment_over(killed_midway, 
                 path.unlink()
         else:
             data = (case / name).read_bytes()
-            (case / name).write_bytes(b"" if size == "empty" else data[: len(data) // 2])
+            if size == "empty":
+                cut = b""
+            elif size == "half":
+                cut = data[: len(data) // 2]
+            else:
+                cut = _cut_before_unsaved_starts(data, unsaved)
+            (case / name).write_bytes(cut)
         try:
             summary = resume(case)
         except ResumeError as exc:
@@ -143,6 +184,8 @@ def test_a_truncated_state_file_never_starts_the_experiment_over(killed_midway, 
     # The search state's loss cannot be resumed from silently; Tune's own "Restarting experiment" never happens.
     assert outcomes[("tuner.pkl", "empty")].startswith("stopped")
     assert outcomes[("experiment_state-*.json", "removed")].startswith("stopped")
+    # A journal that lost the starts of trials Tune never saved: their folders bring them back.
+    assert outcomes[(JOURNAL_FILE, "before unsaved starts")] == "resumed"
 
 
 def test_an_experiment_whose_goal_is_reached_after_a_resume_labels_its_trials_as_an_uninterrupted_run(tmp_path, ray_connected):

@@ -23,10 +23,15 @@ from typing import Any, Iterator
 
 from ray.tune import Callback
 
+from ..files import write_atomic
+
 JOURNAL_FILE = "journal.jsonl"
 FSYNC_EVERY_S = 0.5
 #: The key of the journal's length (bytes) in the state Tune saves for it.
 JOURNAL_BYTES = "journal_bytes"
+#: A copy of a trial's ``start`` event, in its folder of the experiment directory: a journal
+#: damaged after the fact (cut, partly lost) still leaves every trial that started findable.
+START_RECORD = ".trial_start.json"
 
 
 class ResultJournal(Callback):
@@ -101,9 +106,16 @@ class ResultJournal(Callback):
     # ---- Tune's events
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from ray.tune.utils.util import SafeFallbackEncoder
+
         state, metadata = trial.get_json_state()
-        self._write({"event": "start", "trial_id": trial.trial_id, "dir": trial.storage.trial_dir_name,
-                     "state": state, "metadata": metadata, "t": time.time()})
+        event = {"event": "start", "trial_id": trial.trial_id, "dir": trial.storage.trial_dir_name,
+                 "state": state, "metadata": metadata, "t": time.time()}
+        self._write(event)
+        record = self.path.parent / event["dir"] / START_RECORD
+        if not record.exists():  # a retried trial keeps its first record (the journal has the rest)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(record, json.dumps(event, cls=SafeFallbackEncoder), fsync=False)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self._write({"event": "result", "trial_id": trial.trial_id, "result": result})

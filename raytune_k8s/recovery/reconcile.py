@@ -43,7 +43,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from ..files import PREVIOUS_SUFFIX, previous_path, write_atomic
-from .journal import JOURNAL_BYTES, JOURNAL_FILE, read_journal
+from .journal import JOURNAL_BYTES, JOURNAL_FILE, START_RECORD, read_journal
 from ..trials import RETURNED_MARKER
 from ..results.tune_state import ERROR, TERMINATED, ResumeError
 
@@ -63,6 +63,7 @@ class _Journaled:
     checkpoint: str | None = None
     completed: dict[str, Any] | None = None
     errored: bool = False
+    in_journal: tuple[bool, int, bool] = (False, 0, False)  # the journal had: its start, results, its end
 
 
 @dataclass
@@ -73,12 +74,16 @@ class Reconciled:
     added: list[str] = field(default_factory=list)  # missing from the state
     checkpoints: list[str] = field(default_factory=list)  # a newer checkpoint than the state's
     results_restored: int = 0  # result lines put back into result.json
+    journal_events_restored: int = 0  # events the journal had lost, written back from the trial folders
 
     def __bool__(self) -> bool:
-        return bool(self.finished or self.added or self.checkpoints or self.results_restored)
+        return bool(self.finished or self.added or self.checkpoints or self.results_restored
+                    or self.journal_events_restored)
 
 
 def _journaled(experiment_dir: Path) -> dict[str, _Journaled]:
+    """Every trial the journal knows, with what it knows; then what the trial folders add (a
+    journal damaged after the fact: see :func:`_add_from_folders`)."""
     trials: dict[str, _Journaled] = {}
     for event in read_journal(experiment_dir):
         trial = trials.setdefault(event["trial_id"], _Journaled(event["trial_id"]))
@@ -86,14 +91,7 @@ def _journaled(experiment_dir: Path) -> dict[str, _Journaled]:
         if kind == "start":
             trial.dir, trial.state, trial.metadata = event["dir"], event["state"], event["metadata"]
         elif kind == "result":
-            trial.results.append(event["result"])
-            # A result names the checkpoint it came with, which the trial had written before it
-            # reported: Tune registers it a moment later (``checkpoint``), and a kill in between
-            # would restart the trial from the one before and report this step again.
-            name = event["result"].get("checkpoint_dir_name")
-            if name and _checkpoint_index(name) > _checkpoint_index(trial.checkpoint or ""):
-                base = Path(trial.checkpoint).parent if trial.checkpoint else experiment_dir / trial.dir
-                trial.checkpoint = str(base / name)
+            _add_result(experiment_dir, trial, event["result"])
         elif kind == "checkpoint":
             if _checkpoint_index(event["path"]) >= _checkpoint_index(trial.checkpoint or ""):
                 trial.checkpoint = event["path"]
@@ -102,12 +100,80 @@ def _journaled(experiment_dir: Path) -> dict[str, _Journaled]:
         elif kind == "error":
             trial.errored = True
     for trial in trials.values():
+        trial.in_journal = (trial.state is not None, len(trial.results), trial.completed is not None or trial.errored)
+    _add_from_folders(experiment_dir, trials)
+    for trial in trials.values():
         # Its function returned (the trial said so in its folder) but the driver died before it
         # heard: finished all the same, with the last result it reported.
         if (trial.completed is None and not trial.errored and trial.dir
                 and (experiment_dir / trial.dir / RETURNED_MARKER).exists()):
             trial.completed = dict(trial.results[-1]) if trial.results else {}
     return trials
+
+
+def _add_result(experiment_dir: Path, trial: _Journaled, result: dict[str, Any]) -> None:
+    trial.results.append(result)
+    # A result names the checkpoint it came with, which the trial had written before it
+    # reported: Tune registers it a moment later (``checkpoint``), and a kill in between
+    # would restart the trial from the one before and report this step again.
+    name = result.get("checkpoint_dir_name")
+    if name and _checkpoint_index(name) > _checkpoint_index(trial.checkpoint or ""):
+        base = Path(trial.checkpoint).parent if trial.checkpoint else experiment_dir / trial.dir
+        trial.checkpoint = str(base / name)
+
+
+def _add_from_folders(experiment_dir: Path, trials: dict[str, _Journaled]) -> None:
+    """What the trial folders know and the journal does not: a journal cut or partly lost
+    after the fact (a kill never does it: each event is one whole append). A trial that started
+    has its start record (:data:`START_RECORD`) in its folder; a trial's ``result.json`` longer
+    than its journaled results holds the results the journal lost (:func:`reconcile` writes
+    them back into the journal: :func:`_lost_events`)."""
+    for record in sorted(experiment_dir.glob(f"*/{START_RECORD}")):
+        try:
+            event = json.loads(record.read_text())
+            trial_id, folder, state, metadata = event["trial_id"], event["dir"], event["state"], event["metadata"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a record cut short: the journal's word only
+        trial = trials.get(trial_id)
+        if trial is None or trial.state is None:
+            trial = trials.setdefault(trial_id, _Journaled(trial_id))
+            trial.dir, trial.state, trial.metadata = folder, state, metadata
+    for trial in trials.values():
+        if not trial.dir:
+            continue
+        path = experiment_dir / trial.dir / "result.json"
+        lines = path.read_text().splitlines() if path.exists() else []
+        saved = [json.loads(line) for line in lines if line.strip() and _parses(line)]
+        if len(saved) > len(trial.results):
+            trial.results, trial.checkpoint = [], None
+            for result in saved:
+                _add_result(experiment_dir, trial, result)
+
+
+def _lost_events(trials: dict[str, _Journaled]) -> list[dict[str, Any]]:
+    """The events the journal lacks of what was recovered without it (from the trial folders,
+    or a function's returned marker), in the journal's own form."""
+    events: list[dict[str, Any]] = []
+    for trial in trials.values():
+        started, results, ended = trial.in_journal
+        if not started and trial.state is not None:
+            events.append({"event": "start", "trial_id": trial.trial_id, "dir": trial.dir, "state": trial.state,
+                           "metadata": trial.metadata, "recovered": True})
+        events += [{"event": "result", "trial_id": trial.trial_id, "result": r, "recovered": True}
+                   for r in trial.results[results:]]
+        if not ended and trial.completed is not None:
+            events.append({"event": "complete", "trial_id": trial.trial_id, "result": trial.completed, "recovered": True})
+    return events
+
+
+def _journal_with(experiment_dir: Path, events: list[dict[str, Any]]) -> bytes:
+    """The journal's whole lines followed by ``events`` (a line cut short is dropped)."""
+    from ray.tune.utils.util import SafeFallbackEncoder
+
+    path = experiment_dir / JOURNAL_FILE
+    data = path.read_bytes() if path.exists() else b""
+    whole = b"".join(line + b"\n" for line in data.split(b"\n") if line.strip() and _parses(line.decode(errors="replace")))
+    return whole + b"".join((json.dumps(e, cls=SafeFallbackEncoder) + "\n").encode() for e in events)
 
 
 def _newest(experiment_dir: Path, pattern: str) -> Path | None:
@@ -216,22 +282,26 @@ def reconcile(experiment_dir: str | Path) -> Reconciled:
         return done
     for trial in journaled.values():
         done.results_restored += _restore_results(experiment_dir, trial)
+    lost = _lost_events(journaled)
     state_path = _newest(experiment_dir, "experiment_state-*.json")
-    if state_path is None:
-        return done
-    planned = Reconciled(results_restored=done.results_restored)
-    try:
-        writes = _reconcile_state(experiment_dir, state_path, journaled, planned)
-    except FORMAT_ERRORS as exc:  # a Ray whose private formats moved: nothing changed, Tune's last save
-        print(f"warning: could not bring the saved experiment state up to date from {experiment_dir / JOURNAL_FILE} "
-              f"({type(exc).__name__}: {exc}); nothing was changed, resuming from Tune's last save", file=sys.stderr)
-        return done
+    planned = Reconciled(results_restored=done.results_restored, journal_events_restored=len(lost))
+    writes = [(experiment_dir / JOURNAL_FILE, _journal_with(experiment_dir, lost))] if lost else []
+    if state_path is not None:
+        try:
+            writes += _reconcile_state(experiment_dir, state_path, journaled, planned)
+        except FORMAT_ERRORS as exc:  # a Ray whose private formats moved: nothing changed, Tune's last save
+            print(f"warning: could not bring the saved experiment state up to date from {experiment_dir / JOURNAL_FILE} "
+                  f"({type(exc).__name__}: {exc}); nothing was changed, resuming from Tune's last save", file=sys.stderr)
+            return done
     _apply_all_or_nothing(writes)
     done = planned
     if done:
         print(f"note: recovered from the journal what Tune had not saved: {len(done.finished)} finished trials, "
               f"{len(done.added)} trials it did not know, {len(done.checkpoints)} newer checkpoints, "
               f"{done.results_restored} results", file=sys.stderr)
+    if lost:
+        print(f"note: {JOURNAL_FILE} had lost {len(lost)} events of {len({e['trial_id'] for e in lost})} trials; "
+              "recovered from their folders (start records, result.json, returned markers) and written back", file=sys.stderr)
     return done
 
 
@@ -489,7 +559,7 @@ def _journal_problems(experiment_dir: Path) -> list[str]:
             except ValueError:
                 problems.append(f"{JOURNAL_FILE} line {i + 1} is damaged")
                 break
-    known = {e["trial_id"] for e in read_journal(experiment_dir) if e.get("event") == "start"}
+    known = {tid for tid, t in _journaled(experiment_dir).items() if t.state is not None}  # or their folders
     unknown = [tid for tid in _started_in_saved_state(experiment_dir) if tid not in known]
     if unknown:
         problems.append(f"{JOURNAL_FILE} does not know {len(unknown)} trials Tune's saved state has seen start "
