@@ -86,7 +86,8 @@ def _built(loaded: LoadedSpec) -> _Built:
     spec = loaded.spec
     try:
         space = SearchSpace.from_spec(spec)
-        search = create_search(spec.algorithm, space, spec.objective, spec.nas_config, parallel_trials=spec.parallel_trials)
+        search = create_search(spec.algorithm, space, spec.objective, spec.nas_config, parallel_trials=spec.parallel_trials,
+                               targets=spec.targets)
         loaded.notes.extend(search.notes)
         scheduler = create_scheduler(spec.early_stopping)
         if search.scheduler is not None:  # pbt steers the running trials itself
@@ -142,7 +143,8 @@ def _placed_searcher(spec: ExperimentSpec, built: "Searcher", own: "Searcher | N
 
         searcher = actor = ActorSearcher(searcher, prefetch=spec.parallel_trials, actor_options=searcher_resources(spec),
                                          first_here=own is None)  # a user's searcher may be slow to start
-    return ObjectiveStrategy(searcher, spec.objective.metric, spec.objective.strategy(spec.objective.metric)), actor
+    metrics = [*spec.targets.metrics, *(c.metric for c in spec.constraints)]
+    return ObjectiveStrategy(searcher, {m: spec.objective.strategy(m) for m in metrics}), actor
 
 
 def searcher_resources(spec: ExperimentSpec) -> dict[str, float]:

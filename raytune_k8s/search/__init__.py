@@ -21,6 +21,7 @@ from ray.tune.search import Searcher
 
 from .space import SearchSpace
 from ..spec import Algorithm, Objective, SpecError
+from ..spec.objectives import SEVERAL_OBJECTIVES_ALGORITHMS, Targets
 from ..spec.settings import Settings
 
 #: Katib algorithm name -> factory ("module" means its ``create``).
@@ -31,6 +32,10 @@ ALGORITHMS: dict[str, str] = {
     "multivariate-tpe": "raytune_k8s.search.optuna_samplers:create_multivariate_tpe",
     "cmaes": "raytune_k8s.search.cmaes",
     "sobol": "raytune_k8s.search.optuna_samplers:create_sobol",
+    # Several objectives (and one), with constraints: Optuna's samplers.
+    "nsga2": "raytune_k8s.search.nsga:create_nsga2",
+    "nsga3": "raytune_k8s.search.nsga:create_nsga3",
+    "gp": "raytune_k8s.search.gp",
     "bayesianoptimization": "raytune_k8s.search.bayesopt",
     "hyperband": "raytune_k8s.search.hyperband",
     "pbt": "raytune_k8s.search.pbt",
@@ -53,11 +58,13 @@ class Search:
 
 
 def create_search(
-    algorithm: Algorithm, space: SearchSpace, objective: Objective, nas_config: Any = None, *, parallel_trials: int | None = None
+    algorithm: Algorithm, space: SearchSpace, objective: Objective, nas_config: Any = None, *, parallel_trials: int | None = None,
+    targets: Targets | None = None,
 ) -> Search:
     """Build the search an experiment asks for; unknown names and settings raise SpecError.
     The NAS algorithms also take the spec's ``nasConfig``; hyperband the ``parallelTrialCount``
-    (its one bracket's size when ``r_l < eta``, as in Katib)."""
+    (its one bracket's size when ``r_l < eta``, as in Katib); the algorithms of
+    ``SEVERAL_OBJECTIVES_ALGORITHMS`` the ``targets`` (several objectives, constraints)."""
     target = ALGORITHMS.get(algorithm.name)
     if target is None:
         raise SpecError(
@@ -71,15 +78,20 @@ def create_search(
         built = factory(space, objective, settings, nas_config=nas_config)
     elif algorithm.name == "hyperband":
         built = factory(space, objective, settings, parallel_trials=parallel_trials)
+    elif algorithm.name in SEVERAL_OBJECTIVES_ALGORITHMS:
+        built = factory(space, objective, settings, targets=targets)
+    elif targets is not None and (targets.several or targets.constrained):
+        raise SpecError("algorithm.algorithmName", f"{algorithm.name!r} takes one objective and no constraints")
     else:
         built = factory(space, objective, settings)
     settings.reject_unused()
     return built if isinstance(built, Search) else Search(built)
 
 
-def create_searcher(algorithm: Algorithm, space: SearchSpace, objective: Objective, nas_config: Any = None) -> Searcher:
+def create_searcher(algorithm: Algorithm, space: SearchSpace, objective: Objective, nas_config: Any = None, *,
+                    targets: Targets | None = None) -> Searcher:
     """Just the searcher of :func:`create_search` (for algorithms without a scheduler)."""
-    return create_search(algorithm, space, objective, nas_config).searcher
+    return create_search(algorithm, space, objective, nas_config, targets=targets).searcher
 
 
 __all__ = ["ALGORITHMS", "Search", "Settings", "create_search", "create_searcher"]

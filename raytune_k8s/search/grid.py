@@ -37,7 +37,7 @@ class GridSearcher(StatefulSearcher):
         self._next = state["next"]
 
 
-def create(space: SearchSpace, objective: Objective, settings: Settings) -> GridSearcher:
+def create(space: SearchSpace, objective: Objective, settings: Settings, targets: object = None) -> GridSearcher:
     for i, dim in enumerate(space):
         if dim.kind == "double" and not dim.step:
             raise SpecError(f"parameters[{i}].feasibleSpace.step", "grid search needs a step for double parameters")

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from .space import Dimension, SearchSpace
 from ..spec import Objective
+from ..spec.objectives import Targets
 from ..spec.settings import Settings
 from .stateful import StatefulSearcher
 
@@ -48,13 +49,23 @@ class OptunaSearcher(StatefulSearcher):
 
     Trials still running stay RUNNING in the study, so samplers that account for them (TPE's
     ``constant_liar``) see them; a failed trial, or one without the metric, is told as FAIL.
+    With several objectives (``targets``) the study has one direction per objective and each
+    trial is told every objective's value; with constraints, each bound's violation is set on the
+    trial before it is told (Optuna's ``Trial.set_constraint``: the samplers that handle
+    constraints read them from there). A trial missing an objective or a constrained metric is
+    told as FAIL.
     """
 
-    def __init__(self, space: SearchSpace, metric: str, mode: str, sampler: optuna.samplers.BaseSampler):
+    def __init__(self, space: SearchSpace, metric: str, mode: str, sampler: optuna.samplers.BaseSampler,
+                 targets: Targets | None = None):
         super().__init__(metric=metric, mode=mode)
         self._space = space
         self._distributions = distributions(space)
-        self._study = optuna.create_study(direction="maximize" if mode == "max" else "minimize", sampler=sampler)
+        self._targets = targets if targets is not None and (targets.several or targets.constrained) else None
+        if self._targets is not None:
+            self._study = optuna.create_study(directions=self._targets.directions, sampler=sampler)
+        else:
+            self._study = optuna.create_study(direction="maximize" if mode == "max" else "minimize", sampler=sampler)
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
 
     @property
@@ -70,11 +81,28 @@ class OptunaSearcher(StatefulSearcher):
         number = self._numbers.pop(trial_id, None)
         if number is None:
             return
+        if self._targets is not None:
+            self._tell_targets(number, None if error else result, self._targets)
+            return
         value = None if error or not result else result.get(self.metric)
         if value is None or not math.isfinite(float(value)):
             self._study.tell(number, state=TrialState.FAIL)
         else:
             self._study.tell(number, float(value))
+
+    def _tell_targets(self, number: int, result: dict | None, targets: Targets) -> None:
+        values = targets.values(result) if result else None
+        violations = targets.violations(result) if result else None
+        if values is None or violations is None:
+            self._study.tell(number, state=TrialState.FAIL)
+            return
+        if targets.constrained:
+            # the running trial by its number (Optuna's storage id; ask() gave us the number)
+            trial_id = self._study._storage.get_trial_id_from_study_id_trial_number(self._study._study_id, number)
+            trial = optuna.trial.Trial(self._study, trial_id)
+            for name, violation in zip(targets.violation_names(), violations):
+                trial.set_constraint(name, violation)
+        self._study.tell(number, values)
 
     @property
     def observations(self) -> int:
@@ -87,7 +115,7 @@ class OptunaSearcher(StatefulSearcher):
         self._study, self._numbers = state["study"], dict(state["numbers"])
 
 
-def multivariate_tpe_sampler(settings: Settings) -> optuna.samplers.TPESampler:
+def multivariate_tpe_sampler(settings: Settings, targets: Targets | None = None) -> optuna.samplers.TPESampler:
     """Optuna's multivariate TPE with Katib's setting names and defaults (Optuna's)."""
     return optuna.samplers.TPESampler(
         n_startup_trials=settings.integer("n_startup_trials", 10, minimum=0),
@@ -97,9 +125,9 @@ def multivariate_tpe_sampler(settings: Settings) -> optuna.samplers.TPESampler:
     )
 
 
-def _creator(make_sampler: Callable[[Settings], optuna.samplers.BaseSampler]) -> Callable[..., OptunaSearcher]:
-    def create(space: SearchSpace, objective: Objective, settings: Settings) -> OptunaSearcher:
-        return OptunaSearcher(space, objective.metric, objective.mode, make_sampler(settings))
+def _creator(make_sampler: Callable[[Settings, Targets | None], optuna.samplers.BaseSampler]) -> Callable[..., OptunaSearcher]:
+    def create(space: SearchSpace, objective: Objective, settings: Settings, targets: Targets | None = None) -> OptunaSearcher:
+        return OptunaSearcher(space, objective.metric, objective.mode, make_sampler(settings, targets), targets)
 
     return create
 
@@ -112,7 +140,7 @@ create_multivariate_tpe = _creator(multivariate_tpe_sampler)
 #: of ``scipy.stats.qmc.Sobol(d, scramble=True, seed=random_state)``.
 #: Without ``random_state`` the seed is random: create_sobol's note says so, in place of the
 #: warning Optuna would log.
-def sobol_sampler(settings: Settings) -> optuna.samplers.QMCSampler:
+def sobol_sampler(settings: Settings, targets: Targets | None = None) -> optuna.samplers.QMCSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.QMCSampler(
@@ -121,10 +149,10 @@ def sobol_sampler(settings: Settings) -> optuna.samplers.QMCSampler:
         )
 
 
-def create_sobol(space: SearchSpace, objective: Objective, settings: Settings) -> Search:
+def create_sobol(space: SearchSpace, objective: Objective, settings: Settings, targets: Targets | None = None) -> Search:
     from . import Search
 
-    searcher = OptunaSearcher(space, objective.metric, objective.mode, sobol_sampler(settings))
+    searcher = OptunaSearcher(space, objective.metric, objective.mode, sobol_sampler(settings), targets)
     unseeded = settings.optional_integer("random_state") is None
     return Search(searcher, notes=("sobol: no random_state setting, so the scrambled Sobol sequence is seeded at random "
                                    "(set random_state to repeat a run's trials)",) if unseeded else ())

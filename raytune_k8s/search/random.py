@@ -33,6 +33,6 @@ class RandomSearcher(StatefulSearcher):
         self._rng.bit_generator.state = state["rng"]
 
 
-def create(space: SearchSpace, objective: Objective, settings: Settings) -> RandomSearcher:
+def create(space: SearchSpace, objective: Objective, settings: Settings, targets: object = None) -> RandomSearcher:
     seed = settings.optional_integer("random_state")
     return RandomSearcher(space, objective.metric, objective.mode, seed)

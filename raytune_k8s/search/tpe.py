@@ -26,9 +26,10 @@ from ray.tune.search import Searcher
 from ray.tune.search.hyperopt import HyperOptSearch
 
 from .space import Dimension, SearchSpace
-from ..spec import Objective
+from ..spec import Objective, SpecError
 from ..spec.settings import Settings
 from .optuna_samplers import OptunaSearcher
+from ..spec.objectives import Targets
 
 
 def hyperopt_space(space: SearchSpace) -> dict[str, Any]:
@@ -74,9 +75,12 @@ def _alias(settings: Settings, name: str, alias: str, default: int, minimum: int
     return settings.integer(alias, first, minimum=minimum)
 
 
-def create(space: SearchSpace, objective: Objective, settings: Settings) -> Searcher:
+def create(space: SearchSpace, objective: Objective, settings: Settings, targets: Targets | None = None) -> Searcher:
     engine = settings.choice("engine", "optuna", ["optuna", "hyperopt"])
     seed = settings.optional_integer("random_state")
+    if engine == "hyperopt" and targets is not None and (targets.several or targets.constrained):
+        raise SpecError("algorithm.algorithmSettings", "engine: hyperopt takes one objective and no constraints; "
+                        "Optuna's TPE (the default engine) takes several objectives and constraints")
     if engine == "hyperopt":
         return HyperOptSearch(
             space=hyperopt_space(space),
@@ -95,4 +99,4 @@ def create(space: SearchSpace, objective: Objective, settings: Settings) -> Sear
         multivariate=settings.choice("multivariate", "true", ["true", "false"]) == "true",
         seed=seed,
     )
-    return OptunaSearcher(space, objective.metric, objective.mode, sampler)
+    return OptunaSearcher(space, objective.metric, objective.mode, sampler, targets)

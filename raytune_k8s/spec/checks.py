@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import Problems, SpecError
 from .models import ExperimentSpec, Parameter, Resources, TrialTemplate
+from .objectives import SEVERAL_OBJECTIVES_ALGORITHMS
 from .quantities import parse_count, parse_cpu, parse_memory
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -29,6 +30,7 @@ def check_semantics(spec: ExperimentSpec, notes: list[str] | None = None, warnin
     if spec.max_trials is not None and spec.parallel_trials > spec.max_trials:
         problems.add("parallelTrialCount", f"{spec.parallel_trials} is greater than maxTrialCount {spec.max_trials}")
     _check_objective(spec, problems, warnings)
+    _check_objectives(spec, problems)
     if not spec.parameters and spec.nas_config is None:
         problems.add("parameters", "needs at least one parameter (or a nasConfig, for neural architecture search)")
     seen: set[str] = set()
@@ -56,6 +58,32 @@ def _check_objective(spec: ExperimentSpec, problems: Problems, warnings: list[st
     for i, s in enumerate(obj.metric_strategies):
         if s.name not in names:  # Katib ignores it: a strategy is only looked up by a metric's name
             warnings.append(f"objective.metricStrategies[{i}]: {s.name!r} is not the objective metric or an additional metric; ignored")
+
+
+def _check_objectives(spec: ExperimentSpec, problems: Problems) -> None:
+    """Several objectives and constraints: consistent with ``objective``, and only where they combine."""
+    targets = spec.targets
+    metrics = targets.metrics
+    for i, metric in enumerate(metrics):
+        if metric in metrics[:i]:
+            problems.add(f"objectives[{i}].metric", f"{metric!r} is already objective {metrics.index(metric)}")
+    if spec.objectives:
+        first, obj = spec.objectives[0], spec.objective
+        if (obj.metric, obj.type) != (first.metric, first.direction):
+            problems.add("objective.objectiveMetricName", f"given beside objectives, objective must be objectives[0] "
+                         f"({first.metric!r}, {first.direction}), got ({obj.metric!r}, {obj.type})")
+    if targets.several and spec.objective.goal is not None:
+        problems.add("objective.goal", "a goal stops one objective's search; with several objectives there is no single "
+                     "value to reach: remove it (maxTrialCount ends the run)")
+    if not (targets.several or targets.constrained):
+        return
+    what = "several objectives" if targets.several else "constraints"
+    if spec.algorithm.name not in SEVERAL_OBJECTIVES_ALGORITHMS:
+        problems.add("algorithm.algorithmName", f"{spec.algorithm.name!r} takes one objective and no constraints; with "
+                     f"{what} choose one of {', '.join(SEVERAL_OBJECTIVES_ALGORITHMS)}")
+    if targets.several and spec.early_stopping is not None:
+        problems.add("earlyStopping", f"{spec.early_stopping.name!r} compares trials on one objective; it does not "
+                     "combine with several objectives: remove it")
 
 
 def _check_parameter(param: Parameter, at: str, problems: Problems) -> None:

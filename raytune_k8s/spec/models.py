@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .nas import KatibList, NasConfig, katib_number
+from .objectives import Constraint, ObjectiveTarget, Targets
 
 Scalar = Union[bool, int, float, str]
 
@@ -199,6 +200,53 @@ class ExperimentSpec(_Model):
     nas_config: NasConfig | None = Field(default=None, alias="nasConfig")
     trial: TrialTemplate | None = None
     trial_template: KatibTrialTemplate | None = Field(default=None, alias="trialTemplate")
+    #: several objectives (OptimizationJob's shape; the project's extension): see ``spec.objectives``
+    objectives: KatibList[ObjectiveTarget] = Field(default_factory=list)
+    constraints: KatibList[Constraint] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_of_objectives(cls, data: Any) -> Any:
+        """With ``objectives``, ``objective`` is the first one (written out when not given), the
+        others and the constrained metrics are its additional metrics (so collectors read them),
+        and each objective's value is its best report unless a metricStrategy says otherwise."""
+        if not isinstance(data, dict):
+            return data
+        objectives, constraints = data.get("objectives") or [], data.get("constraints") or []
+        if not isinstance(objectives, list) or not isinstance(constraints, list):
+            return data
+        targets = [o for o in objectives if isinstance(o, dict) and isinstance(o.get("metric"), str)]
+        if not targets and not constraints:
+            return data
+        objective = data.get("objective")
+        if objective is None and targets:
+            first = targets[0]
+            objective = {"type": str(first.get("direction", "")).lower(), "objectiveMetricName": first["metric"]}
+        if not isinstance(objective, dict):
+            return data
+        objective = dict(objective)
+        main = objective.get("objectiveMetricName", objective.get("metric"))
+        extra = list(objective.get("additionalMetricNames", objective.get("additional_metrics")) or [])
+        strategies = list(objective.get("metricStrategies", objective.get("metric_strategies")) or [])
+        named = {s.get("name") for s in strategies if isinstance(s, dict)}
+        for target in targets[1:]:
+            direction = str(target.get("direction", "")).lower()
+            if target["metric"] not in named and direction in ("maximize", "minimize"):
+                strategies.append({"name": target["metric"], "value": "max" if direction == "maximize" else "min"})
+        wanted = [t["metric"] for t in targets[1:]] + [c.get("metric") for c in constraints if isinstance(c, dict)]
+        for metric in wanted:
+            if isinstance(metric, str) and metric != main and metric not in extra:
+                extra.append(metric)
+        for key in ("additional_metrics", "metric_strategies"):
+            objective.pop(key, None)
+        objective.update(additionalMetricNames=extra, metricStrategies=strategies)
+        return {**data, "objective": objective}
+
+    @property
+    def targets(self) -> Targets:
+        """The objectives (``objectives``, or the one ``objective``) and the constraints."""
+        objectives = tuple(self.objectives) or (ObjectiveTarget(metric=self.objective.metric, direction=self.objective.type),)
+        return Targets(objectives, tuple(self.constraints))
 
     @field_validator("parameters", mode="before")
     @classmethod
