@@ -58,7 +58,7 @@ def callbacks(plan: Plan, experiment_dir: Path, control: Any, parallel: int, opt
     from .resource_watch import ResourceWatch
 
     spec = plan.spec
-    return [control, ResultJournal(experiment_dir), CheckpointOfLastResult(), ProgressLine(spec.objective, spec.max_trials),
+    return [control, ResultJournal(experiment_dir), CheckpointOfLastResult(), ProgressLine(spec.objective, spec.max_trials, targets=spec.targets),
             JsonLoggerCallback(), ResourceWatch(trial_resources(spec), parallel or spec.parallel_trials),
             *live_callbacks(spec, optuna_storage, experiment_dir)]
 

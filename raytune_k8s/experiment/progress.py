@@ -1,5 +1,6 @@
 """Live progress: a line when trials finish (at most one a second) and at every failure,
-with running/done/failed and the best so far."""
+with running/done/failed and the best so far (with several objectives: the Pareto front's size
+and hypervolume)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ray.tune.experiment import Trial
 from rich.console import Console
 
 from ..spec import Objective, metric_value
+from ..spec.objectives import Targets
 
 #: Finished trials print at most one line per this many seconds (failures always print).
 MIN_INTERVAL_S = 1.0
@@ -25,8 +27,12 @@ class ProgressLine(Callback):
     ``latest`` a trial's value can get worse, and only then are the trials' values looked over.
     """
 
-    def __init__(self, objective: Objective, max_trials: int | None, min_interval_s: float = MIN_INTERVAL_S):
+    def __init__(self, objective: Objective, max_trials: int | None, min_interval_s: float = MIN_INTERVAL_S,
+                 targets: Targets | None = None):
         self.objective = objective
+        self.targets = targets if targets is not None and targets.several else None
+        self._metrics: dict[str, dict[str, float]] = {}  # several objectives: each trial's values by strategy
+        self._finished: list = []  # several objectives: the finished trials, scored
         self.max_trials = max_trials
         self.min_interval_s = min_interval_s
         self._start = time.monotonic()
@@ -41,18 +47,37 @@ class ProgressLine(Callback):
     def _print(self, event: str) -> None:
         self._last_print = time.monotonic()
         best_text = f"{self.objective.metric}={self._best:.4g}" if self._best is not None else "-"
+        if self.targets is not None:
+            best_text = self._front_text(self.targets)
         # soft_wrap: one line per event even where the terminal width is unknown (a pipe, a job's log)
         Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"[{self._last_print - self._start:6.1f}s] {event:<34} "
             f"{len(self._done)}/{self.max_trials or '-'} done | {len(self._running)} running | "
-            f"{len(self._failed)} failed | best {best_text}"
+            f"{len(self._failed)} failed | {'' if self.targets else 'best '}{best_text}"
         )
+
+    def _front_text(self, targets: Targets) -> str:
+        from ..results.pareto import front, hypervolume, reference_point
+
+        feasible = [t for t in self._finished if t.feasible and t.values is not None]
+        if not feasible:
+            return "front: no feasible trial yet"
+        on_front = set(front(feasible, targets))
+        points = [t.values for t in feasible if t.key in on_front]
+        volume = hypervolume(points, reference_point([t.values for t in feasible], targets.directions), targets.directions)
+        return f"front {len(points)} trials, hypervolume {volume:.4g}"
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._running.add(trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         trial_id = trial.trial_id
+        if self.targets is not None:
+            values = self._metrics.setdefault(trial_id, {})
+            for metric in [*self.targets.metrics, *(c.metric for c in self.targets.constraints)]:
+                value = metric_value([result], metric, self.objective.strategy(metric), values.get(metric))
+                if value is not None:
+                    values[metric] = value
         strategy = self.objective.strategy(self.objective.metric)
         value = metric_value([result], self.objective.metric, strategy, self._values.get(trial_id))
         if value is None:
@@ -68,6 +93,10 @@ class ProgressLine(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._running.discard(trial.trial_id)
         self._done.add(trial.trial_id)
+        if self.targets is not None:
+            from ..results.pareto import scored
+
+            self._finished.append(scored(trial.trial_id, self._metrics.pop(trial.trial_id, {}), self.targets))
         last = self.max_trials is not None and len(self._done) + len(self._failed) >= self.max_trials
         if last or time.monotonic() - self._last_print >= self.min_interval_s:
             self._print(f"trial {trial.trial_id} done")

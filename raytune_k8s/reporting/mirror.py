@@ -7,7 +7,10 @@ the trials); if the storage fails, the mirror warns once and goes on (the result
 in the experiment directory either way); a storage that cannot be opened is tried once, not at
 every event. :func:`.storage.replace_study` writes a finished one.
 
-A trial's value is its objective by the metric strategy (:func:`raytune_k8s.spec.metric_value`),
+A trial's value is its objective by the metric strategy (:func:`raytune_k8s.spec.metric_value`);
+with several objectives the study has their directions and names and a trial every objective's
+value; with constraints, each bound's violation is in the trial's ``constraints`` attribute
+(what optuna-dashboard reads as feasibility),
 and a trial is EarlyStopped when the experiment's record of early stops
 (:mod:`raytune_k8s.stopping.record`, written by the early-stopping rule) lists it: both as in the
 summary.
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
     from ..spec import ExperimentSpec
+    from ..spec.objectives import Targets
 
 
 class OptunaMirror(Callback):
@@ -61,8 +65,23 @@ class OptunaMirror(Callback):
         self._dists: dict[str, BaseDistribution] = {}
         self._optuna_ids: dict[str, int] = {}  # Tune trial id -> Optuna trial id
         self._values: dict[str, float] = {}  # Tune trial id -> its value by the metric strategy (Tune's thread)
+        self._metrics: dict[str, dict[str, float]] = {}  # several objectives, constraints: each metric's value
         self._early_stopped: set[str] = set()  # the record of early stops as read so far (the mirror's thread)
         self._record_read = 0  # how many bytes of it
+
+    @property
+    def targets(self) -> "Targets | None":
+        """Several objectives or constraints (None: one objective, mirrored as before)."""
+        targets = self.spec.targets if self.spec is not None else None
+        return targets if targets is not None and (targets.several or targets.constrained) else None
+
+    def _target_values(self, trial_id: str, result: dict) -> None:
+        assert self.spec is not None and (targets := self.targets) is not None
+        values = self._metrics.setdefault(trial_id, {})
+        for metric in [*targets.metrics, *(c.metric for c in targets.constraints)]:
+            value = metric_value([result], metric, self.spec.objective.strategy(metric), values.get(metric))
+            if value is not None:
+                values[metric] = value
 
     @property
     def strategy(self) -> Literal["min", "max", "latest"]:
@@ -84,8 +103,10 @@ class OptunaMirror(Callback):
         self._put(self._start, trial.trial_id, dict(trial.config), dt.datetime.now())
 
     def on_trial_result(self, iteration: int, trials: list["Trial"], trial: "Trial", result: dict, **info: Any) -> None:
+        if self.targets is not None:
+            self._target_values(trial.trial_id, result)
         reported = metric_value([result], self.metric, "latest")  # this report's value, if a number
-        if reported is not None:
+        if reported is not None and (self.targets is None or not self.targets.several):  # Optuna: no intermediate values with several
             step = int(result.get("training_iteration") or 0)
             value = metric_value([result], self.metric, self.strategy, self._values.get(trial.trial_id))
             if value is not None:  # never None here: this report has a value
@@ -94,10 +115,12 @@ class OptunaMirror(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
         # Tune's scheduler has decided (and the rule recorded an early stop) before this event.
-        self._put(self._finish, trial.trial_id, dict(trial.config), None, self._values.pop(trial.trial_id, None))
+        self._put(self._finish, trial.trial_id, dict(trial.config), None, self._values.pop(trial.trial_id, None),
+                  self._metrics.pop(trial.trial_id, {}))
 
     def on_trial_error(self, iteration: int, trials: list["Trial"], trial: "Trial", **info: Any) -> None:
-        self._put(self._finish, trial.trial_id, dict(trial.config), "Failed", self._values.pop(trial.trial_id, None))
+        self._put(self._finish, trial.trial_id, dict(trial.config), "Failed", self._values.pop(trial.trial_id, None),
+                  self._metrics.pop(trial.trial_id, {}))
 
     def on_experiment_end(self, trials: list["Trial"], **info: Any) -> None:
         self.close()
@@ -141,11 +164,13 @@ class OptunaMirror(Callback):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = open_storage(self.storage_url)
-        study = optuna.create_study(storage=storage, study_name=self.study_name, load_if_exists=True,
-                                    direction="maximize" if self.mode == "max" else "minimize")
+        several = self.targets is not None and self.targets.several
+        directions: list[Literal["maximize", "minimize"]] = (
+            self.targets.directions if self.targets is not None and several else ["maximize" if self.mode == "max" else "minimize"])
+        study = optuna.create_study(storage=storage, study_name=self.study_name, load_if_exists=True, directions=directions)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # set_metric_names is experimental
-            study.set_metric_names([self.metric])
+            study.set_metric_names(self.targets.metrics if self.targets is not None and several else [self.metric])
         self._study_id = storage.get_study_id_from_name(self.study_name)
         self._dists = spec_distributions(self.spec)
         for t in study.get_trials(deepcopy=False):  # a resumed experiment: keep its trials
@@ -188,7 +213,8 @@ class OptunaMirror(Callback):
         self._early_stopped.update(whole.decode().split())
         return trial_id in self._early_stopped
 
-    def _finish(self, trial_id: str, config: dict[str, Any], status: str | None, value: float | None) -> None:
+    def _finish(self, trial_id: str, config: dict[str, Any], status: str | None, value: float | None,
+                metrics: dict[str, float] | None = None) -> None:
         """``status`` None: the trial ended without an error, Succeeded or EarlyStopped."""
         from optuna.trial import TrialState
 
@@ -200,6 +226,15 @@ class OptunaMirror(Callback):
         state = state_of(status, value is not None)
         if self._storage.get_trial(optuna_id).state.is_finished():
             return  # already finished (a resumed experiment)
-        self._storage.set_trial_user_attr(optuna_id, ATTR_STATUS, status if state != TrialState.FAIL or status == "Failed" else "MetricsUnavailable")
         values = [value] if value is not None and state in (TrialState.COMPLETE, TrialState.PRUNED) else None
+        targets = self.targets
+        if targets is not None:
+            several = targets.values(metrics or {}) if targets.several else values
+            if several is None and state == TrialState.COMPLETE:
+                state = TrialState.FAIL  # an objective missing: as the searcher tells it
+            values = several if state in (TrialState.COMPLETE, TrialState.PRUNED) else None
+            violations = targets.violations(metrics or {}) if targets.constrained else None
+            if violations is not None:
+                self._storage.set_trial_system_attr(optuna_id, "constraints", violations)  # Optuna's constraint attribute
+        self._storage.set_trial_user_attr(optuna_id, ATTR_STATUS, status if state != TrialState.FAIL or status == "Failed" else "MetricsUnavailable")
         self._storage.set_trial_state_values(optuna_id, state, values)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .experiment_dir import ExperimentRecord, TrialRecord, load_experiment
 from .sample import sample_trials
 from .study import StudyMaker
+from .pareto_plots import has_several_objectives, hypervolume_figure, pareto_figure
 from .timeline import STATUS_COLOURS, timeline_figure
 
 if TYPE_CHECKING:
@@ -167,6 +168,9 @@ def plot_sections(record: ExperimentRecord) -> list[Section]:
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no completed trials": the empty plot says so
     try:
+        if has_several_objectives(record):
+            add("pareto", "Pareto front", lambda: pareto_figure(record))
+            add("hypervolume", "Hypervolume history", lambda: hypervolume_figure(record))
         add("history", "Optimisation history", history)
         add("parallel", "Parallel coordinates", parallel)
         add("importance", "Parameter importances", importance)
@@ -205,6 +209,13 @@ def _header(record: ExperimentRecord) -> Section:
         ("started", dt.datetime.fromtimestamp(record.started).strftime("%Y-%m-%d %H:%M:%S") if record.started else "unknown"),
         ("directory", str(record.path)),
     ]
+    if isinstance(s.get("objectives"), list) and len(s["objectives"]) > 1:
+        volume = s.get("hypervolume") or {}
+        items[1] = ("objectives", ", ".join(f"{o['direction']} {o['metric']}" for o in s["objectives"]))
+        items[2] = ("Pareto front", f"{len(s.get('pareto_front') or [])} trials, hypervolume {_fmt(volume.get('value'))}")
+    if s.get("constraints"):
+        items.insert(2, ("constraints", "; ".join(_bound_text(c) for c in s["constraints"])
+                         + f" ({s.get('feasible', 0)} trials feasible, {s.get('infeasible', 0)} not)"))
     if record.spec is not None:
         items.insert(1, ("algorithm", record.spec.algorithm.name + (f", early stopping {record.spec.early_stopping.name}" if record.spec.early_stopping else "")))
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in items)
@@ -214,6 +225,12 @@ def _header(record: ExperimentRecord) -> Section:
             rows += f"<tr><th>condition</th><td>{html.escape(text)}</td></tr>"
     spec = f"<details><summary>experiment spec</summary><pre>{html.escape(record.spec_text)}</pre></details>" if record.spec_text else ""
     return Section("summary", record.name, f'<table class="facts">{rows}</table>{spec}')
+
+
+def _bound_text(constraint: dict[str, Any]) -> str:
+    low, high = constraint.get("min"), constraint.get("max")
+    return " ".join(x for x in (f"{_fmt(low)} <=" if low is not None else "", str(constraint.get("metric")),
+                                f"<= {_fmt(high)}" if high is not None else "") if x)
 
 
 def _best_text(best: dict[str, Any] | None, metric: str | None) -> str:

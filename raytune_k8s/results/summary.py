@@ -149,7 +149,9 @@ def build_summary(
     count = {c: sum(r["status"] == c for r in rows) for c in ("Succeeded", "Failed", "EarlyStopped", "MetricsUnavailable", "Killed")}
     failed = [r for r in rows if r["status"] in FAILED_CONDITIONS]
     unfinished = [r for r in rows if r["status"] not in FINISHED_CONDITIONS]
-    scored = [r for r in rows if r["objective"] is not None]
+    targets = spec.targets
+    # With constraints, the best is the best feasible trial (Optuna's best_trial does the same).
+    scored = [r for r in rows if r["objective"] is not None and (not targets.constrained or targets.feasible(r["metrics"]))]
     # A text objective (DARTS' genotype) has no order: the best is a trial that reported one.
     texted = [r for r in rows if r["status"] == "Succeeded" and isinstance(r["metrics"].get(spec.objective.metric), str)]
     best = scored[0] if scored else (texted[0] if texted else None)
@@ -166,7 +168,7 @@ def build_summary(
     else:
         status = SUCCEEDED
         reason = MAX_TRIALS if max_trials is not None and len(rows) >= max_trials else SUGGESTION_END
-    return {
+    summary = {
         "name": spec.name,
         "namespace": spec.namespace,
         "status": status,
@@ -186,6 +188,54 @@ def build_summary(
         "wall_s": round(wall_s, 3),
         "experiment_dir": str(experiment_dir),
         "trial_table": rows,
+    }
+    if targets.several or targets.constrained:
+        summary.update(pareto_summary(spec, rows))
+        if targets.several and summary["pareto_front"]:
+            # best (and Katib's currentOptimalTrial): the front's trial best on the first objective
+            on_front = {p["trial_id"] for p in summary["pareto_front"]}
+            top = next(r for r in rows if r["trial_id"] in on_front)  # rows are best first on it
+            summary["best"] = {"trial_id": top["trial_id"], "params": top["params"], "metrics": top["metrics"]}
+            summary["currentOptimalTrial"] = _optimal_trial(top)
+    return summary
+
+
+def pareto_summary(spec: ExperimentSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """With several objectives or constraints: the objectives and constraints, each trial's
+    ``feasible`` (in its row), the Pareto front of the feasible trials that ran to their end
+    (each objective's value by its strategy), and its hypervolume up to a reference point (each
+    objective's worst value among those trials plus 10 % of its range)."""
+    from .pareto import front, hypervolume, reference_point, scored
+
+    targets = spec.targets
+    finished = []
+    for row in rows:
+        row["feasible"] = targets.feasible(row["metrics"]) if targets.constrained else targets.values(row["metrics"]) is not None
+        if row["status"] in ("Succeeded", "EarlyStopped"):
+            finished.append(scored(row["trial_id"], row["metrics"], targets))
+    on_front = set(front(finished, targets))
+    by_id = {r["trial_id"]: r for r in rows}
+    pareto = []
+    for trial in finished:
+        if trial.key in on_front:
+            row = by_id[trial.key]
+            pareto.append({"trial_id": trial.key, "name": row["name"], "params": row["params"],
+                           "values": dict(zip(targets.metrics, trial.values or [])), "feasible": True})
+    points = [t.values for t in finished if t.values is not None and t.feasible]
+    volume = None
+    if points:
+        reference = reference_point(points, targets.directions)
+        front_points = [[p["values"][m] for m in targets.metrics] for p in pareto]
+        volume = {"value": hypervolume(front_points, reference, targets.directions), "reference_point": reference}
+    return {
+        "objectives": [{"metric": o.metric, "direction": o.direction, "strategy": spec.objective.strategy(o.metric)}
+                       for o in targets.objectives],
+        "constraints": [{**c.model_dump(exclude_none=True), "strategy": spec.objective.strategy(c.metric)}
+                        for c in targets.constraints],
+        "feasible": sum(t.feasible for t in finished),
+        "infeasible": sum(not t.feasible for t in finished),
+        "pareto_front": pareto,
+        "hypervolume": volume,
     }
 
 

@@ -7,8 +7,9 @@ defaults, enums and CEL rules; each problem is one :class:`SpecError` naming the
 (``spec.parameters[1].searchSpace.uniform.min``). What it becomes here:
 
 * ``spec.objectives[0]`` (``metric``, ``direction`` ``Minimize``/``Maximize``, default
-  ``Minimize``) is the objective; upstream allows exactly one, and several objectives come with
-  the multi-objective work;
+  ``Minimize``) is the objective; upstream allows exactly one (``maxItems: 1``). Ours: several
+  (a Pareto front, :mod:`.objectives`), and ``spec.constraints`` (``[{metric, max}]`` /
+  ``{metric, min}``), both refused by upstream's API server;
 * ``spec.searchAlgorithm`` ``random`` (``seed`` -> ``random_state``; a negative seed is taken
   modulo 2^64, numpy's generator takes no negative seed) or ``grid`` (every parameter
   categorical, as upstream's CEL rule requires); default ``random: {}``. Ours, beside them:
@@ -49,7 +50,7 @@ ENV_PREFIX = "KUBEFLOW_TRAINER_OPT_"
 EXTENSION = "raytune-k8s.io/algorithm"
 #: The algorithms the extension runs (the registry's names in ``raytune_k8s.search.ALGORITHMS``
 #: less random and grid, upstream's own, and darts/enas, which need a nasConfig).
-EXTENSION_ALGORITHMS = ("tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization", "hyperband", "pbt")
+EXTENSION_ALGORITHMS = ("tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization", "hyperband", "pbt", "nsga2", "nsga3", "gp")
 _NAS_ALGORITHMS = ("darts", "enas")
 
 #: Upstream's limits (kubebuilder markers of optimizationjob_types.go).
@@ -61,7 +62,7 @@ MAX_NAME = 64  # a metric's, a parameter's, a choice's and a Double's length
 DOUBLE = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 _SPACES = ("uniform", "logUniform", "categorical")
 _TOP = ("apiVersion", "kind", "metadata", "spec", "status")
-_SPEC = ("objectives", "searchAlgorithm", "parameters", "numTrials", "parallelTrials", "trainJobTemplate")
+_SPEC = ("objectives", "constraints", "searchAlgorithm", "parameters", "numTrials", "parallelTrials", "trainJobTemplate")
 #: A Kubernetes ``$(VAR)`` reference in a container's command or args (``$$`` escapes a ``$``).
 _K8S_REFERENCE = re.compile(r"\$\$|\$\(([^)]*)\)")
 _TRAINER_AT = "spec.trainJobTemplate.spec.trainer"
@@ -103,6 +104,8 @@ class FieldMap:
         container = r"trialTemplate\.trialSpec\.spec\.trainer\.spec\.containers(?:\[0\])?"
         return [
             (r"name|namespace", lambda m: f"metadata.{m.group(0)}"),
+            (r"objectives\[(\d+)\](.*)", lambda m: f"spec.objectives[{m.group(1)}]{m.group(2)}"),
+            (r"constraints(.*)", lambda m: f"spec.constraints{m.group(1)}"),
             (r"objective\.objectiveMetricName", lambda m: "spec.objectives[0].metric"),
             (r"objective\.type", lambda m: "spec.objectives[0].direction"),
             (r"objective(\..*)?", lambda m: "spec.objectives[0]"),
@@ -153,7 +156,14 @@ def optimization_job_to_spec(data: Mapping[str, Any], notes: list[str]) -> tuple
     for key in spec:
         if key not in _SPEC:
             problems.add(f"spec.{key}", "unknown field (an OptimizationJob's spec has " + ", ".join(_SPEC) + ")")
-    out: dict[str, Any] = {**meta, "objective": _objective(spec.get("objectives"), problems)}
+    objectives = _objectives(spec.get("objectives"), problems)
+    out: dict[str, Any] = {**meta, "objective": objectives[0] if objectives else {}}
+    if len(objectives) > 1:
+        out["objectives"] = [{"metric": o["objectiveMetricName"], "direction": o["type"]} for o in objectives]
+        notes.append("spec.objectives: several objectives are this project's extension (upstream allows one)")
+    if "constraints" in spec:
+        out["constraints"] = spec["constraints"]
+        notes.append("spec.constraints: this project's extension (upstream has no constraints)")
     parameters = _parameters(spec.get("parameters"), problems, fields)
     out["algorithm"] = _algorithm(spec.get("searchAlgorithm"), parameters, problems, fields)
     out["parameters"] = [p for p in parameters if p is not None]
@@ -183,24 +193,24 @@ def _check_top(data: Mapping[str, Any], problems: Problems, notes: list[str]) ->
 # ---------------------------------------------------------------- objective, counts
 
 
-def _objective(objectives: Any, problems: Problems) -> dict[str, Any]:
+def _objectives(objectives: Any, problems: Problems) -> list[dict[str, Any]]:
+    """Each objective as Katib's ``objective`` (the first is the experiment's ``objective``)."""
     at = "spec.objectives"
     if not isinstance(objectives, list) or not objectives:
         problems.add(at, "required: one objective, {metric, direction}" if objectives in (None, []) else "must be a list")
-        return {}
-    if len(objectives) > 1:
-        problems.add(f"{at}[1]", "an OptimizationJob has one objective (upstream's maxItems: 1); several objectives "
-                     "come with the multi-objective work, not yet here")
-    first = objectives[0]
-    if not _mapping_of(first, ("metric", "direction"), f"{at}[0]", "an objective", problems):
-        return {}
-    metric = first.get("metric")
-    if not isinstance(metric, str) or not 1 <= len(metric) <= MAX_NAME:
-        problems.add(f"{at}[0].metric", f"required: the metric's name, 1 to {MAX_NAME} characters")
-    direction = first.get("direction", "Minimize")
-    if direction not in ("Minimize", "Maximize"):
-        problems.add(f"{at}[0].direction", f"must be Minimize or Maximize (upstream's enum, case as written), got {direction!r}")
-    return {"type": "maximize" if direction == "Maximize" else "minimize", "objectiveMetricName": metric}
+        return []
+    out = []
+    for i, item in enumerate(objectives):
+        if not _mapping_of(item, ("metric", "direction"), f"{at}[{i}]", "an objective", problems):
+            continue
+        metric = item.get("metric")
+        if not isinstance(metric, str) or not 1 <= len(metric) <= MAX_NAME:
+            problems.add(f"{at}[{i}].metric", f"required: the metric's name, 1 to {MAX_NAME} characters")
+        direction = item.get("direction", "Minimize")
+        if direction not in ("Minimize", "Maximize"):
+            problems.add(f"{at}[{i}].direction", f"must be Minimize or Maximize (upstream's enum, case as written), got {direction!r}")
+        out.append({"type": "maximize" if direction == "Maximize" else "minimize", "objectiveMetricName": metric})
+    return out
 
 
 def _counts(spec: Mapping[str, Any], problems: Problems) -> dict[str, int]:
