@@ -223,18 +223,19 @@ class OptunaMirror(Callback):
         if status is None:
             status = "EarlyStopped" if self._was_early_stopped(trial_id) else "Succeeded"
         optuna_id = self._trial(trial_id, config)
-        state = state_of(status, value is not None)
+        targets = self.targets
+        several = targets.values(metrics or {}) if targets is not None and targets.several else None
+        state = state_of(status, several is not None if targets is not None and targets.several else value is not None)
         if self._storage.get_trial(optuna_id).state.is_finished():
             return  # already finished (a resumed experiment)
         values = [value] if value is not None and state in (TrialState.COMPLETE, TrialState.PRUNED) else None
-        targets = self.targets
-        if targets is not None:
-            several = targets.values(metrics or {}) if targets.several else values
-            if several is None and state == TrialState.COMPLETE:
-                state = TrialState.FAIL  # an objective missing: as the searcher tells it
+        if targets is not None and targets.several:
             values = several if state in (TrialState.COMPLETE, TrialState.PRUNED) else None
-            violations = targets.violations(metrics or {}) if targets.constrained else None
-            if violations is not None:
-                self._storage.set_trial_system_attr(optuna_id, "constraints", violations)  # Optuna's constraint attribute
+        violations = targets.violations(metrics or {}) if targets is not None and targets.constrained else None
+        if targets is not None and targets.constrained and violations is None and state == TrialState.COMPLETE:
+            state, values = TrialState.FAIL, None  # a constrained metric missing: failed, as the searcher tells it
+        for name, violation in zip(targets.violation_names() if targets is not None else [], violations or []):
+            # Optuna's own attribute for a constraint (Trial.set_constraint writes the same): dashboards read it
+            self._storage.set_trial_system_attr(optuna_id, f"constraints:{name}", violation)
         self._storage.set_trial_user_attr(optuna_id, ATTR_STATUS, status if state != TrialState.FAIL or status == "Failed" else "MetricsUnavailable")
         self._storage.set_trial_state_values(optuna_id, state, values)

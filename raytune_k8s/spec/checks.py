@@ -81,6 +81,9 @@ def _check_objectives(spec: ExperimentSpec, problems: Problems) -> None:
     if spec.algorithm.name not in SEVERAL_OBJECTIVES_ALGORITHMS:
         problems.add("algorithm.algorithmName", f"{spec.algorithm.name!r} takes one objective and no constraints; with "
                      f"{what} choose one of {', '.join(SEVERAL_OBJECTIVES_ALGORITHMS)}")
+    elif spec.algorithm.name == "tpe" and str(spec.algorithm.settings_dict().get("engine", "optuna")) == "hyperopt":
+        problems.add("algorithm.algorithmSettings", f"engine: hyperopt takes one objective and no constraints; with {what} "
+                     "use Optuna's TPE (the default engine)")
     if targets.several and spec.early_stopping is not None:
         problems.add("earlyStopping", f"{spec.early_stopping.name!r} compares trials on one objective; it does not "
                      "combine with several objectives: remove it")

@@ -53,6 +53,11 @@ def manifest_to_spec(data: Mapping[str, Any], notes: list[str]) -> dict[str, Any
     problems.raise_if_any()
     if "name" in spec:
         raise SpecError("spec.name", "unknown field (the name is metadata.name)")
+    for key in ("objectives", "constraints"):  # ours, not Katib's: its Experiment has one objective
+        if key in spec:
+            problems.add(f"spec.{key}", "unknown field (a Katib Experiment has one objective and no constraints; "
+                         "several objectives and constraints are this project's: write the short format or an OptimizationJob)")
+    problems.raise_if_any()
     return {**meta, **dict(spec)}
 
 

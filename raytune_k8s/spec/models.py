@@ -221,7 +221,9 @@ class ExperimentSpec(_Model):
         objective = data.get("objective")
         if objective is None and targets:
             first = targets[0]
-            objective = {"type": str(first.get("direction", "")).lower(), "objectiveMetricName": first["metric"]}
+            direction = str(first.get("direction", "")).lower()  # a wrong one: objectives[0].direction says so, once
+            objective = {"type": direction if direction in ("maximize", "minimize") else "minimize",
+                         "objectiveMetricName": first["metric"]}
         if not isinstance(objective, dict):
             return data
         objective = dict(objective)
