@@ -42,6 +42,8 @@ def test_katib_sdk_tune_runs_here_with_only_the_import_changed(ray_connected, tm
     assert len(trials) == 4 and all(t.status.conditions[-1].type == "Succeeded" for t in trials)
     logs = client.get_trial_metrics(best.best_trial_name)
     assert [(m.metric.name, float(m.metric.value)) for m in logs] == [("result", float(metric.latest))]
+    printed = [line for line in client.get_job_logs("tune-experiment", best.best_trial_name) if line.startswith("result=")]
+    assert [float(line.split("=", 1)[1]) for line in printed] == [float(metric.latest)]  # what the trial printed
     assert [e.metadata.name for e in client.list_experiments()] == ["tune-experiment"]
     # A second process finds it by name, as Katib's API server would show it.
     other = subprocess.run([sys.executable, "-c", (
@@ -54,6 +56,26 @@ def test_katib_sdk_tune_runs_here_with_only_the_import_changed(ray_connected, tm
     assert summary["best"]["params"]["a"] == int(assignments["a"])
     client.delete_experiment("tune-experiment")
     assert client.list_experiments() == []
+
+
+def pushing_objective(parameters):
+    # Trial code written for Katib's Push collector: Katib's own report_metrics, unchanged.
+    import kubeflow.katib as katib
+    for step in range(1, 3):
+        katib.report_metrics({"loss": float(parameters["lr"]) / step})
+
+
+def test_katibs_report_metrics_in_a_trial_on_the_embedded_ray(ray_connected, tmp_path):
+    client = KatibClient(storage_path=tmp_path, address=ray_connected.address)
+    client.tune(name="push-experiment", objective=pushing_objective, parameters={"lr": katib.search.double(min=0.1, max=0.9)},
+                objective_metric_name="loss", objective_type="minimize", max_trial_count=2, parallel_trial_count=2,
+                resources_per_trial={"cpu": "0.5"}, metrics_collector_config={"kind": "Push"})
+    experiment = client.wait_for_experiment_condition("push-experiment", polling_interval=1, timeout=300)
+    assert client.is_experiment_succeeded("push-experiment", experiment=experiment)
+    for trial in client.list_trials("push-experiment"):
+        lr = float(next(p.value for p in trial.spec.parameter_assignments if p.name == "lr"))
+        pushed = [float(m.metric.value) for m in client.get_trial_metrics(trial.metadata.name)]
+        assert pushed == pytest.approx([lr, lr / 2])  # both reports, through Katib's gRPC call
 
 
 def test_what_cannot_run_is_one_error_before_anything_starts(tmp_path):
@@ -72,11 +94,7 @@ def test_what_cannot_run_is_one_error_before_anything_starts(tmp_path):
 
 
 _PUSH_WITH_KATIB = """
-import kubeflow.katib.utils.utils as katib_utils
-# Katib's report_metrics first reads the pod's namespace file, which only a pod has; outside a
-# pod that one lookup is given its answer, everything after it is Katib's own code.
-katib_utils.get_current_k8s_namespace = lambda: "default"
-import kubeflow.katib as katib
+import kubeflow.katib as katib  # Katib's own code throughout, its namespace lookup included
 for step in range(3):
     katib.report_metrics({"loss": 0.5 / (step + 1), "accuracy": 0.8})
 """
@@ -84,7 +102,8 @@ for step in range(3):
 
 def test_katibs_report_metrics_reaches_the_push_collector(tmp_path):
     """kubeflow.katib.report_metrics, with its default DB manager address, sends its gRPC request
-    to the trial's Push collector (through the proxy gRPC reads from grpc_proxy)."""
+    to the trial's Push collector (through the proxy gRPC reads from grpc_proxy), outside a pod
+    too (no namespace file here: the trial's sitecustomize answers Katib's lookup)."""
     import os
 
     from raytune_k8s.collectors.push import PushCollector
@@ -93,8 +112,12 @@ def test_katibs_report_metrics_reaches_the_push_collector(tmp_path):
     collector.prepare()
     try:
         env = {**os.environ, **collector.env(), "KATIB_TRIAL_NAME": "push-abc"}
+        assert not os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/namespace")  # not a pod
         run = subprocess.run([sys.executable, "-c", _PUSH_WITH_KATIB], env=env, capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
+        bare = subprocess.run([sys.executable, "-c", _PUSH_WITH_KATIB], env={**env, "PYTHONPATH": ""}, capture_output=True,
+                              text=True, timeout=60)
+        assert "serviceaccount/namespace" in bare.stderr  # Katib's SDK alone, outside a pod
         groups = collector.flush()
     finally:
         collector.close()

@@ -15,6 +15,10 @@ May import: ``spec``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import os
+
 from pathlib import Path
 
 from ..spec import MetricsCollectorSpec
@@ -62,4 +66,13 @@ def per_trial_path(katib_path: str, trial_dir: Path) -> Path:
     return trial_dir / "collector" / katib_path.lstrip("/")
 
 
-__all__ = ["Collector", "DEFAULT_FILTER", "Observation", "PUSH_FILE_ENV", "create_collector", "per_trial_path"]
+def trial_env(env: Mapping[str, str], collector_env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with a collector's variables over it; a ``PYTHONPATH`` of the collector's goes
+    in front of the trial's own, not in its place."""
+    out = {**env, **collector_env}
+    if "PYTHONPATH" in collector_env and env.get("PYTHONPATH"):
+        out["PYTHONPATH"] = collector_env["PYTHONPATH"] + os.pathsep + env["PYTHONPATH"]
+    return out
+
+
+__all__ = ["Collector", "DEFAULT_FILTER", "Observation", "PUSH_FILE_ENV", "create_collector", "per_trial_path", "trial_env"]

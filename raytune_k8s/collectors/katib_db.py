@@ -6,6 +6,10 @@ manager's ``ReportObservationLog``; each request becomes one line of the Push co
 Katib's call and its default address stay as they are in the trial's code. Every other address
 the trial's gRPC asks the proxy for is connected to as asked.
 
+Outside a pod, Katib's ``report_metrics`` first reads the pod's namespace file; the trial's
+``PYTHONPATH`` starts with ``outside_pod/``, whose ``sitecustomize`` gives that lookup the
+namespace where the file is missing (and changes nothing in a pod).
+
 Started only when Katib's SDK is installed (its generated gRPC code is the server's interface).
 """
 
@@ -52,8 +56,9 @@ class KatibDBStandIn:
         threading.Thread(target=self._accept, daemon=True, name="katib-db-proxy").start()
 
     def env(self) -> dict[str, str]:
-        """For the trial's process: gRPC reaches Katib's DB manager through the proxy."""
-        return {"grpc_proxy": f"http://127.0.0.1:{self.proxy_port}"}
+        """For the trial's process: gRPC reaches Katib's DB manager through the proxy, and
+        Katib's namespace lookup works outside a pod (``outside_pod/sitecustomize.py``)."""
+        return {"grpc_proxy": f"http://127.0.0.1:{self.proxy_port}", "PYTHONPATH": str(Path(__file__).with_name("outside_pod"))}
 
     def close(self) -> None:
         self._closed.set()

@@ -6,13 +6,16 @@ return types, and changes only its import line.
 What differs (docs/kubeflow.md): an experiment runs in a driver process of its own on the
 embedded Ray, or on the Ray cluster of ``RAY_ADDRESS``; ``base_image`` is not used (trials run
 in the Ray worker's image); ``get_trial_metrics`` reads the trial's reports instead of Katib's DB;
-the LLM arguments of ``tune`` are refused.
+the LLM arguments of ``tune`` are refused; ``get_job_logs`` reads the trial's output from its
+folder.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +94,45 @@ class KatibClient(_KatibClient):
         return logs
 
     def get_job_logs(self, name: str, trial_name: str, follow: bool | None = False,
-                     namespace: str | None = None) -> Any:
-        raise NotImplementedError("trial logs are files here: the trial's folder in the experiment directory "
-                                  "(replicas/*.log for distributed trials), or raytune-k8s results")
+                     namespace: str | None = None) -> Iterator[str]:
+        """Katib's ``get_job_logs``: the lines of the trial's primary container, which here is
+        its process's output in its folder (``output.log``; a distributed trial's master
+        replica, ``replicas/<name>.log``). A running trial's lines reach the experiment
+        directory with its checkpoints and at its end; ``follow`` waits for the rest until the
+        trial has ended."""
+        if not name:
+            raise ValueError("Experiment name is required")
+        if not trial_name:
+            raise ValueError("Trial name is required")
+        where = f"{namespace or self.namespace}/{trial_name}"
+        row = next((r for r in self.store.trial_rows(name) if r["name"] == trial_name), None)
+        if row is None:
+            raise RuntimeError(f"Failed to get logs for the trial {where}: no such trial in experiment {name!r}")
+        sent = 0
+        while True:
+            lines = _log_lines(self._trial_dir(name, row["trial_id"]))
+            yield from lines[sent:]
+            sent = len(lines)
+            if not follow or row["status"] not in ("Running", "Pending", "Paused", "Created"):
+                return
+            time.sleep(1.0)
+            row = next((r for r in self.store.trial_rows(name) if r["name"] == trial_name), row)
+
+    def _trial_dir(self, experiment: str, trial_id: str) -> Path | None:
+        folder = self.store.storage / experiment
+        return next((p for p in folder.iterdir() if p.is_dir() and f"_{trial_id}_" in p.name), None) if folder.is_dir() else None
+
+
+def _log_lines(trial_dir: Path | None) -> list[str]:
+    """The primary container's log lines: ``output.log``, else the master's (or first) replica's."""
+    from ..trials.command import OUTPUT_LOG
+
+    if trial_dir is None:
+        return []
+    replicas = sorted((trial_dir / "replicas").glob("*.log")) if (trial_dir / "replicas").is_dir() else []
+    primary = [trial_dir / OUTPUT_LOG] + [p for p in replicas if "master" in p.name] + replicas
+    path = next((p for p in primary if p.exists()), None)
+    return path.read_text(errors="replace").splitlines() if path is not None else []
 
 
 def _with_katib_sdk_categoricals(manifest: dict[str, Any]) -> dict[str, Any]:

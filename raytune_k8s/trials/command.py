@@ -199,7 +199,7 @@ def run_trial_process(
 ) -> int:
     """Run the trial's process to the end, reporting metrics; returns how many reports it made.
     ``checkpoint_dir``: under pbt, the directory that stands for ``trial.segments.katib_dir``."""
-    from ..collectors import create_collector
+    from ..collectors import create_collector, trial_env
     from .operator_env import Endpoint, replica_env
     from .pod_setup import PodIdentity, prepare_pod, run_init_containers
 
@@ -222,7 +222,8 @@ def run_trial_process(
         run_init_containers(prepared, local, lambda line: print(line, flush=True), os.environ)
     argv = program_argv([local(a) for a in argv_of(trial.argv)], trial.image,
                         trial.pod.main.has_command if trial.pod is not None else True)
-    env = {**os.environ, **{k: local(v) for k, v in trial.env.items()}, **collector.env(), "KATIB_TRIAL_NAME": trial_name}
+    env = trial_env({**os.environ, **{k: local(v) for k, v in trial.env.items()}}, collector.env())
+    env.update(KATIB_TRIAL_NAME=trial_name, RAYTUNE_K8S_NAMESPACE=trial.namespace or "default")
     if prepared is not None:
         env.update(prepared.env_of(prepared.pod.main))
     if trial.gang is not None:  # one replica of a Kubeflow job: its operator's variables still
@@ -232,17 +233,20 @@ def run_trial_process(
         cwd = local(trial.working_dir)
         if not os.path.isdir(cwd):
             raise RuntimeError(f"workingDir {cwd!r} of image {trial.image or '?'} does not exist on this Ray worker")
-    if trial.gang is None:
-        return _Runner(trial, collector, report).run(argv, env, cwd)
-    # One replica of a Kubeflow job: its output also goes where a gang's replicas keep theirs.
-    logs = trial_dir / "replicas"
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"{trial.gang.replicas[0].name}.log", "a", buffering=1) as log:
+    # The trial's output, as its primary container's log (Katib's get_job_logs reads it): a
+    # Kubeflow job's one replica keeps it where a gang's replicas keep theirs.
+    log_path = trial_dir / (f"replicas/{trial.gang.replicas[0].name}.log" if trial.gang is not None else OUTPUT_LOG)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", buffering=1) as log:
         def echo(line: str) -> None:
             print(line, end="", flush=True)
             log.write(line)
 
         return _Runner(trial, collector, report, echo=echo).run(argv, env, cwd)
+
+
+#: A single-process command trial's output, in its folder.
+OUTPUT_LOG = "output.log"
 
 
 def program_argv(argv: list[str], image: str | None, has_command: bool = True) -> list[str]:

@@ -115,7 +115,7 @@ class ReplicaProcess:
             self._state.status = status
 
     def _run_processes(self, launch: ReplicaLaunch) -> int:
-        from ..collectors import create_collector
+        from ..collectors import create_collector, trial_env
         from ..collectors.base import Collector
         from .pod_setup import PodIdentity, prepare_pod, run_init_containers
 
@@ -135,8 +135,9 @@ class ReplicaProcess:
         run_init_containers(prepared, local, self._line, os.environ)
         main = replica.pod.main
         argv = program_argv([local(a) for a in argv_of(main.argv)], main.image, main.has_command)
-        env = {**os.environ, **{k: local(v) for k, v in main.env.items()}, **prepared.env_of(main),
-               **launch.operator_env, **collector.env(), "KATIB_TRIAL_NAME": launch.trial_name}
+        env = trial_env({**os.environ, **{k: local(v) for k, v in main.env.items()}, **prepared.env_of(main),
+                         **launch.operator_env}, collector.env())
+        env.update(KATIB_TRIAL_NAME=launch.trial_name, RAYTUNE_K8S_NAMESPACE=trial.namespace or "default")
         cwd = local(main.working_dir) if main.working_dir else str(base)
         self._runner = runner = _Runner(trial, collector, self._observe, echo=self._line, require_metrics=False)
         try:
