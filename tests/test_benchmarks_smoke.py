@@ -186,3 +186,40 @@ def test_multi_fidelity_smoke(tmp_path):
         assert all(0 <= x for x in regrets) and regrets == sorted(regrets, reverse=True), method
     # Early stopping spends fewer epochs per trial than training every trial to the end.
     assert data["methods"]["random+asha"]["trials"] > data["methods"]["random"]["trials"]
+
+
+
+def test_multi_objective_smoke(tmp_path):
+    import math
+
+    from benchmarks import multi_objective as mo
+
+    assert mo.main(["--smoke", "--out", str(tmp_path)]) == 0
+    data = _outputs(tmp_path, "multi_objective")
+    assert data["smoke"] is True and data["runtime_s"] > 0 and data["seeds"] == [0, 1] and data["trials"] == 12
+    assert set(data["problems"]) == {"zdt1", "bnh"} and data["methods"] == ["random", "nsga2"]
+    assert "end_to_end" not in data  # only when asked, with --smoke
+    for name, prob in data["problems"].items():
+        ref = prob["reference_point"]
+        assert len(ref) == 2 and all(math.isfinite(x) for x in ref), name
+        for r in [prob[m] for m in data["methods"]] + [data["optuna"][m][name] for m in data["methods"]]:
+            hv = r["hypervolume_per_seed"]
+            assert len(hv) == 2 and all(math.isfinite(h) and h > 0 for h in hv), name
+            assert r["hypervolume_median"] == pytest.approx(statistics.median(hv))
+            assert r["front_size_median"] >= 1 and 0 < r["feasible_fraction"] <= 1
+    # Every check ran, with a p-value and a verdict.
+    assert {(c["problem"], c["method"]) for c in data["comparisons"]} == {(p, m) for p in data["problems"] for m in data["methods"]}
+    assert all(0 <= c["p_value"] <= 1 and isinstance(c["passed"], bool) for c in data["comparisons"])
+    # The front of a constrained run holds feasible trials only, and the hypervolume is the front's.
+    targets = mo.targets_of("bnh")
+    infeasible_seen = 0
+    for method in data["methods"]:
+        metrics = mo.run_ours("bnh", method, 0, data["trials"])
+        points = mo.front_points(metrics, targets)
+        feasible = [targets.values(m) for m in metrics if targets.feasible(m)]
+        infeasible = [targets.values(m) for m in metrics if not targets.feasible(m)]
+        infeasible_seen += len(infeasible)
+        assert points and all(p in feasible and p not in infeasible for p in points), method
+        hv, size = mo.front_hypervolume(metrics, targets, data["problems"]["bnh"]["reference_point"])
+        assert size == len(points) and hv == data["problems"]["bnh"][method]["hypervolume_per_seed"][0], method
+    assert infeasible_seen  # BNH's c1 <= 25 cuts off part of the box: the front left some trials out
