@@ -188,7 +188,6 @@ def test_multi_fidelity_smoke(tmp_path):
     assert data["methods"]["random+asha"]["trials"] > data["methods"]["random"]["trials"]
 
 
-
 def test_multi_objective_smoke(tmp_path):
     import math
 
