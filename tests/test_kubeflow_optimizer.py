@@ -64,7 +64,12 @@ def test_kubeflow_optimizer_runs_a_custom_trainer_search_here(ray_connected, tmp
     logs = list(client.get_job_logs(name))  # the best trial's node-0
     assert f"loss={loss}" in [line.strip() for line in logs], logs
     assert any("of 1 (torchrun)" in line for line in logs), logs
-    assert client.get_job_events(name) == []
+    events = client.get_job_events(name)  # what Katib's controllers would have recorded, in order
+    assert [(e.involved_object_kind, e.reason) for e in events[:1] + events[-1:]] == [
+        ("Experiment", "ExperimentCreated"), ("Experiment", "ExperimentSucceeded")]
+    trial_events = [(e.involved_object_name, e.reason) for e in events if e.involved_object_kind == "Trial"]
+    assert sorted(trial_events) == sorted([(t.name, r) for t in job.trials for r in ("TrialCreated", "TrialSucceeded")])
+    assert [e.event_time for e in events] == sorted(e.event_time for e in events)
 
     client.delete_job(name)
     assert client.list_jobs() == []

@@ -1,14 +1,15 @@
 """Kubeflow's unified SDK optimizer, run here: ``OptimizerClient`` is Kubeflow's own class
 (``kubeflow.optimizer.OptimizerClient``, SDK 0.5) whose backend is the SDK's own
 ``KubernetesBackend`` with its Kubernetes clients replaced: Katib Experiments and Trials from
-this project's experiment store (:mod:`.custom_objects`), no events, and Kubeflow Trainer's
+this project's experiment store (:mod:`.custom_objects`), events in Katib's words read off the
+store (:mod:`.events`), and Kubeflow Trainer's
 backend over the trials (:mod:`.trainer_backend`). The SDK builds the Katib Experiment (a
 TrainJob per trial, ``CustomTrainer``'s function in its command) and reads everything back with
 its own code; each experiment runs in a driver process of its own, as with :class:`~.KatibClient`.
 
 What differs (docs/kubeflow.md): trials run in the Ray worker's image and Python, so
 ``CustomTrainer.image`` has no effect and ``packages_to_install`` is pip-installed into the
-worker's Python by every trial node (a warning says so); events are not recorded (an empty list).
+worker's Python by every trial node (a warning says so).
 """
 
 from __future__ import annotations
@@ -22,21 +23,12 @@ from typing import Any
 from kubeflow.common.types import KubernetesBackendConfig
 from kubeflow.optimizer import OptimizerClient as _OptimizerClient
 from kubeflow.optimizer.backends.kubernetes.backend import KubernetesBackend
-from kubeflow_katib_api import models
 
 from ..spec import SpecError
-from .custom_objects import StoreCustomObjectsApi, _Done
+from .custom_objects import StoreCustomObjectsApi
+from .events import StoreEvents
 from .store import ExperimentStore
 from .trainer_backend import TrainerBackend
-
-
-class _NoEvents:
-    """CoreV1Api's ``list_namespaced_event`` with nothing recorded: the driver writes no
-    Kubernetes events (its log and the trials' files say what happened)."""
-
-    def list_namespaced_event(self, namespace: str, **kwargs: Any) -> Any:
-        events = models.IoK8sApiCoreV1EventList(items=[])
-        return _Done(events) if kwargs.get("async_req") else events
 
 
 class StoreBackend(KubernetesBackend):
@@ -46,7 +38,7 @@ class StoreBackend(KubernetesBackend):
         self.store = store
         self.namespace = namespace
         self.custom_api = StoreCustomObjectsApi(store)
-        self.core_api = _NoEvents()
+        self.core_api = StoreEvents(store)
         self.trainer_backend = TrainerBackend(store, namespace)
 
 
