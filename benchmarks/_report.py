@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -23,6 +23,21 @@ def arg_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"output folder (default {RESULTS_DIR})")
     return parser
+
+
+def map_tasks(run: Callable[[Any], Any], tasks: Sequence[Any], jobs: int,
+              initializer: Callable[[], None] | None = None) -> Iterator[Any]:
+    """``run`` over ``tasks`` in order: in ``jobs`` spawned processes (a clean interpreter each:
+    no inherited Ray connection or threads), or here when ``jobs`` is 1. Yields each result."""
+    if jobs <= 1:
+        for task in tasks:
+            yield run(task)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=initializer) as pool:
+        yield from pool.map(run, tasks)
 
 
 def environment(module: str, argv: Sequence[str], packages: Sequence[str] = ()) -> dict[str, Any]:

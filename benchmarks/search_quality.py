@@ -36,7 +36,7 @@ from raytune_k8s.search.space import SearchSpace
 from raytune_k8s.spec import SpecError, parse_spec
 from raytune_k8s.trials.synthetic import BRANIN_MIN, HARTMANN6_MIN, branin_value, hartmann6_value
 
-from ._report import arg_parser, fmt, markdown_table, publish, pyplot, text_table, write_outputs
+from ._report import arg_parser, fmt, map_tasks, markdown_table, publish, pyplot, text_table, write_outputs
 
 NAME = "search_quality"
 #: Katib algorithm names run through raytune_k8s, then the peer.
@@ -573,17 +573,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  [{done:3d}/{len(tasks)}] {name:26s} {method:22s} seed {seed:2d} {wall:6.1f} s ({cpu:.1f} s CPU)",
               file=sys.stderr, flush=True)
 
-    if args.jobs > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn: a clean interpreter per worker (no inherited Ray connection or threads).
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet) as pool:
-            for result in pool.map(run_task, tasks):
-                record(result)
-    else:
-        for task in tasks:
-            record(run_task(task))
+    for result in map_tasks(run_task, tasks, args.jobs, _quiet):
+        record(result)
 
     data: dict[str, Any] = {
         "benchmark": NAME, "smoke": args.smoke, "budget": args.budget, "checkpoints": checkpoints,
