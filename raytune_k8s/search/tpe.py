@@ -8,10 +8,10 @@ Settings: ``engine`` optuna|hyperopt; ``n_startup_trials`` (alias ``n_startup_jo
 name; random trials before the model is used, default 10 for Optuna, 5 for hyperopt);
 ``gamma`` (share of trials counted as good: Optuna default ``min(ceil(0.1 n), 25)`` of n,
 hyperopt 0.25); ``n_ei_candidates`` (alias ``n_EI_candidates``; Optuna only, default 24);
-``random_state``; ``multivariate`` true|false (Optuna only): Optuna 5's TPE models the
-parameters jointly by default (Optuna found it better), and so does ``tpe`` - the same sampler as
-``multivariate-tpe`` unless ``multivariate: false`` asks for one density per parameter, the
-model hyperopt (and Katib's ``tpe``) uses.
+``random_state``; ``multivariate`` true|false|auto (Optuna only; auto, Optuna 5's default: the
+parameters modelled jointly for one objective (Optuna found it better; then the same sampler as
+``multivariate-tpe``), one density per parameter for several objectives, the model hyperopt (and
+Katib's ``tpe``) uses; ``false`` asks for that always).
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def create(space: SearchSpace, objective: Objective, settings: Settings, targets
         n_startup_trials=_alias(settings, "n_startup_trials", "n_startup_jobs", 10, 0),
         n_ei_candidates=_alias(settings, "n_ei_candidates", "n_EI_candidates", 24, 1),
         **given_gamma,
-        multivariate=settings.choice("multivariate", "true", ["true", "false"]) == "true",
+        # Optuna's default when not given: joint for one objective, one density per parameter for several
+        multivariate={"true": True, "false": False, "auto": None}[settings.choice("multivariate", "auto", ["true", "false", "auto"])],
         seed=seed,
     )
     return OptunaSearcher(space, objective.metric, objective.mode, sampler, targets)
