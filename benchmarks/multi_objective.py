@@ -54,7 +54,7 @@ from raytune_k8s.spec.objectives import Targets
 from raytune_k8s.trials import pareto_problems
 from raytune_k8s.trials.pareto_problems import PROBLEMS, trial
 
-from ._report import arg_parser, fmt, markdown_table, publish, pyplot, text_table
+from ._report import arg_parser, fmt, map_tasks, markdown_table, publish, pyplot, text_table
 from .search_quality import optuna_distributions
 
 NAME = "multi_objective"
@@ -467,18 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  [{done:3d}/{len(tasks)}] {problem:6s} {side:6s} {method:7s} seed {seed:2d} {wall:6.1f} s ({cpu:.1f} s CPU)",
               file=sys.stderr, flush=True)
 
-    work = [(t, args.trials) for t in tasks]
-    if args.jobs > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn: a clean interpreter per worker (no inherited Ray connection or threads)
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet) as pool:
-            for result in pool.map(run_task, work):
-                record(result)
-    else:
-        for item in work:
-            record(run_task(item))
+    for result in map_tasks(run_task, [(t, args.trials) for t in tasks], args.jobs, initializer=_quiet):
+        record(result)
 
     data: dict[str, Any] = {
         "benchmark": NAME, "smoke": args.smoke, "trials": args.trials, "pending": PENDING, "seeds": list(range(args.seeds)),
