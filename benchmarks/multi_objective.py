@@ -71,6 +71,8 @@ SAMPLERS: dict[str, Callable[[int], Any]] = {
 BETTER_THAN_RANDOM = ("tpe", "gp")
 END_TO_END: dict[str, Any] = {"algorithm": "nsga2", "trials": 40, "parallel": 2}
 CHECKPOINTS = (25, 50, 100)
+#: the methods ``--slow-seeds`` applies to
+SLOW = ("gp",)
 
 Run = tuple[str, str, str, int]  # (problem, "ours" | "optuna", method, seed)
 
@@ -433,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=100, help="trials per run (default 100)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..n-1 per method and problem (default 10)")
+    parser.add_argument("--slow-seeds", type=int, default=None,
+                        help="seeds for gp, ours and Optuna's (a GP run of 100 trials takes minutes; default: --seeds)")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel processes (default 2; 1 = in this process)")
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -456,7 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     sides = ("ours",) if args.no_optuna else ("ours", "optuna")
     order = {m: i for i, m in enumerate(("gp", "tpe", "nsga2", "random"))}  # slowest first: workers end together
-    tasks = sorted(((p, side, m, s) for p in args.problems for m in args.methods for side in sides for s in range(args.seeds)),
+    slow = args.seeds if args.slow_seeds is None else min(args.slow_seeds, args.seeds)
+    tasks = sorted(((p, side, m, s) for p in args.problems for m in args.methods for side in sides
+                    for s in range(slow if m in SLOW else args.seeds)),
                    key=lambda t: (order[t[2]], t[0], t[3], t[1]))
     runs: dict[tuple[str, str, str], dict[int, tuple[list[dict[str, float]], float, float]]] = {}
 
@@ -472,6 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data: dict[str, Any] = {
         "benchmark": NAME, "smoke": args.smoke, "trials": args.trials, "pending": PENDING, "seeds": list(range(args.seeds)),
+        "slow_seeds": {m: list(range(slow)) for m in SLOW if m in args.methods},
         "checkpoints": checkpoints, "jobs": args.jobs, "methods": list(args.methods), "method_text": METHOD_TEXT,
         "problems": {}, "optuna": {},
     }
