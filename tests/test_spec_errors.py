@@ -60,7 +60,7 @@ CASES = [
     ("log-min-zero", _spec(**{"parameters/0/feasibleSpace": {"min": 0, "max": 0.1, "distribution": "logUniform"}}), "parameters[0].feasibleSpace.min: a logUniform distribution needs min > 0"),
     ("unknown-distribution", _spec(**{"parameters/0/feasibleSpace/distribution": "cauchy"}), "parameters[0].feasibleSpace.distribution: Input should be"),
     ("unknown-parameter-type", _spec(**{"parameters/0/parameterType": "float"}), "parameters[0].parameterType: Input should be"),
-    ("unknown-algorithm", _spec(**{"algorithm/algorithmName": "cmaes-xl"}), "algorithm.algorithmName: unknown algorithm 'cmaes-xl'; choose one of random, grid, tpe, multivariate-tpe, cmaes, sobol, bayesianoptimization, hyperband, pbt, darts, enas"),
+    ("unknown-algorithm", _spec(**{"algorithm/algorithmName": "cmaes-xl"}), "algorithm.algorithmName: unknown algorithm 'cmaes-xl'; choose one of random, grid, tpe, multivariate-tpe, cmaes, sobol, nsga2, nsga3, gp, bayesianoptimization, hyperband, pbt, darts, enas"),
     ("unknown-algorithm-setting", _spec(**{"algorithm/algorithmSettings": [{"name": "seeed", "value": 1}]}), "algorithm.algorithmSettings[0].name: unknown setting 'seeed'"),
     ("bad-algorithm-setting", _spec(**{"algorithm/algorithmSettings": [{"name": "random_state", "value": "abc"}]}), "algorithm.algorithmSettings[0].value: random_state must be a whole number"),
     ("unknown-early-stopping", _spec(earlyStopping={"algorithmName": "patience"}), "earlyStopping.algorithmName: unknown early-stopping rule 'patience'; choose one of medianstop, asha, hyperband"),
