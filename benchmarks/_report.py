@@ -142,3 +142,12 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def panel_grid(count: int, width: float, height: float = 4.2) -> tuple[Any, Any, Any]:
+    """pyplot, a figure and its axes (flat) for ``count`` panels, two to a row."""
+    plt = pyplot()
+    cols = 2 if count > 1 else 1
+    rows = (count + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    return plt, fig, list(axes.flat)

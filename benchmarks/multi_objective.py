@@ -54,7 +54,7 @@ from raytune_k8s.spec.objectives import Targets
 from raytune_k8s.trials import pareto_problems
 from raytune_k8s.trials.pareto_problems import PROBLEMS, trial
 
-from ._report import arg_parser, fmt, map_tasks, markdown_table, publish, pyplot, text_table
+from ._report import arg_parser, fmt, map_tasks, markdown_table, panel_grid, publish, text_table
 from .search_quality import optuna_distributions
 
 NAME = "multi_objective"
@@ -386,12 +386,9 @@ COLORS = {"random": "tab:gray", "nsga2": "tab:purple", "tpe": "tab:blue", "gp": 
 
 
 def figure(data: dict[str, Any]) -> Any:
-    plt = pyplot()
     names = list(data["problems"])
-    cols = 2 if len(names) > 1 else 1
-    rows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    plt, fig, axes = panel_grid(len(names), 6.5)
+    for ax, name in zip(axes, names):
         prob = data["problems"][name]
         samples, labels, colors = [], [], []
         for method in data["methods"]:
@@ -410,7 +407,7 @@ def figure(data: dict[str, Any]) -> Any:
         ax.set_title(prob["title"], fontsize=10)
         ax.set_ylabel(f"hypervolume after {data['trials']} trials")
         ax.grid(alpha=0.3, axis="y")
-    for ax in list(axes.flat)[len(names):]:
+    for ax in axes[len(names):]:
         ax.set_visible(False)
     fig.suptitle(f"Several objectives: hypervolume over {len(data['seeds'])} seeds (ours: {PENDING} pending; "
                  "optuna: sampler run directly, sequential)", fontsize=10)

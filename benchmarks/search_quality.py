@@ -36,7 +36,7 @@ from raytune_k8s.search.space import SearchSpace
 from raytune_k8s.spec import SpecError, parse_spec
 from raytune_k8s.trials.synthetic import BRANIN_MIN, HARTMANN6_MIN, branin_value, hartmann6_value
 
-from ._report import arg_parser, fmt, map_tasks, markdown_table, publish, pyplot, text_table, write_outputs
+from ._report import arg_parser, fmt, map_tasks, markdown_table, panel_grid, publish, text_table, write_outputs
 
 NAME = "search_quality"
 #: Katib algorithm names run through raytune_k8s, then the peer.
@@ -435,15 +435,12 @@ def curve_bands(arr: np.ndarray) -> dict[str, list[float]]:
 
 
 def figure(data: dict[str, Any]) -> Any:
-    plt = pyplot()
     names = list(data["problems"])
-    cols = 2 if len(names) > 1 else 1
-    rows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
+    plt, fig, axes = panel_grid(len(names), 6)
     colors = {"random": "tab:gray", "tpe": "tab:blue", "multivariate-tpe": "tab:cyan", "cmaes": "tab:purple",
               "sobol": "tab:olive", "bayesianoptimization": "tab:green", "optuna-tpe": "tab:orange",
               "optuna-gp": "tab:red", "optuna-cmaes": "tab:pink"}
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes, names):
         prob = data["problems"][name]
         for method, band in prob["curves"].items():
             x = np.arange(1, len(band["median"]) + 1)
@@ -458,7 +455,7 @@ def figure(data: dict[str, Any]) -> Any:
         ax.set_ylabel(f"simple regret ({prob['metric']})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in axes[len(names):]:
         ax.set_visible(False)
     fig.suptitle("Search quality: median simple regret with IQR band (raytune_k8s searchers driven in-process; optuna-* peers)", fontsize=10)
     fig.tight_layout()
