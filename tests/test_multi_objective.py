@@ -5,8 +5,6 @@ experiment on the session's Ray with the summary, the progress line, the report 
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +249,8 @@ def test_results_print_the_front(bnh_run, capsys):
     assert f"Pareto front, {len(summary['pareto_front'])} of {summary['feasible']} feasible trials" in out
     assert "c1 <= 25; c2 >= 7.7; f1 <= 60" in out
     assert f"Pareto front of {len(summary['pareto_front'])} trials, hypervolume" in out
-    assert math.isfinite(summary["hypervolume"]["value"]) and os.path.exists(summary["experiment_dir"])
+    front_table = out.split("Pareto front,", 1)[1]
+    assert all(p["trial_id"] in front_table for p in summary["pareto_front"])  # every front trial is a row
 
 
 def test_the_progress_line_shows_the_front_s_size_and_hypervolume(capsys):
