@@ -164,6 +164,8 @@ for _ in range(2):
     print(f"step={state['step']} score={state['score']:.6f} start={start}", flush=True)
 state["runs"].append([me, lr, start])
 json.dump(state, open(path, "w"))
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint-dirs.txt"), "a") as out:
+    out.write(os.path.realpath(directory) + "\\n")
 """
 
 
@@ -205,6 +207,11 @@ def test_pbt_command_trial_resumes_from_a_copied_checkpoint_with_perturbed_param
         assert [start for _, _, start in runs] == [0, 2, 4], (name, runs)  # each run resumed its lineage's state
         assert runs[-1][0] == f"pbt-command-{name}"  # the last run was the member's own (Katib's trial name)
         exploits += [(prev, run) for prev, run in zip(runs, runs[1:]) if prev[0] != run[0]]
+    # Every run's checkpoint directory lies outside the trial's working directory, which Ray copies
+    # to storage from the actor of the trial's previous run while the next run may already be
+    # changing it (CI once failed a trial on a file removed mid-copy).
+    given = (tmp_path / "checkpoint-dirs.txt").read_text().split()
+    assert len(given) == 15 and all("/working_dirs/" not in d for d in given), given
     print("exploits (donor run, run from its copy):", exploits)
     assert exploits, "some member restarted from another member's checkpoint"
     # Katib's perturbation: the donor's lr x0.8 or x1.2 (in [0.01, 10]). Ray perturbs the donor's

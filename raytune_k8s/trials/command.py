@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -86,7 +87,7 @@ class Segments:
     """PBT for command trials, as Katib runs it: a trial is a series of process runs (Katib's PBT
     trials, one segment each). The path ``katib_dir`` (Katib's ``suggestion_trial_dir``, which
     Katib mounts as the trial's own checkpoint directory) is replaced in the command and its
-    environment by a directory of the trial's; a run starts with it holding a copy of the Tune
+    environment by a scratch directory on the trial's node; a run starts with it holding a copy of the Tune
     checkpoint the trial resumes from (after an exploit, a better trial's), and after the run its
     contents are reported as a checkpoint with the run's last result."""
 
@@ -164,19 +165,21 @@ def run_segments(trial: CommandTrial, config: Mapping[str, Any], trial_dir: Path
     from .checkpoints import latest_checkpoint, report_with_checkpoint
 
     assert trial.segments is not None
-    local = trial_dir / "pbt-checkpoint"
-    shutil.rmtree(local, ignore_errors=True)
-    local.mkdir(parents=True)
-    with latest_checkpoint() as (path, state):
-        if path is not None and (path / _FILES).is_dir():
-            shutil.copytree(path / _FILES, local, dirs_exist_ok=True)
-    done = int(state.get("segments", 0))
-    while trial.segments.each is None or done < trial.segments.each:
-        held = _HoldLast(tune.report, {SEGMENTS: done})
-        run_trial_process(trial, config, trial_dir, trial_name, held, checkpoint_dir=local)
-        done += 1
-        report_with_checkpoint({**held.last, SEGMENTS: done}, {"segments": done},
-                               lambda directory: shutil.copytree(local, directory / _FILES))
+    # Outside the trial's working directory: Ray copies that directory to storage from the actor
+    # that ran the trial's last run, and may do so while the next run starts on another actor; a
+    # file removed or renamed there mid-copy failed the copy (FileNotFoundError from pyarrow).
+    with tempfile.TemporaryDirectory(prefix="pbt-checkpoint-") as scratch:
+        local = Path(scratch)
+        with latest_checkpoint() as (path, state):
+            if path is not None and (path / _FILES).is_dir():
+                shutil.copytree(path / _FILES, local, dirs_exist_ok=True)
+        done = int(state.get("segments", 0))
+        while trial.segments.each is None or done < trial.segments.each:
+            held = _HoldLast(tune.report, {SEGMENTS: done})
+            run_trial_process(trial, config, trial_dir, trial_name, held, checkpoint_dir=local)
+            done += 1
+            report_with_checkpoint({**held.last, SEGMENTS: done}, {"segments": done},
+                                   lambda directory: shutil.copytree(local, directory / _FILES))
 
 
 class _HoldLast:
