@@ -143,3 +143,50 @@ def reconciled_search_gen_state(data: bytes, created: int, live: set[str]) -> by
 #: The key with which Tune's JSON encoder (``TuneFunctionEncoder``) marks a value it had to
 #: pickle into the saved state.
 PICKLED_VALUE_MARK = "_type"
+
+
+#: The controller's private attributes :mod:`.retire` reads and trims: its list of trials; the
+#: sets of ended trials; every set a retired trial leaves; the tables keyed by trial id (each
+#: trial's JSON state for the next snapshot, decisions waiting for a save); the trial -> actor
+#: table; its storage context; its callback list.
+CONTROLLER_TRIALS = "_trials"
+CONTROLLER_ENDED_SETS = ("_stopped_trials", "_failed_trials")
+CONTROLLER_TRIAL_SETS = ("_stopped_trials", "_failed_trials", "_live_trials", "_trials_to_cache")
+CONTROLLER_BY_TRIAL_ID = ("_trial_metadata", "_cached_trial_decisions")
+CONTROLLER_TRIAL_ACTORS = "_trial_to_actor"
+CONTROLLER_STORAGE = "_storage"
+CONTROLLER_CALLBACKS = "_callbacks"
+#: The attribute of the wrapper Tune hands its scheduler that holds the controller itself.
+WRAPPED_CONTROLLER = "_tune_controller"
+#: ``CallbackList``'s list of callbacks.
+CALLBACK_LIST_ITEMS = "_callbacks"
+#: The prefix of the keys Tune's JSON encoder adds to ``ray.util.debug``'s set of logged keys,
+#: one per value it pickles (a trial's storage context, its running averages): the set grows by
+#: several strings per trial.
+ENCODER_LOG_KEY_PREFIX = "tune_func_encode:"
+
+
+def controller_of(wrapped: Any) -> Any:
+    """The controller behind the wrapper Tune hands its scheduler (itself if not wrapped)."""
+    return getattr(wrapped, WRAPPED_CONTROLLER, wrapped)
+
+
+def controller_callbacks(controller: Any) -> list[Any]:
+    return list(getattr(getattr(controller, CONTROLLER_CALLBACKS), CALLBACK_LIST_ITEMS, []))
+
+
+def experiment_dir_of(controller: Any) -> str:
+    """The experiment directory in storage of the controller's run."""
+    return getattr(controller, CONTROLLER_STORAGE).experiment_fs_path
+
+
+def forget_logged_encodings() -> None:
+    """Drop the keys Tune's JSON encoder left in ``ray.util.debug``'s logged set (see
+    :data:`ENCODER_LOG_KEY_PREFIX`); other keys stay."""
+    from ray.util import debug
+
+    logged = getattr(debug, "_logged", None)
+    if isinstance(logged, set):
+        logged.difference_update([k for k in logged if isinstance(k, str) and k.startswith(ENCODER_LOG_KEY_PREFIX)])
+#: ``JsonLoggerCallback``'s table of every trial's config, keyed by the Trial.
+JSON_LOGGER_CONFIGS = "_trial_configs"

@@ -35,8 +35,9 @@ def scheduler_for(plan: Plan, experiment_dir: Path) -> "TrialScheduler":
     order, with queued trials, when the plan has none."""
     if plan.scheduler is None:
         from .._tune.fifo import QueuedFIFOScheduler
+        from .._tune.retire import Retirement
 
-        return QueuedFIFOScheduler()
+        return QueuedFIFOScheduler(Retirement())
     if plan.spec.early_stopping is None:
         return plan.scheduler
     from ..stopping.record import RecordingScheduler
@@ -49,8 +50,7 @@ def callbacks(plan: Plan, experiment_dir: Path, control: Any, parallel: int, opt
     """A new run's callbacks, in Tune's calling order: the stop rules, the result journal, the
     checkpoint of the last result, the progress line, the JSON results, the resource watch and
     the Optuna mirror (when ``optuna_storage``)."""
-    from ray.tune.logger import JsonLoggerCallback
-
+    from .._tune.json_results import JsonResults
     from ..recovery.journal import ResultJournal
     from ..recovery.reconcile import CheckpointOfLastResult
     from ..reporting import live_callbacks
@@ -59,7 +59,7 @@ def callbacks(plan: Plan, experiment_dir: Path, control: Any, parallel: int, opt
 
     spec = plan.spec
     return [control, ResultJournal(experiment_dir), CheckpointOfLastResult(), ProgressLine(spec.objective, spec.max_trials, targets=spec.targets),
-            JsonLoggerCallback(), ResourceWatch(trial_resources(spec), parallel or spec.parallel_trials),
+            JsonResults(), ResourceWatch(trial_resources(spec), parallel or spec.parallel_trials),
             *live_callbacks(spec, optuna_storage, experiment_dir)]
 
 

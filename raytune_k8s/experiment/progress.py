@@ -5,7 +5,7 @@ and hypervolume)."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
@@ -37,12 +37,14 @@ class ProgressLine(Callback):
         self.min_interval_s = min_interval_s
         self._start = time.monotonic()
         self._last_print = float("-inf")
-        self._done: set[str] = set()
-        self._failed: set[str] = set()
+        self._done = 0
+        self._failed = 0
         self._running: set[str] = set()
-        self._values: dict[str, float] = {}  # each trial's objective value by its strategy
+        self._values: dict[str, float] = {}  # each running trial's objective value by its strategy
         self._best: float | None = None
         self._best_trial: str | None = None
+        self._best_finished: tuple[float, str] | None = None  # the best value of a finished trial
+        self._counted_restored = False
 
     def _print(self, event: str) -> None:
         self._last_print = time.monotonic()
@@ -52,8 +54,8 @@ class ProgressLine(Callback):
         # soft_wrap: one line per event even where the terminal width is unknown (a pipe, a job's log)
         Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"[{self._last_print - self._start:6.1f}s] {event:<34} "
-            f"{len(self._done)}/{self.max_trials or '-'} done | {len(self._running)} running | "
-            f"{len(self._failed)} failed | {'' if self.targets else 'best '}{best_text}"
+            f"{self._done}/{self.max_trials or '-'} done | {len(self._running)} running | "
+            f"{self._failed} failed | {'' if self.targets else 'best '}{best_text}"
         )
 
     def _front_text(self, targets: Targets) -> str:
@@ -66,6 +68,44 @@ class ProgressLine(Callback):
         points = [t.values for t in feasible if t.key in on_front]
         volume = hypervolume(points, reference_point([t.values for t in feasible], targets.directions), targets.directions)
         return f"front {len(points)} trials, hypervolume {volume:.4g}"
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # tuner.pkl of an experiment started when the done and failed trials were sets of ids
+        state = {"_best_finished": None, "_counted_restored": False, **state}
+        for name in ("_done", "_failed"):
+            if isinstance(state.get(name), set):
+                state[name] = len(state[name])
+        self.__dict__.update(state)
+
+    def add_retired(self, records: Iterable[dict[str, Any]]) -> None:
+        """A resumed run: count the trials retired from Tune's controller before (records of
+        ``raytune_k8s._tune.retire``), and their best value."""
+        for record in records:
+            failed = record.get("tune_status") == Trial.ERROR
+            self._done += not failed
+            self._failed += failed
+            seen = (record.get("metric_analysis") or {}).get(self.objective.metric) or {}
+            reports = [{self.objective.metric: seen.get(key)} for key in ("min", "max", "last")]
+            self._finish(str(record["trial_id"]), metric_value(reports, self.objective.metric,
+                                                               self.objective.strategy(self.objective.metric)))
+
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if self._counted_restored:
+            return
+        self._counted_restored = True  # a resumed run's first step: the trials that ended before
+        for trial in trials:
+            if trial.status in (Trial.TERMINATED, Trial.ERROR):
+                self._done += trial.status == Trial.TERMINATED
+                self._failed += trial.status == Trial.ERROR
+
+    def _finish(self, trial_id: str, value: float | None) -> None:
+        """The trial ended with ``value``: it leaves the running ones, its value is final."""
+        self._running.discard(trial_id)
+        self._values.pop(trial_id, None)
+        if value is not None and (self._best_finished is None or self.objective.better(value, self._best_finished[0])):
+            self._best_finished = (value, trial_id)
+        if value is not None and (self._best is None or self.objective.better(value, self._best)):
+            self._best, self._best_trial = value, trial_id
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._running.add(trial.trial_id)
@@ -85,25 +125,25 @@ class ProgressLine(Callback):
         self._values[trial_id] = value
         if self._best is None or self.objective.better(value, self._best):
             self._best, self._best_trial = value, trial_id
-        elif trial_id == self._best_trial and value != self._best:  # the best trial got worse
+        elif trial_id == self._best_trial and value != self._best:  # the best trial (running) got worse
+            candidates = [(v, t) for t, v in self._values.items()] + ([self._best_finished] if self._best_finished else [])
             pick = max if self.objective.mode == "max" else min
-            self._best_trial = pick(self._values, key=self._values.__getitem__)
-            self._best = self._values[self._best_trial]
+            self._best, self._best_trial = pick(candidates, key=lambda c: c[0])
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._running.discard(trial.trial_id)
-        self._done.add(trial.trial_id)
+        self._finish(trial.trial_id, self._values.get(trial.trial_id))
+        self._done += 1
         if self.targets is not None:
             from ..results.pareto import scored
 
             self._finished.append(scored(trial.trial_id, self._metrics.pop(trial.trial_id, {}), self.targets))
-        last = self.max_trials is not None and len(self._done) + len(self._failed) >= self.max_trials
+        last = self.max_trials is not None and self._done + self._failed >= self.max_trials
         if last or time.monotonic() - self._last_print >= self.min_interval_s:
             self._print(f"trial {trial.trial_id} done")
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._running.discard(trial.trial_id)
-        self._failed.add(trial.trial_id)
+        self._finish(trial.trial_id, self._values.get(trial.trial_id))
+        self._failed += 1
         self._print(f"trial {trial.trial_id} FAILED")
         error = trial_error_line(trial)
         if error:

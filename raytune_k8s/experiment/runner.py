@@ -240,7 +240,9 @@ def _resumed_callbacks(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, s
     was not one of ``run``'s). The journal's pickled path follows the directory, which may have
     moved since (a copy, a new mount); a ResumeGuard comes last."""
     from .._tune.internals import restored_run_config
+    from .._tune.retire import read_retired
     from ..recovery.journal import JOURNAL_FILE, ResultJournal
+    from .progress import ProgressLine
     from ..recovery.reconcile import ResumeGuard
     from ..stopping.control import ExperimentControl
 
@@ -253,6 +255,9 @@ def _resumed_callbacks(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, s
     for callback in callbacks:
         if isinstance(callback, ResultJournal):
             callback.path = experiment_dir / JOURNAL_FILE
+        if isinstance(callback, ProgressLine):
+            callback.add_retired(read_retired(experiment_dir))
+    control.add_retired(read_retired(experiment_dir))  # the trials Tune no longer holds count too
     run_config.callbacks = [*callbacks, ResumeGuard(experiment_dir, started, ended)]
     return control
 

@@ -331,19 +331,30 @@ def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str
     known: dict[str, int] = {}
     for i, (trial_json, _) in enumerate(state["trial_data"]):
         known[json.loads(trial_json)["trial_id"]] = i
+    retired = _retired(experiment_dir)
     for trial_id, journal in journaled.items():
+        if trial_id in retired:  # ended, and out of Tune's hands: its record is final
+            continue
         try:
             _reconcile_trial(state, known, trial_id, journal, done)
         except FORMAT_ERRORS as exc:  # one trial Tune's way, the others still brought up to date
             print(f"warning: trial {trial_id} resumes from Tune's last save ({type(exc).__name__}: {exc})", file=sys.stderr)
-    writes = _reconcile_search(experiment_dir, state, journaled)
+    writes = _reconcile_search(experiment_dir, state, journaled, retired)
     if done.finished or done.added or done.checkpoints:
         writes.append((state_path, json.dumps(state, cls=TuneFunctionEncoder).encode()))
     return writes
 
 
-def _reconcile_search(experiment_dir: Path, state: dict[str, Any],
-                      journaled: dict[str, _Journaled]) -> list[tuple[Path, bytes]]:
+def _retired(experiment_dir: Path) -> dict[str, tuple[str, Any]]:
+    """The trials retired from Tune's controller (see ``raytune_k8s._tune.retire``): id ->
+    (status, config)."""
+    from .._tune.retire import read_retired
+
+    return {str(r["trial_id"]): (str(r.get("tune_status")), r.get("config")) for r in read_retired(experiment_dir)}
+
+
+def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: dict[str, _Journaled],
+                      retired: dict[str, tuple[str, Any]] | None = None) -> list[tuple[Path, bytes]]:
     """Make the search's saved state agree with the trials that will run on resume.
 
     Tune saves the search state and the trials at slightly different moments, and the journal
@@ -358,13 +369,17 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any],
 
     writes: list[tuple[Path, bytes]] = []
 
+    retired = retired or {}
     trials = [(json.loads(trial_json), metadata) for trial_json, metadata in state["trial_data"]]
+    trials = [(t, metadata) for t, metadata in trials if t["trial_id"] not in retired]
     will_run = {t["trial_id"]: t for t, _ in trials if t["status"] not in (TERMINATED, ERROR)}
     ended = {t["trial_id"]: (t["status"], metadata) for t, metadata in trials if t["trial_id"] not in will_run}
+    ended.update({trial_id: (status, "{}") for trial_id, (status, _) in retired.items()})
     gen_path = _newest(experiment_dir, "search_gen_state-*.json")
     if gen_path is not None:
-        # trials added from the journal were created too; the limit counts the ones that will run
-        gen = reconciled_search_gen_state(gen_path.read_bytes(), len(trials), set(will_run))
+        # trials added from the journal, and the retired ones, were created too; the limit
+        # counts the ones that will run
+        gen = reconciled_search_gen_state(gen_path.read_bytes(), len(trials) + len(retired), set(will_run))
         if gen is not None:
             writes.append((gen_path, gen))
     searcher_path = _newest(experiment_dir, "searcher-state-*.pkl")
@@ -375,7 +390,8 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any],
         return writes  # not a searcher actor's state (see raytune_k8s.search.actor.driver.ActorSearcher.save)
     assigned, results, ready = dict(saved["assigned"]), dict(saved["results"]), list(saved["ready"])
     taken = set(assigned)
-    for trial, _ in trials:  # a suggestion still "ready" when Tune saved, taken by a trial since
+    retired_trials = [{"trial_id": trial_id, "config": config} for trial_id, (_, config) in retired.items()]
+    for trial in [t for t, _ in trials] + retired_trials:  # a suggestion still "ready" when Tune saved, taken by a trial since
         trial_id = trial["trial_id"]
         if trial_id in taken or not isinstance(trial.get("config"), dict):
             continue
@@ -607,8 +623,9 @@ def _started_in_saved_state(experiment_dir: Path) -> list[str]:
 def journal_expectations(experiment_dir: str | Path) -> tuple[set[str], set[str]]:
     """(every trial the journal saw start, those it saw finish or fail)."""
     trials = _journaled(Path(experiment_dir))
-    started = {tid for tid, t in trials.items() if t.state is not None}
-    ended = {tid for tid, t in trials.items() if t.completed is not None or t.errored}
+    retired = _retired(Path(experiment_dir))  # Tune does not hold them again: they ended
+    started = {tid for tid, t in trials.items() if t.state is not None and tid not in retired}
+    ended = {tid for tid, t in trials.items() if (t.completed is not None or t.errored) and tid not in retired}
     return started, ended
 
 

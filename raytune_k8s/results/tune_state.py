@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._tune.internals import PICKLED_VALUE_MARK
+from .._tune.retire import read_retired
 
 #: Tune's trial states, as its experiment state writes them.
 TERMINATED, ERROR = "TERMINATED", "ERROR"
@@ -29,20 +30,25 @@ _META_FIELD = re.compile(r'"(start_time|last_result_time|error_filename)": ("[^"
 
 
 def saved_trials(experiment_dir: Path) -> list[dict[str, Any]]:
-    """Each trial in Tune's newest saved state: ``trial_id``, ``tune_status``, ``config``,
-    ``dir``, ``start``, ``end`` and ``error`` (its error file's name). No state, or one that
+    """Each trial of the experiment: the trials retired from Tune's controller (their records,
+    in the order they were retired), then the others as Tune's newest saved state has them:
+    ``trial_id``, ``tune_status``, ``config``, ``dir``, ``start``, ``end`` and ``error`` (its
+    error file's name). No state, or one that
     cannot be read: an empty list; an entry that cannot be read is skipped."""
     experiment_dir = Path(experiment_dir)
+    trials = [_retired_trial(experiment_dir, record) for record in read_retired(experiment_dir)]
+    retired = {t["trial_id"] for t in trials}
     states = sorted(experiment_dir.glob("experiment_state-*.json"))
     try:
         state = json.loads(states[-1].read_text()) if states else {}
     except (OSError, ValueError):
-        return []
-    trials = []
+        return trials
     for item in (state.get("trial_data") if isinstance(state, dict) else None) or []:
         try:
             trial, meta = json.loads(item[0]), _run_metadata(item[1])
         except (TypeError, ValueError, IndexError):
+            continue
+        if str(trial.get("trial_id")) in retired:  # retired after that snapshot: its line is final
             continue
         trials.append({
             "trial_id": str(trial.get("trial_id")),
@@ -54,6 +60,14 @@ def saved_trials(experiment_dir: Path) -> list[dict[str, Any]]:
             "error": meta.get("error_filename"),
         })
     return trials
+
+
+def _retired_trial(experiment_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """A retired trial's record (see ``raytune_k8s._tune.retire``) in :func:`saved_trials`' form."""
+    times = {name: record.get(name) if isinstance(record.get(name), (int, float)) and math.isfinite(record[name]) else None
+             for name in ("start", "end")}
+    return {**record, **times, "trial_id": str(record.get("trial_id")), "tune_status": str(record.get("tune_status")),
+            "config": _decoded(record.get("config") or {}), "dir": experiment_dir / str(record.get("relative_logdir") or "")}
 
 
 def _run_metadata(text: str) -> dict[str, Any]:
