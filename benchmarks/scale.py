@@ -38,10 +38,14 @@ REPO = Path(__file__).resolve().parents[1]
 PROGRESS = re.compile(r"^\[\s*([\d.]+)s\].*?(\d+)/\d+ done")
 
 
-def spec(trials: int, parallel: int) -> dict[str, Any]:
+def spec(trials: int, parallel: int, algorithm: str = "random", early_stopping: str | None = None) -> dict[str, Any]:
     from .overhead import experiment_spec
 
-    return experiment_spec("scale", trials, parallel, seed=0)
+    out = experiment_spec("scale", trials, parallel, seed=0)
+    out["algorithm"]["algorithmName"] = algorithm
+    if early_stopping:
+        out["earlyStopping"] = {"algorithmName": early_stopping}
+    return out
 
 
 def _env() -> dict[str, str]:
@@ -54,64 +58,191 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "raytune_k8s", *args]
 
 
-def _rss_mb(driver: Any) -> tuple[float, float, float]:
-    """(driver, head, workers) resident MB: the driver process; its other descendants, split
-    into trial/actor workers (``ray::`` processes, ``default_worker.py``) and the rest (the head)."""
+MEMORY_KEYS = (("driver_mb", "driver"), ("head_mb", "Ray head"), ("searcher_mb", "searcher actor"), ("workers_mb", "trial workers"))
+
+
+def _rss_mb(driver: Any) -> dict[str, float]:
+    """Resident MB of the driver process and of its descendants: the searcher actor's worker
+    (``ray::SearcherHost``), the other Ray workers (trial actors, idle workers) and the rest (the
+    head: GCS, raylet, dashboard and their helpers)."""
     import psutil
 
-    head = workers = 0.0
+    out = {"driver_mb": 0.0, "head_mb": 0.0, "searcher_mb": 0.0, "workers_mb": 0.0}
     try:
-        own = driver.memory_info().rss
+        out["driver_mb"] = driver.memory_info().rss / 2**20
         children = driver.children(recursive=True)
     except psutil.Error:
-        return 0.0, 0.0, 0.0
+        return out
     for child in children:
         try:
-            rss = child.memory_info().rss
+            rss = child.memory_info().rss / 2**20
             line = " ".join(child.cmdline()[:3])
+            name = child.name()
         except psutil.Error:
             continue
-        if "ray::" in line or "default_worker.py" in line or child.name().startswith("ray::"):
-            workers += rss
+        if "SearcherHost" in line or "SearcherHost" in name:
+            out["searcher_mb"] += rss
+        elif "ray::" in line or "default_worker.py" in line or name.startswith("ray::"):
+            out["workers_mb"] += rss
         else:
-            head += rss
-    return own / 2**20, head / 2**20, workers / 2**20
+            out["head_mb"] += rss
+    return out
 
 
-def run_experiment(trials: int, parallel: int, storage: Path) -> tuple[list[dict[str, float]], float, int]:
-    """Run the CLI; return the samples (t, done, MB), its wall seconds and exit code."""
+def sampled_run(argv: list[str], kill_at: int | None = None, t0: float = 0.0) -> tuple[list[dict[str, float]], float, int]:
+    """Run ``argv`` (a driver printing progress lines), sampling memory at each line; return the
+    samples (t + ``t0``, done, MB by process kind), its wall seconds and exit code. ``kill_at``:
+    once that many trials are done, SIGKILL the driver and every process under it (a lost pod:
+    no clean shutdown of anything), and return (exit code -9)."""
     import psutil
-    import yaml
 
-    spec_file = storage / "scale.yaml"
-    spec_file.write_text(yaml.safe_dump(spec(trials, parallel)))
     samples: list[dict[str, float]] = []
     start = time.monotonic()
-    child = subprocess.Popen(_cli("run", str(spec_file), "--storage-path", str(storage), "--no-report"),
-                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
     driver = psutil.Process(child.pid)
     tail: list[str] = []
     assert child.stderr is not None
     for line in child.stderr:
         match = PROGRESS.match(line)
         if match:
-            driver_mb, head_mb, workers_mb = _rss_mb(driver)
-            samples.append({"t": float(match.group(1)), "done": int(match.group(2)), "driver_mb": driver_mb,
-                            "head_mb": head_mb, "workers_mb": workers_mb})
+            samples.append({"t": t0 + float(match.group(1)), "done": int(match.group(2)), **_rss_mb(driver)})
+            if kill_at is not None and samples[-1]["done"] >= kill_at:
+                _kill_tree(driver)
+                break
         else:
             tail = (tail + [line])[-40:]
     code = child.wait()
     wall = time.monotonic() - start
-    if code not in (0, 1):  # 1: the experiment ran but did not succeed (the caller checks)
+    if code not in (0, 1, -9):  # 1: the experiment ran but did not succeed (the caller checks)
         sys.stderr.write("".join(tail))
-        raise RuntimeError(f"raytune-k8s run exited with {code}")
+        raise RuntimeError(f"{' '.join(argv[:4])} exited with {code}")
     return samples, wall, code
 
 
-def block_costs(samples: list[dict[str, float]], trials: int, block: int) -> list[float]:
+def _kill_tree(process: Any) -> None:
+    import psutil
+
+    try:
+        everyone = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        everyone = [process]
+    for p in everyone:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(everyone, timeout=30)
+
+
+def run_experiment(trials: int, parallel: int, storage: Path, kill_at: int | None = None,
+                   algorithm: str = "random", early_stopping: str | None = None) -> dict[str, Any]:
+    """Run the CLI to the end (``kill_at``: SIGKILL it there, then ``raytune-k8s resume`` it to
+    the end); the samples, wall seconds, exit code and, when killed, the resume's figures."""
+    import yaml
+
+    spec_file = storage / "scale.yaml"
+    spec_file.write_text(yaml.safe_dump(spec(trials, parallel, algorithm, early_stopping)))
+    samples, wall, code = sampled_run(_cli("run", str(spec_file), "--storage-path", str(storage), "--no-report"), kill_at)
+    out: dict[str, Any] = {"samples": samples, "wall": wall, "code": code}
+    if kill_at is None:
+        return out
+    experiment_dir = storage / "scale"
+    before = _journal_ends(experiment_dir)
+    t_kill = samples[-1]["t"]
+    gap_start = time.monotonic()
+    resumed, resume_wall, code = sampled_run(_cli("resume", str(experiment_dir), "--no-report"), t0=t_kill)
+    first_new = next((s for s in resumed if s["done"] > samples[-1]["done"]), None)
+    out.update(
+        samples=samples + resumed, wall=wall + (time.monotonic() - gap_start), code=code, killed_at=samples[-1]["done"],
+        resume_s=(first_new["t"] - t_kill) if first_new else None, resume_wall_s=resume_wall,
+        resume_check=_resume_check(experiment_dir, before, trials),
+    )
+    return out
+
+
+def _journal_ends(experiment_dir: Path) -> dict[str, Any]:
+    """Each trial the journal saw end: id -> its last result's value (what a resume must keep)."""
+    from raytune_k8s.recovery.journal import read_journal
+
+    return {e["trial_id"]: (e.get("result") or {}).get("value") for e in read_journal(experiment_dir)
+            if e.get("event") == "complete"}
+
+
+def _resume_check(experiment_dir: Path, before: dict[str, Any], trials: int) -> dict[str, Any]:
+    """Nothing lost, nothing run twice: every trial that had ended before the kill is in the
+    summary with the same value, no trial ended twice in the journal, no trial twice in the summary."""
+    from collections import Counter
+
+    from raytune_k8s.recovery.journal import read_journal
+
+    summary = json.loads((experiment_dir / "summary.json").read_text())
+    rows = {r["trial_id"]: r for r in summary["trial_table"]}
+    ends = Counter(e["trial_id"] for e in read_journal(experiment_dir) if e.get("event") in ("complete", "error"))
+    lost = [t for t, value in before.items() if t not in rows or rows[t]["metrics"].get("value") != value]
+    return {"ended_before_kill": len(before), "lost": len(lost), "lost_examples": lost[:5],
+            "ended_twice": sum(1 for n in ends.values() if n > 1),
+            "summary_trials": summary["trials"], "summary_rows_unique": len(rows) == len(summary["trial_table"]),
+            "ok": not lost and all(n == 1 for n in ends.values()) and summary["trials"] == trials
+            and len(rows) == len(summary["trial_table"])}
+
+
+PLAIN_TUNE_LIMIT_MB = 3072
+
+
+def plain_tune_child(trials: int, parallel: int, storage: Path) -> int:
+    """Plain Ray Tune on the same trivial trial (random search, ``reuse_actors=True``, the same
+    CPU per trial), printing progress lines as ``raytune-k8s run`` does; it stops itself once its
+    driver's memory passes :data:`PLAIN_TUNE_LIMIT_MB`."""
+    import psutil
+    import ray
+    from ray import tune
+
+    from .overhead import stamped_branin, trial_cpu
+
+    me, start = psutil.Process(), time.monotonic()
+
+    class Progress(tune.Callback, tune.Stopper):
+        def __init__(self) -> None:
+            self.done, self.last, self.full = 0, float("-inf"), False
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.done += 1
+            if time.monotonic() - self.last >= 1.0 or self.done == trials_wanted:
+                self.last = time.monotonic()
+                self.full = me.memory_info().rss / 2**20 > PLAIN_TUNE_LIMIT_MB
+                print(f"[{self.last - start:7.1f}s] {self.done}/{trials_wanted} done", file=sys.stderr, flush=True)
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return self.full
+
+    trials_wanted = trials
+    progress = Progress()
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)  # as raytune-k8s' embedded Ray
+    tuner = tune.Tuner(
+        tune.with_resources(stamped_branin, {"cpu": trial_cpu(parallel)}),
+        param_space={"x": tune.uniform(-5, 10), "y": tune.uniform(0, 15)},
+        tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=parallel, metric="value", mode="min",
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name="plain", storage_path=str(storage), callbacks=[progress], stop=progress, verbose=0),
+    )
+    tuner.fit()
+    print(f"plain Tune stopped at {progress.done} trials{' (memory limit)' if progress.full else ''}", file=sys.stderr, flush=True)
+    return 0
+
+
+def block_costs(samples: list[dict[str, float]], trials: int, block: int,
+                gap: tuple[int | None, float | None] = (None, None)) -> list[float]:
     """ms per trial of each block of ``block`` trials: the time the done count crossed each
-    block boundary, interpolated linearly between progress lines."""
-    points = [(0.0, 0)] + [(s["t"], int(s["done"])) for s in samples]
+    block boundary, interpolated linearly between progress lines. ``gap`` (killed at N trials
+    done, the resume's seconds to its first trial done): that pause is left out of the block it
+    falls in (it is reported as ``resume_s``)."""
+    killed_at, pause = gap
+    points = [(0.0, 0)] + [(s["t"] - (pause if killed_at is not None and pause and s["done"] > killed_at else 0.0),
+                            int(s["done"])) for s in samples]
 
     def time_at(done: int) -> float:
         for (t0, d0), (t1, d1) in zip(points, points[1:]):
@@ -192,66 +323,161 @@ def time_commands(experiment_dir: Path, trials: int) -> dict[str, Any]:
     }
 
 
+def output_name(trials: int, algorithm: str, early_stopping: str | None) -> str:
+    """``scale`` for the default run; ``scale_100k``, ``scale_20k_tpe``, ``scale_20k_median``... else."""
+    if trials == 10_000 and algorithm == "random" and not early_stopping:
+        return NAME
+    size = f"{trials // 1000}k" if trials % 1000 == 0 else str(trials)
+    return "_".join([NAME, size] + ([algorithm] if algorithm != "random" else []) + ([early_stopping] if early_stopping else []))
+
+
+def by_block(samples: list[dict[str, float]], trials: int, block: int, key: str) -> list[float | None]:
+    """The mean of ``key`` over the samples taken while each block's trials were done."""
+    out: list[float | None] = []
+    for lo in range(0, trials, block):
+        values = [s[key] for s in samples if lo < s["done"] <= lo + block]
+        out.append(sum(values) / len(values) if values else None)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--block", type=int, default=1000, help="trials per block (default 1000)")
+    parser.add_argument("--block", type=int, help="trials per block (default: a tenth of --trials)")
+    parser.add_argument("--algorithm", default="random", help="the experiment's algorithm (default random)")
+    parser.add_argument("--early-stopping", help="an early-stopping rule (median): measured, no goal")
+    parser.add_argument("--kill-at", type=int, help="SIGKILL the driver and its Ray once this many trials are done, "
+                                                     "then `raytune-k8s resume` to the end (default: 60%% of --trials "
+                                                     "from 50,000 trials on)")
+    parser.add_argument("--plain-tune", type=int, help="also run plain Ray Tune (reuse_actors=True) on the same trial up to "
+                                                        f"this many trials or {PLAIN_TUNE_LIMIT_MB} MB of driver memory "
+                                                        "(default: min(--trials, 20,000); 0: none)")
+    parser.add_argument("--plain-tune-child", action="store_true", help=argparse_hidden())
     parser.add_argument("--keep", type=Path, help="run in this storage folder and keep the experiment")
     parser.add_argument("--retime", type=Path, metavar="JSON",
                         help="time the commands again on the experiment kept with --keep (its folder) and rewrite "
                              "that run's JSON, md and png into --out")
     args = parser.parse_args(argv)
+    if args.plain_tune_child:
+        assert args.keep is not None
+        return plain_tune_child(args.trials, args.parallel, args.keep)
+    name = output_name(args.trials, args.algorithm, args.early_stopping)
     if args.retime:
         data = json.loads(args.retime.read_text())
         if args.keep is None:
             parser.error("--retime needs --keep (the storage folder of that run)")
         data.update(time_commands(args.keep / "scale", data["trials"]))
         data["retimed"] = True
-        paths = write_outputs(args.out, NAME, data, markdown(data), figure(data))
+        paths = write_outputs(args.out, name, data, markdown(data), figure(data))
         print(text_table(["figure", "value"], figure_rows(data)))
         print(f"wrote {', '.join(map(str, paths))}")
         return 0
     if args.smoke:
         args.trials, args.block = 60, 20
+        args.kill_at = 30 if args.kill_at is None else args.kill_at
+        args.plain_tune = 40 if args.plain_tune is None else args.plain_tune
+    block = args.block or max(1, args.trials // 10)
+    kill_at = args.kill_at if args.kill_at is not None else (int(args.trials * 0.6) if args.trials >= 50_000 else None)
+    plain_n = min(args.trials, 20_000) if args.plain_tune is None else args.plain_tune
     start = time.monotonic()
     load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="rtk8s-scale-") as tmp:
         storage = args.keep or Path(tmp)
         storage.mkdir(parents=True, exist_ok=True)
-        samples, wall, code = run_experiment(args.trials, args.parallel, storage)
+        run = run_experiment(args.trials, args.parallel, storage, kill_at, args.algorithm, args.early_stopping)
+        samples = run["samples"]
         experiment_dir = storage / "scale"
         summary = json.loads((experiment_dir / "summary.json").read_text())
         if summary["trials"] != args.trials:
-            raise RuntimeError(f"the experiment ended with {summary['trials']} of {args.trials} trials (exit {code})")
+            raise RuntimeError(f"the experiment ended with {summary['trials']} of {args.trials} trials (exit {run['code']})")
         load_run = [round(x, 2) for x in os.getloadavg()]
         timings = time_commands(experiment_dir, args.trials)
-    blocks = block_costs(samples, args.trials, args.block)
+        plain: dict[str, Any] | None = None
+        if plain_n:
+            plain_dir = Path(tmp) / "plain"
+            plain_dir.mkdir()
+            plain_samples, plain_wall, _ = sampled_run([sys.executable, "-m", "benchmarks.scale", "--plain-tune-child",
+                                                        "--trials", str(plain_n), "--parallel", str(args.parallel),
+                                                        "--keep", str(plain_dir)])
+            plain_done = plain_samples[-1]["done"] if plain_samples else 0
+            plain = {"trials_asked": plain_n, "trials_done": plain_done, "wall_s": plain_wall,
+                     "stopped_by_memory": plain_done < plain_n, "samples": plain_samples,
+                     "blocks_ms_per_trial": block_costs(plain_samples, plain_done - plain_done % block, block)
+                     if plain_done >= block else [],
+                     **{f"{key}_by_block": by_block(plain_samples, plain_done - plain_done % block, block, key)
+                        for key, _ in MEMORY_KEYS},
+                     "driver_peak_mb": max((p["driver_mb"] for p in plain_samples), default=None)}
+    blocks = block_costs(samples, args.trials, block, gap=(run.get("killed_at"), run.get("resume_s")))
     data: dict[str, Any] = {
-        "benchmark": NAME, "smoke": args.smoke, "trials": args.trials, "parallel": args.parallel, "block": args.block,
-        "run_wall_s": wall, "in_run_s": samples[-1]["t"] if samples else None,
+        "benchmark": name, "smoke": args.smoke, "trials": args.trials, "parallel": args.parallel, "block": block,
+        "algorithm": args.algorithm, "early_stopping": args.early_stopping,
+        "wall_s": run["wall"], "run_wall_s": run["wall"], "in_run_s": samples[-1]["t"] if samples else None,
         "first_trial_done_s": next((s["t"] for s in samples if s["done"] >= 1), None),
-        "block_ms_per_trial": blocks,
+        "blocks_ms_per_trial": blocks, "block_ms_per_trial": blocks,
         "first_block_ms_per_trial": blocks[0], "last_block_ms_per_trial": blocks[-1],
         "last_over_first": blocks[-1] / blocks[0],
+        **{f"{key}_by_block": by_block(samples, args.trials, block, key) for key, _ in MEMORY_KEYS},
         "kb_per_trial": slope_kb(samples, "driver_mb"),
         "head_kb_per_trial": slope_kb(samples, "head_mb"),
-        "driver_peak_mb": max(s["driver_mb"] for s in samples),
-        "head_peak_mb": max(s["head_mb"] for s in samples),
+        "searcher_kb_per_trial": slope_kb(samples, "searcher_mb"),
+        **{f"{key.removesuffix('_mb')}_peak_mb": max(s[key] for s in samples) for key, _ in MEMORY_KEYS},
+        "killed_at": run.get("killed_at"), "resume_s": run.get("resume_s"), "resume_wall_s": run.get("resume_wall_s"),
+        "resume_check": run.get("resume_check"),
         **timings,
+        "plain_tune": plain,
         "loadavg_before": load_before, "loadavg_after_run": load_run,
         "samples": samples,
     }
-    rows = [[f"trials {i * args.block + 1}-{(i + 1) * args.block}", ms] for i, ms in enumerate(blocks)]
-    text = (f"\nScale: {args.trials} trivial trials, P={args.parallel}\n{text_table(['block', 'ms/trial'], rows)}\n\n"
+    data["driver_rss_mb"] = {"peak": data["driver_peak_mb"], "by_block": data["driver_mb_by_block"]}
+    data["head_rss_mb"] = {"peak": data["head_peak_mb"], "by_block": data["head_mb_by_block"]}
+    data["searcher_rss_mb"] = {"peak": data["searcher_peak_mb"], "by_block": data["searcher_mb_by_block"]}
+    data["checks"] = checks(data)
+    rows = [[f"trials {i * block + 1}-{(i + 1) * block}", ms] for i, ms in enumerate(blocks)]
+    text = (f"\nScale: {args.trials} trivial trials, P={args.parallel}, {args.algorithm}"
+            f"{', ' + args.early_stopping if args.early_stopping else ''}\n{text_table(['block', 'ms/trial'], rows)}\n\n"
             + text_table(["figure", "value"], figure_rows(data)))
-    publish(args.out, NAME, data, start, argv, ["raytune_k8s", "ray"], text, markdown, figure)
+    publish(args.out, name, data, start, argv, ["raytune_k8s", "ray"], text, markdown, figure)
     return 0
+
+
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def checks(data: dict[str, Any]) -> dict[str, Any]:
+    """The issue's bounds, each with its measured figure (random search, no early stopping)."""
+    def ratio(values: list[Any]) -> float | None:
+        known = [v for v in values if v is not None]
+        return known[-1] / known[0] if len(known) >= 2 and known[0] else None
+
+    out: dict[str, Any] = {
+        "every_block_le_16_ms": max(data["blocks_ms_per_trial"]) <= 16,
+        "last_block_le_1.2x_first": data["last_over_first"] <= 1.2,
+        "results_le_5_s": data["results_s"] <= 5,
+        "report_le_30_s": data["report_s"] <= 30,
+    }
+    for key, _ in MEMORY_KEYS[:3]:
+        name = key.removesuffix("_mb")
+        out[f"{name}_peak_le_1500_mb"] = data[f"{name}_peak_mb"] <= 1500
+        r = ratio(data[f"{key}_by_block"])
+        out[f"{name}_last_block_mean_over_first"] = r
+        out[f"{name}_last_block_le_1.2x_first"] = r is not None and r <= 1.2
+    if data.get("resume_check") is not None:
+        out["resume_nothing_lost_or_rerun"] = data["resume_check"]["ok"]
+    return out
 
 
 def figure_rows(data: dict[str, Any]) -> list[list[Any]]:
     return [
         ["last block / first block (goal <= 1.2)", data["last_over_first"]],
+        ["searcher actor RSS growth, KB per trial", data.get("searcher_kb_per_trial")],
+        ["searcher actor RSS peak, MB", data.get("searcher_peak_mb")],
+        ["SIGKILLed at (trials done)", data.get("killed_at")],
+        ["resume: seconds from `resume` to its first trial done", data.get("resume_s")],
+        ["resume: nothing lost or run twice", (data.get("resume_check") or {}).get("ok")],
         ["driver RSS growth, KB per trial", data["kb_per_trial"]],
         ["head RSS growth, KB per trial", data["head_kb_per_trial"]],
         ["driver RSS peak, MB", data["driver_peak_mb"]],
@@ -263,7 +489,7 @@ def figure_rows(data: dict[str, Any]) -> list[list[Any]]:
         ["`raytune-k8s results DIR`, CPU s", data["results_cpu_s"]],
         ["summary.json rebuilt from the directory, wall s", data["summary_s"]],
         ["summary.json rebuilt from the directory, CPU s", data["summary_cpu_s"]],
-        ["`raytune-k8s report DIR`, wall s (goal <= 10)", data["report_s"]],
+        ["`raytune-k8s report DIR`, wall s (goal <= 30)", data["report_s"]],
         ["`raytune-k8s report DIR`, CPU s", data["report_cpu_s"]],
         ["report.html, MB", data["report_mb"]],
         ["first trial done, s after the run's Tuner started", data["first_trial_done_s"]],
@@ -285,10 +511,20 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         markdown_table(["trials", "ms/trial"], blocks),
         "",
+        "## Memory by block (mean RSS, MB, of the samples taken while the block ran)",
+        "",
+        markdown_table(["trials", *[label for _, label in MEMORY_KEYS]],
+                       [[f"{i * data['block'] + 1}-{(i + 1) * data['block']}",
+                         *[(data.get(f"{key}_by_block") or [None] * len(blocks))[i] for key, _ in MEMORY_KEYS]]
+                        for i in range(len(blocks))]),
+        "",
         "## Memory, directory and the commands on it",
         "",
         markdown_table(["figure", "value"], figure_rows(data)),
         "",
+        *(_plain_tune_lines(data) if data.get("plain_tune") else []),
+        *(["## Checks", "", markdown_table(["check", "measured"], [[k, v] for k, v in data["checks"].items()]), ""]
+          if data.get("checks") else []),
         f"Load average (1/5/15 min) before the run {'/'.join(map(str, data['loadavg_before']))}, after it "
         f"{'/'.join(map(str, data['loadavg_after_run']))}, while the commands were timed "
         f"{'/'.join(map(str, data['loadavg_at_timings']))}: "
@@ -296,6 +532,26 @@ def markdown(data: dict[str, Any]) -> str:
         "work, which inflates every time here). "
         f"{env['date_utc']}; `{env['command']}`. Chart: `{NAME}.png`; samples: `{NAME}.json`.",
     ])
+
+
+def _plain_tune_lines(data: dict[str, Any]) -> list[str]:
+    plain = data["plain_tune"]
+    rows = [[f"{i * data['block'] + 1}-{(i + 1) * data['block']}", ms,
+             (data["block_ms_per_trial"] + [None] * len(plain["blocks_ms_per_trial"]))[i],
+             plain["driver_mb_by_block"][i], (data["driver_mb_by_block"] + [None] * len(plain["blocks_ms_per_trial"]))[i]]
+            for i, ms in enumerate(plain["blocks_ms_per_trial"])]
+    stopped = (f"stopped by its driver passing {PLAIN_TUNE_LIMIT_MB} MB at {plain['trials_done']} trials"
+               if plain["stopped_by_memory"] else f"ran its {plain['trials_done']} trials")
+    return [
+        "## Plain Ray Tune beside it",
+        "",
+        f"The same trivial trial with plain `tune.Tuner` (random search, `reuse_actors=True`, the same CPU per trial, "
+        f"embedded local Ray), in the same run, up to {plain['trials_asked']} trials or {PLAIN_TUNE_LIMIT_MB} MB of "
+        f"driver memory: {stopped}, {fmt(plain['wall_s'])} s; driver peak {fmt(plain['driver_peak_mb'])} MB.",
+        "",
+        markdown_table(["trials", "plain Tune ms/trial", "ours ms/trial", "plain Tune driver MB", "our driver MB"], rows),
+        "",
+    ]
 
 
 def figure(data: dict[str, Any]) -> Any:
@@ -308,9 +564,19 @@ def figure(data: dict[str, Any]) -> Any:
     ax.set_ylabel("ms per trial")
     ax.legend(fontsize=8)
     ax.set_title("cost per trial by block", fontsize=9)
+    plain = data.get("plain_tune")
+    if plain and plain.get("blocks_ms_per_trial"):
+        n = len(plain["blocks_ms_per_trial"])
+        ax.plot(range(1, n + 1), plain["blocks_ms_per_trial"], "o-", color="tab:orange", label="plain Ray Tune")
+        ax.legend(fontsize=8)
     done = [s["done"] for s in data["samples"]]
-    for key, label in (("driver_mb", "driver"), ("head_mb", "Ray head"), ("workers_mb", "workers")):
-        ax2.plot(done, [s[key] for s in data["samples"]], label=label)
+    for key, label in MEMORY_KEYS:
+        ax2.plot(done, [s.get(key, 0.0) for s in data["samples"]], label=label)
+    if plain and plain.get("samples"):
+        ax2.plot([s["done"] for s in plain["samples"]], [s["driver_mb"] for s in plain["samples"]], "--",
+                 color="tab:orange", label="plain Ray Tune driver")
+    if data.get("killed_at"):
+        ax2.axvline(data["killed_at"], color="black", lw=0.8, ls=":", label="SIGKILL, resume")
     ax2.set_xlabel("trials done")
     ax2.set_ylabel("RSS, MB")
     ax2.legend(fontsize=8)

@@ -328,10 +328,15 @@ def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str
     from .._tune.internals import load_tune_state
 
     state = load_tune_state(state_path.read_bytes())
+    retired = _retired(experiment_dir)
+    # A trial retired after this save is ended and out of Tune's hands: its record is final, and
+    # Tune must not restore it (as the "running" trial the save may say it is).
+    kept = [entry for entry in state["trial_data"] if json.loads(entry[0])["trial_id"] not in retired]
+    dropped = len(state["trial_data"]) - len(kept)
+    state["trial_data"] = kept
     known: dict[str, int] = {}
     for i, (trial_json, _) in enumerate(state["trial_data"]):
         known[json.loads(trial_json)["trial_id"]] = i
-    retired = _retired(experiment_dir)
     for trial_id, journal in journaled.items():
         if trial_id in retired:  # ended, and out of Tune's hands: its record is final
             continue
@@ -340,7 +345,7 @@ def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str
         except FORMAT_ERRORS as exc:  # one trial Tune's way, the others still brought up to date
             print(f"warning: trial {trial_id} resumes from Tune's last save ({type(exc).__name__}: {exc})", file=sys.stderr)
     writes = _reconcile_search(experiment_dir, state, journaled, retired)
-    if done.finished or done.added or done.checkpoints:
+    if done.finished or done.added or done.checkpoints or dropped:
         writes.append((state_path, json.dumps(state, cls=TuneFunctionEncoder).encode()))
     return writes
 

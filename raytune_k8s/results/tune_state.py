@@ -36,8 +36,12 @@ def saved_trials(experiment_dir: Path) -> list[dict[str, Any]]:
     error file's name). No state, or one that
     cannot be read: an empty list; an entry that cannot be read is skipped."""
     experiment_dir = Path(experiment_dir)
-    trials = [_retired_trial(experiment_dir, record) for record in read_retired(experiment_dir)]
-    retired = {t["trial_id"] for t in trials}
+    by_id: dict[str, dict[str, Any]] = {}  # a trial retired twice (run again after a resume): its last record
+    for record in read_retired(experiment_dir):
+        trial = _retired_trial(experiment_dir, record)
+        by_id[trial["trial_id"]] = trial
+    trials = list(by_id.values())
+    retired = set(by_id)
     states = sorted(experiment_dir.glob("experiment_state-*.json"))
     try:
         state = json.loads(states[-1].read_text()) if states else {}
