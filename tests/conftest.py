@@ -8,6 +8,10 @@ from typing import Iterator
 
 # Ray reads its authentication mode when it is imported: set it before the first `import ray`.
 os.environ["RAY_AUTH_MODE"] = "token"
+# Every experiment of the suite runs with finished trials retired from Tune's controller in
+# batches of a few (raytune_k8s._tune.retire; 1,000 by default), so that each behaviour is
+# checked across those batches; a test may set it back.
+os.environ.setdefault("RAYTUNE_K8S_TUNE_KEEPS_FINISHED", "3")
 
 import pytest  # noqa: E402
 import ray  # noqa: E402

@@ -89,6 +89,8 @@ def killed_midway(tmp_path_factory, ray_head):
         # Tune saves its state when the run starts and then not for an hour: the trials that start
         # later are known only to the journal and their folders (the timing a kill can meet).
         env.setenv("TUNE_GLOBAL_CHECKPOINT_S", "3600")
+        # These tests rewrite Tune's own saved state: every trial stays in it (none retired).
+        env.setenv("RAYTUNE_K8S_TUNE_KEEPS_FINISHED", "1000")
         summary = _run_taking_snapshot(spec, base / "storage", base / "snapshot", ready)
     assert summary["status"] == "Succeeded", summary["reason"]
     assert (base / "snapshot" / JOURNAL_FILE).exists(), "the run ended before the snapshot"
