@@ -173,7 +173,6 @@ def test_pbt_schedules_the_trials_itself_unwrapped(tmp_path):
 def test_the_callbacks_of_a_new_run_in_order(tmp_path):
     from ray.tune.logger import JsonLoggerCallback
 
-    from raytune_k8s._tune.json_results import JsonResults
     from raytune_k8s.experiment.progress import ProgressLine
     from raytune_k8s.experiment.resource_watch import ResourceWatch
     from raytune_k8s.recovery.journal import JOURNAL_FILE, ResultJournal
@@ -182,9 +181,8 @@ def test_the_callbacks_of_a_new_run_in_order(tmp_path):
 
     plan, control = _plan(), object()
     callbacks = fit.callbacks(plan, tmp_path, control, 2, None)
-    assert [type(c) for c in callbacks[1:]] == [ResultJournal, CheckpointOfLastResult, ProgressLine, JsonResults,
+    assert [type(c) for c in callbacks[1:]] == [ResultJournal, CheckpointOfLastResult, ProgressLine, JsonLoggerCallback,
                                                 ResourceWatch]
-    assert isinstance(callbacks[4], JsonLoggerCallback)  # Tune's own, forgetting retired trials
     assert callbacks[0] is control
     assert callbacks[1].path == tmp_path / JOURNAL_FILE
     assert callbacks[3].max_trials == 6 and callbacks[5].parallel == 2

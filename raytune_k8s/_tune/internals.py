@@ -188,5 +188,3 @@ def forget_logged_encodings() -> None:
     logged = getattr(debug, "_logged", None)
     if isinstance(logged, set):
         logged.difference_update([k for k in logged if isinstance(k, str) and k.startswith(ENCODER_LOG_KEY_PREFIX)])
-#: ``JsonLoggerCallback``'s table of every trial's config, keyed by the Trial.
-JSON_LOGGER_CONFIGS = "_trial_configs"

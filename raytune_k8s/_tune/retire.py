@@ -13,7 +13,7 @@ result, and the stop rules and the progress line count it themselves.
 accumulated. First it appends one line per trial to :data:`RETIRED_FILE` in the experiment
 directory (what the summary, ``results``, the report and a resume need: id, status, config,
 folder, start and end times, error file, the metrics' running statistics) and fsyncs it; only
-then are they removed, so a trial is always in Tune's next snapshot or in this file (in both
+then are they removed (from the controller and from its callbacks' tables), so a trial is always in Tune's next snapshot or in this file (in both
 for a moment: the file's line is the final word). :func:`read_retired` reads it back.
 """
 
@@ -94,8 +94,7 @@ class Retirement:
 
 
 def _forget(controller: Any, trials: list[Any]) -> None:
-    """Remove ``trials`` from the controller, and from callbacks that keep trials
-    (``forget_trials``, as :class:`.json_results.JsonResults` has)."""
+    """Remove ``trials`` from the controller and from every table of its callbacks keyed by them."""
     gone = set(trials)
     ids = {t.trial_id for t in trials}
     held = getattr(controller, CONTROLLER_TRIALS)
@@ -107,9 +106,14 @@ def _forget(controller: Any, trials: list[Any]) -> None:
         for trial_id in ids:
             table.pop(trial_id, None)
     for callback in controller_callbacks(controller):
-        forget = getattr(callback, "forget_trials", None)
-        if forget is not None:
-            forget(gone)
+        # Tune's own callbacks keep tables keyed by the Trial (the JSON logger's configs, the
+        # progress callback's last results and prints): the retired trials leave them too.
+        for value in vars(callback).values():
+            if isinstance(value, dict) and value:
+                for trial in gone:
+                    value.pop(trial, None)
+            elif isinstance(value, set) and value:
+                value.difference_update(gone)
 
 
 def append_retired(experiment_dir: Path, records: list[dict[str, Any]]) -> None:

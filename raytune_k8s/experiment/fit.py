@@ -50,7 +50,8 @@ def callbacks(plan: Plan, experiment_dir: Path, control: Any, parallel: int, opt
     """A new run's callbacks, in Tune's calling order: the stop rules, the result journal, the
     checkpoint of the last result, the progress line, the JSON results, the resource watch and
     the Optuna mirror (when ``optuna_storage``)."""
-    from .._tune.json_results import JsonResults
+    from ray.tune.logger import JsonLoggerCallback
+
     from ..recovery.journal import ResultJournal
     from ..recovery.reconcile import CheckpointOfLastResult
     from ..reporting import live_callbacks
@@ -59,7 +60,7 @@ def callbacks(plan: Plan, experiment_dir: Path, control: Any, parallel: int, opt
 
     spec = plan.spec
     return [control, ResultJournal(experiment_dir), CheckpointOfLastResult(), ProgressLine(spec.objective, spec.max_trials, targets=spec.targets),
-            JsonResults(), ResourceWatch(trial_resources(spec), parallel or spec.parallel_trials),
+            JsonLoggerCallback(), ResourceWatch(trial_resources(spec), parallel or spec.parallel_trials),
             *live_callbacks(spec, optuna_storage, experiment_dir)]
 
 
