@@ -115,6 +115,25 @@ def ray_session(address: str | None = None) -> Iterator[None]:
             yield
 
 
+#: Ray's GCS keeps the events of the last this-many tasks (for ``ray list tasks``); Ray's default,
+#: 100,000, grew the embedded head by 25 KB per trial over an experiment's first ~30,000 trials
+#: (about three tasks per trial). A value the user set is kept; ``cluster/`` sets the same.
+GCS_TASK_EVENTS = ("RAY_task_events_max_num_task_in_gcs", "10000")
+
+
+@contextmanager
+def _environment_default(name: str, value: str) -> Iterator[None]:
+    """``name`` is ``value`` in this block unless set already (read by the processes Ray starts)."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
 @contextmanager
 def _joined_or_started(address: str | None) -> Iterator[None]:
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -123,7 +142,8 @@ def _joined_or_started(address: str | None) -> Iterator[None]:
     if address:
         ray.init(address=address, log_to_driver=log_to_driver, logging_level=logging_level)
     else:  # "local": a Ray of its own, never one that `ray start` left running on this machine
-        ray.init(address="local", include_dashboard=False, log_to_driver=log_to_driver, logging_level=logging_level)
+        with _environment_default(*GCS_TASK_EVENTS):
+            ray.init(address="local", include_dashboard=False, log_to_driver=log_to_driver, logging_level=logging_level)
     try:
         yield
     finally:

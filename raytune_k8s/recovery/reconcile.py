@@ -43,6 +43,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from ..files import PREVIOUS_SUFFIX, previous_path, write_atomic
+from .._tune.retire import RETIRED_FILE, read_retired
 from .journal import JOURNAL_BYTES, JOURNAL_FILE, START_RECORD, read_journal
 from ..trials import RETURNED_MARKER
 from ..results.tune_state import ERROR, TERMINATED, ResumeError
@@ -83,9 +84,13 @@ class Reconciled:
 
 def _journaled(experiment_dir: Path) -> dict[str, _Journaled]:
     """Every trial the journal knows, with what it knows; then what the trial folders add (a
-    journal damaged after the fact: see :func:`_add_from_folders`)."""
+    journal damaged after the fact: see :func:`_add_from_folders`). Trials retired from Tune's
+    controller are left out: they ended, and their records are final (:func:`_retired`)."""
     trials: dict[str, _Journaled] = {}
+    retired = _retired(experiment_dir)
     for event in read_journal(experiment_dir):
+        if event["trial_id"] in retired:
+            continue
         trial = trials.setdefault(event["trial_id"], _Journaled(event["trial_id"]))
         kind = event["event"]
         if kind == "start":
@@ -101,7 +106,7 @@ def _journaled(experiment_dir: Path) -> dict[str, _Journaled]:
             trial.errored = True
     for trial in trials.values():
         trial.in_journal = (trial.state is not None, len(trial.results), trial.completed is not None or trial.errored)
-    _add_from_folders(experiment_dir, trials)
+    _add_from_folders(experiment_dir, trials, {r.folder for r in retired.values()})
     for trial in trials.values():
         # Its function returned (the trial said so in its folder) but the driver died before it
         # heard: finished all the same, with the last result it reported.
@@ -122,13 +127,16 @@ def _add_result(experiment_dir: Path, trial: _Journaled, result: dict[str, Any])
         trial.checkpoint = str(base / name)
 
 
-def _add_from_folders(experiment_dir: Path, trials: dict[str, _Journaled]) -> None:
+def _add_from_folders(experiment_dir: Path, trials: dict[str, _Journaled],
+                      retired_folders: frozenset[str] | set[str] = frozenset()) -> None:
     """What the trial folders know and the journal does not: a journal cut or partly lost
     after the fact (a kill never does it: each event is one whole append). A trial that started
     has its start record (:data:`START_RECORD`) in its folder; a trial's ``result.json`` longer
     than its journaled results holds the results the journal lost (:func:`reconcile` writes
     them back into the journal: :func:`_lost_events`)."""
     for record in sorted(experiment_dir.glob(f"*/{START_RECORD}")):
+        if record.parent.name in retired_folders:
+            continue
         try:
             event = json.loads(record.read_text())
             trial_id, folder, state, metadata = event["trial_id"], event["dir"], event["state"], event["metadata"]
@@ -350,16 +358,24 @@ def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str
     return writes
 
 
-def _retired(experiment_dir: Path) -> dict[str, tuple[str, Any]]:
-    """The trials retired from Tune's controller (see ``raytune_k8s._tune.retire``): id ->
-    (status, config)."""
-    from .._tune.retire import read_retired
+@dataclass(frozen=True)
+class _Retired:
+    status: str
+    config: Any
+    folder: str
+    last: dict[str, Any]  # each metric's last value, as Tune kept it
 
-    return {str(r["trial_id"]): (str(r.get("tune_status")), r.get("config")) for r in read_retired(experiment_dir)}
+
+def _retired(experiment_dir: Path) -> dict[str, _Retired]:
+    """The trials retired from Tune's controller (see ``raytune_k8s._tune.retire``), by id."""
+    return {str(r["trial_id"]): _Retired(str(r.get("tune_status")), r.get("config"), str(r.get("relative_logdir") or ""),
+                                         {m: stats.get("last") for m, stats in (r.get("metric_analysis") or {}).items()
+                                          if isinstance(stats, dict)})
+            for r in read_retired(experiment_dir)}
 
 
 def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: dict[str, _Journaled],
-                      retired: dict[str, tuple[str, Any]] | None = None) -> list[tuple[Path, bytes]]:
+                      retired: dict[str, _Retired] | None = None) -> list[tuple[Path, bytes]]:
     """Make the search's saved state agree with the trials that will run on resume.
 
     Tune saves the search state and the trials at slightly different moments, and the journal
@@ -379,7 +395,7 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: di
     trials = [(t, metadata) for t, metadata in trials if t["trial_id"] not in retired]
     will_run = {t["trial_id"]: t for t, _ in trials if t["status"] not in (TERMINATED, ERROR)}
     ended = {t["trial_id"]: (t["status"], metadata) for t, metadata in trials if t["trial_id"] not in will_run}
-    ended.update({trial_id: (status, "{}") for trial_id, (status, _) in retired.items()})
+    ended.update({trial_id: (r.status, json.dumps({"last_result": r.last})) for trial_id, r in retired.items()})
     gen_path = _newest(experiment_dir, "search_gen_state-*.json")
     if gen_path is not None:
         # trials added from the journal, and the retired ones, were created too; the limit
@@ -395,7 +411,7 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: di
         return writes  # not a searcher actor's state (see raytune_k8s.search.actor.driver.ActorSearcher.save)
     assigned, results, ready = dict(saved["assigned"]), dict(saved["results"]), list(saved["ready"])
     taken = set(assigned)
-    retired_trials = [{"trial_id": trial_id, "config": config} for trial_id, (_, config) in retired.items()]
+    retired_trials = [{"trial_id": trial_id, "config": r.config} for trial_id, r in retired.items()]
     for trial in [t for t, _ in trials] + retired_trials:  # a suggestion still "ready" when Tune saved, taken by a trial since
         trial_id = trial["trial_id"]
         if trial_id in taken or not isinstance(trial.get("config"), dict):
@@ -496,10 +512,12 @@ def _problem(path: Path, check: Callable[[bytes], None]) -> str | None:
 
 def journal_summary(experiment_dir: Path) -> str:
     trials = _journaled(experiment_dir)
+    retired = _retired(experiment_dir)
     finished = sum(t.completed is not None for t in trials.values())
     results = sum(len(t.results) for t in trials.values())
-    return (f"{JOURNAL_FILE} knows {len(trials)} trials ({finished} finished) and {results} results; "
-            "each trial's result.json and checkpoints are in its folder")
+    return (f"{JOURNAL_FILE} knows {len(trials)} trials ({finished} finished) and {results} results"
+            + (f", and {len(retired)} more finished trials are recorded in {RETIRED_FILE}" if retired else "")
+            + "; each trial's result.json and checkpoints are in its folder")
 
 
 def _stop(experiment_dir: Path, found: list[str]) -> ResumeError:
@@ -581,6 +599,7 @@ def _journal_problems(experiment_dir: Path) -> list[str]:
                 problems.append(f"{JOURNAL_FILE} line {i + 1} is damaged")
                 break
     known = {tid for tid, t in _journaled(experiment_dir).items() if t.state is not None}  # or their folders
+    known |= set(_retired(experiment_dir))  # ended, and out of Tune's hands
     unknown = [tid for tid in _started_in_saved_state(experiment_dir) if tid not in known]
     if unknown:
         problems.append(f"{JOURNAL_FILE} does not know {len(unknown)} trials Tune's saved state has seen start "
