@@ -12,8 +12,9 @@ result, and the stop rules and the progress line count it themselves.
 (ended, no actor, no pending decision or save), in a batch whenever more than ``keep`` have
 accumulated. First it appends one line per trial to :data:`RETIRED_FILE` in the experiment
 directory (what the summary, ``results``, the report and a resume need: id, status, config,
-folder, start and end times, error file, the metrics' running statistics) and fsyncs it; only
-then are they removed (from the controller and from its callbacks' tables), so a trial is always in Tune's next snapshot or in this file (in both
+folder, start and end times, error file, the metrics' running statistics) and fsyncs it, copies
+their folders out of the driver's staging area (which Tune copies whole at each save); only then
+are they removed (from the controller and from its callbacks' tables), so a trial is always in Tune's next snapshot or in this file (in both
 for a moment: the file's line is the final word). :func:`read_retired` reads it back.
 """
 
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
+from .atomic_files import upload_tree_atomic
 from .internals import (CONTROLLER_BY_TRIAL_ID, CONTROLLER_ENDED_SETS, CONTROLLER_TRIAL_ACTORS, CONTROLLER_TRIAL_SETS,
                         CONTROLLER_TRIALS, controller_callbacks, controller_of, experiment_dir_of,
                         forget_logged_encodings)
@@ -87,10 +90,33 @@ class Retirement:
         if not ready:
             return 0
         append_retired(Path(experiment_dir_of(controller)), [retired_record(t) for t in ready])
+        for trial in ready:
+            _unstage(trial)
         _forget(controller, ready)
         forget_logged_encodings()
         self.retired += len(ready)
         return len(ready)
+
+
+def _unstage(trial: Any) -> None:
+    """Copy the trial's folder from the driver's staging area to the experiment directory now,
+    and remove it from the staging area: Tune copies the whole staging area at each save of its
+    state, walking every trial's folder, which took a third of the driver's time at 30,000
+    trials. Only for local storage (the copy is then a local one); otherwise Tune's saves go on
+    copying it."""
+    storage = trial.storage
+    try:
+        local, dest = storage.trial_driver_staging_path, storage.trial_fs_path
+        is_local = getattr(storage.storage_filesystem, "type_name", None) == "local"
+    except (AttributeError, RuntimeError):
+        return
+    if not is_local or not os.path.isdir(local) or os.path.realpath(local) == os.path.realpath(dest):
+        return
+    try:
+        upload_tree_atomic(local, dest)
+    except OSError:
+        return  # kept where it is: Tune's next save copies it
+    shutil.rmtree(local, ignore_errors=True)
 
 
 def _forget(controller: Any, trials: list[Any]) -> None:
