@@ -145,6 +145,7 @@ def fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, pa
     """``tuner.fit()``, then the summary of what the trials produced (written to
     ``summary.json`` even when ``fit()`` failed; its error is the one raised)."""
     from .._tune.atomic_files import atomic_experiment_sync
+    from .._tune.unique_ids import unique_trial_ids
     from ..recovery.journal import closing_journals
     from ..scaling.request import parallelism_request
     from .interruption import RunOutcome, watch_for_interrupt
@@ -158,6 +159,7 @@ def fit_and_summarize(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, pa
         with parallelism_request(_autoscaler_bundles(spec, slots), spec.name, per_trial=len(replica_bundles(spec) or [1])), \
                 _warm_actors(slots), \
                 _cached_trainable_lookups(), _skipping_trial_dataframes(), _json_logger_only(json_logger_only), \
+                unique_trial_ids(_taken_trial_ids(experiment_dir)), \
                 atomic_experiment_sync(), closing_journals(), watch_for_interrupt() as outcome:
             if before_fit is not None:  # after the scale-up request: workers start meanwhile
                 before_fit()
@@ -192,13 +194,21 @@ def _summarize(spec: ExperimentSpec, experiment_dir: Path, control: Any, wall_s:
 _fit_and_summarize = fit_and_summarize
 
 
+def _taken_trial_ids(experiment_dir: Path) -> set[str]:
+    """The ids of the trials the experiment has already (a resume's), which new ones avoid."""
+    from ..results.tune_state import saved_trials
+
+    return {t["trial_id"] for t in saved_trials(experiment_dir)} if experiment_dir.exists() else set()
+
+
 @contextmanager
 def _json_logger_only(enabled: bool) -> Iterator[None]:
     """Tune writes each trial's results as JSON lines (``result.json``: what the summary and the
     report read) and not also as CSV and TensorBoard files (a third of the driver's time per
     trivial trial). Tune reads its documented switch ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS`` once,
-    when ``fit`` sets up; ``run`` passes the JSON logger itself (``resume`` keeps Tune's defaults,
-    as its callbacks come back from the saved Tuner). A value the user set is kept. It is an
+    when ``fit`` sets up; ``run`` passes the JSON logger itself, and ``resume`` gets it back with
+    the saved Tuner (an experiment whose Tuner lacks it keeps Tune's defaults). A value the user
+    set is kept. It is an
     environment variable: a plain Tune experiment that another thread sets up meanwhile gets no
     CSV or TensorBoard files either."""
     if not enabled or AUTO_LOGGERS_ENV in os.environ:

@@ -181,7 +181,10 @@ def resume(
     with quiet_ray_logs(), ray_session(address), closing_searchers_created(), _no_new_state_unless_resumed(experiment_dir):
         tuner = _restored_tuner(experiment_dir, spec)
         control = _resumed_callbacks(tuner, spec, experiment_dir, started, ended)
-        summary = fit_and_summarize(tuner, spec, experiment_dir, parallel, control)
+        # A run of `run` wrote JSON results only (its JsonLoggerCallback came back with the
+        # Tuner): the resume does the same, not also Tune's default CSV and TensorBoard files.
+        summary = fit_and_summarize(tuner, spec, experiment_dir, parallel, control,
+                                    json_logger_only=_writes_json_results(tuner))
     return _reported(summary, experiment_dir, report)
 
 
@@ -230,6 +233,15 @@ def _restored_tuner(experiment_dir: Path, spec: ExperimentSpec) -> Any:
         resume_errored=False,
         restart_errored=False,
     )
+
+
+def _writes_json_results(tuner: Any) -> bool:
+    """Whether the restored Tuner's callbacks include Tune's JSON results logger."""
+    from ray.tune.logger import JsonLoggerCallback
+
+    from .._tune.internals import restored_run_config
+
+    return any(isinstance(c, JsonLoggerCallback) for c in restored_run_config(tuner).callbacks or [])
 
 
 def _resumed_callbacks(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, started: Any, ended: Any) -> Any:

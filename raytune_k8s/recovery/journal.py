@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Container, Iterator
 
 from ray.tune import Callback
 
@@ -154,13 +155,23 @@ def closing_journals() -> Iterator[None]:
                 journal.close()
 
 
-def read_journal(experiment_dir: Path) -> Iterator[dict[str, Any]]:
-    """The journal's events in order; a last line cut short by a kill is skipped."""
+#: Every event starts with its kind and its trial: ``{"event": "...", "trial_id": "..."`` (the
+#: order :class:`ResultJournal` writes them in), so a trial's events can be passed over unparsed.
+_EVENT_TRIAL = re.compile(r'^\{"event": "[a-z]+", "trial_id": "([^"]+)"')
+
+
+def read_journal(experiment_dir: Path, skip_trials: Container[str] = ()) -> Iterator[dict[str, Any]]:
+    """The journal's events in order; a last line cut short by a kill is skipped. The events of
+    ``skip_trials`` are passed over without being parsed (a resume skips the retired trials')."""
     path = Path(experiment_dir) / JOURNAL_FILE
     if not path.exists():
         return
     with open(path) as f:
         for line in f:
+            if skip_trials:
+                head = _EVENT_TRIAL.match(line)
+                if head is not None and head.group(1) in skip_trials:
+                    continue
             try:
                 yield json.loads(line)
             except json.JSONDecodeError:

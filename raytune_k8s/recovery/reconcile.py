@@ -88,9 +88,7 @@ def _journaled(experiment_dir: Path) -> dict[str, _Journaled]:
     controller are left out: they ended, and their records are final (:func:`_retired`)."""
     trials: dict[str, _Journaled] = {}
     retired = _retired(experiment_dir)
-    for event in read_journal(experiment_dir):
-        if event["trial_id"] in retired:
-            continue
+    for event in read_journal(experiment_dir, skip_trials=retired):
         trial = trials.setdefault(event["trial_id"], _Journaled(event["trial_id"]))
         kind = event["event"]
         if kind == "start":
@@ -591,13 +589,15 @@ def _journal_problems(experiment_dir: Path) -> list[str]:
     if saved is not None and size < saved:
         problems.append(f"{JOURNAL_FILE} has {size} bytes where Tune's last save recorded {saved}: it was cut")
     if path.exists():
-        lines = path.read_bytes().split(b"\n")
-        for i, line in enumerate(lines[:-1]):
-            try:
-                json.loads(line)
-            except ValueError:
-                problems.append(f"{JOURNAL_FILE} line {i + 1} is damaged")
-                break
+        with open(path, "rb") as f:  # line by line: a 100,000-trial journal is hundreds of MB
+            for i, line in enumerate(f):
+                if not line.endswith(b"\n"):
+                    break  # a last line cut short by a kill: skipped when read
+                try:
+                    json.loads(line)
+                except ValueError:
+                    problems.append(f"{JOURNAL_FILE} line {i + 1} is damaged")
+                    break
     known = {tid for tid, t in _journaled(experiment_dir).items() if t.state is not None}  # or their folders
     known |= set(_retired(experiment_dir))  # ended, and out of Tune's hands
     unknown = [tid for tid in _started_in_saved_state(experiment_dir) if tid not in known]
