@@ -121,18 +121,9 @@ def sampled_run(argv: list[str], kill_at: int | None = None, t0: float = 0.0) ->
 
 
 def _kill_tree(process: Any) -> None:
-    import psutil
+    from raytune_k8s.sim.cluster import _kill_trees
 
-    try:
-        everyone = [process, *process.children(recursive=True)]
-    except psutil.Error:
-        everyone = [process]
-    for p in everyone:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(everyone, timeout=30)
+    _kill_trees([process], graceful_s=0)
 
 
 def run_experiment(trials: int, parallel: int, storage: Path, kill_at: int | None = None,
