@@ -12,7 +12,6 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import yaml
 
 from raytune_k8s._tune.retire import KEEP_ENV, RETIRED_FILE, read_retired
@@ -52,26 +51,26 @@ def _tune_state_trials(experiment_dir: Path) -> list[str]:
 
 
 def test_finished_trials_leave_tune_and_every_view_still_has_them(ray_head, tmp_path):
-    done = _run(ray_head, tmp_path, _branin_spec("many", 40), 3)
+    done = _run(ray_head, tmp_path, _branin_spec("many", 30), 3)
     assert done.returncode == 0, done.stderr[-3000:]
     experiment_dir = tmp_path / "runs" / "many"
     retired = list(read_retired(experiment_dir))
     held = _tune_state_trials(experiment_dir)
     # Tune's last snapshot holds what was not retired yet; the file, the rest; together each trial once
-    assert len(retired) >= 30 and len(held) <= 3 + 2, (len(retired), held)
+    assert len(retired) >= 22 and len(held) <= 3 + 2, (len(retired), held)
     ids = [r["trial_id"] for r in retired] + held
-    assert len(ids) == len(set(ids)) == 40
+    assert len(ids) == len(set(ids)) == 30
     summary = json.loads((experiment_dir / "summary.json").read_text())
-    assert summary["status"] == "Succeeded" and summary["trials"] == 40 and summary["succeeded"] == 40
+    assert summary["status"] == "Succeeded" and summary["trials"] == 30 and summary["succeeded"] == 30
     rows = {r["trial_id"]: r for r in summary["trial_table"]}
     assert set(rows) == set(ids)
     for record in retired:  # each retired trial's row is its own result.json's, with its own parameters
         row = rows[record["trial_id"]]
         last = json.loads((experiment_dir / record["relative_logdir"] / "result.json").read_text().splitlines()[-1])
         assert row["objective"] == last["value"] and row["params"] == record["config"], record["trial_id"]
-    assert "40/40 done" in done.stderr  # the progress line counted every trial
+    assert "30/30 done" in done.stderr  # the progress line counted every trial
     results = subprocess.run([*CLI, "results", str(experiment_dir), "--json"], capture_output=True, text=True, timeout=120)
-    assert results.returncode == 0 and len(json.loads(results.stdout)["trial_table"]) == 40
+    assert results.returncode == 0 and len(json.loads(results.stdout)["trial_table"]) == 30
     report = subprocess.run([*CLI, "report", str(experiment_dir)], capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr[-2000:]
     html = (experiment_dir / "report.html").read_text()
@@ -138,15 +137,6 @@ def test_a_sigkill_between_batches_loses_nothing_and_runs_nothing_twice(tmp_path
     assert len(read_log(logs)) == 24  # exactly the experiment's trials started, across the kill
     assert "24/24 done" in resumed.stderr  # the resumed count includes the trials done before
     assert (experiment_dir / RETIRED_FILE).exists()
-
-
-@pytest.mark.parametrize("keep", [0, 5])
-def test_retirement_keeps_at_most_keep_finished_trials_in_tune(ray_head, tmp_path, keep):
-    done = _run(ray_head, tmp_path, _branin_spec(f"keep{keep}", 20), keep, "--no-report")
-    assert done.returncode == 0, done.stderr[-3000:]
-    experiment_dir = tmp_path / "runs" / f"keep{keep}"
-    retired = [r["trial_id"] for r in read_retired(experiment_dir)]
-    assert len(retired) == len(set(retired)) and 20 - keep - 2 <= len(retired) <= 20
 
 
 def test_trial_ids_do_not_collide_inside_a_run():
