@@ -191,18 +191,19 @@ def plain_tune_child(trials: int, parallel: int, storage: Path) -> int:
 
     from .overhead import stamped_branin, trial_cpu
 
-    me, start = psutil.Process(), time.monotonic()
-
     class Progress(tune.Callback, tune.Stopper):
-        def __init__(self) -> None:
+        """Progress lines and the memory stop (picklable: Tune saves its callbacks)."""
+
+        def __init__(self, wanted: int) -> None:
+            self.wanted, self.start = wanted, time.monotonic()
             self.done, self.last, self.full = 0, float("-inf"), False
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.done += 1
-            if time.monotonic() - self.last >= 1.0 or self.done == trials_wanted:
+            if time.monotonic() - self.last >= 1.0 or self.done == self.wanted:
                 self.last = time.monotonic()
-                self.full = me.memory_info().rss / 2**20 > PLAIN_TUNE_LIMIT_MB
-                print(f"[{self.last - start:7.1f}s] {self.done}/{trials_wanted} done", file=sys.stderr, flush=True)
+                self.full = psutil.Process().memory_info().rss / 2**20 > PLAIN_TUNE_LIMIT_MB
+                print(f"[{self.last - self.start:7.1f}s] {self.done}/{self.wanted} done", file=sys.stderr, flush=True)
 
         def __call__(self, trial_id: str, result: dict) -> bool:
             return False
@@ -210,8 +211,7 @@ def plain_tune_child(trials: int, parallel: int, storage: Path) -> int:
         def stop_all(self) -> bool:
             return self.full
 
-    trials_wanted = trials
-    progress = Progress()
+    progress = Progress(trials)
     ray.init(address="local", include_dashboard=False, log_to_driver=False)  # as raytune-k8s' embedded Ray
     tuner = tune.Tuner(
         tune.with_resources(stamped_branin, {"cpu": trial_cpu(parallel)}),
@@ -388,9 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if plain_n:
             plain_dir = Path(tmp) / "plain"
             plain_dir.mkdir()
-            plain_samples, plain_wall, _ = sampled_run([sys.executable, "-m", "benchmarks.scale", "--plain-tune-child",
+            plain_samples, plain_wall, plain_code = sampled_run([sys.executable, "-m", "benchmarks.scale", "--plain-tune-child",
                                                         "--trials", str(plain_n), "--parallel", str(args.parallel),
                                                         "--keep", str(plain_dir)])
+            if plain_code != 0:
+                raise RuntimeError(f"plain Ray Tune's run exited with {plain_code}")
             plain_done = plain_samples[-1]["done"] if plain_samples else 0
             plain = {"trials_asked": plain_n, "trials_done": plain_done, "wall_s": plain_wall,
                      "stopped_by_memory": plain_done < plain_n, "samples": plain_samples,
