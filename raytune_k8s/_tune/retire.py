@@ -70,10 +70,6 @@ class Retirement:
 
     def __init__(self, keep: int | None = None):
         self.keep = keep_from_env() if keep is None else keep
-        self.retired = 0  # by this object, in this run
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"keep": self.keep, "retired": 0}
 
     def maybe_retire(self, wrapped_controller: Any) -> int:
         """Retire a batch if more than ``keep`` finished trials are held; returns how many."""
@@ -94,7 +90,6 @@ class Retirement:
             _unstage(trial)
         _forget(controller, ready)
         forget_logged_encodings()
-        self.retired += len(ready)
         return len(ready)
 
 
