@@ -43,9 +43,27 @@ def spec(trials: int, parallel: int, algorithm: str = "random", early_stopping: 
 
     out = experiment_spec("scale", trials, parallel, seed=0)
     out["algorithm"]["algorithmName"] = algorithm
-    if early_stopping:
-        out["earlyStopping"] = {"algorithmName": early_stopping}
+    if early_stopping:  # a rule needs steps to compare: the trial reports CURVE_STEPS of them
+        out["earlyStopping"] = {"algorithmName": early_stopping,
+                                "algorithmSettings": [{"name": "start_step", "value": 2}] if early_stopping == "medianstop" else []}
+        out["trial"]["function"] = "benchmarks.scale:branin_curve"
+        out["trial"].pop("trainable", None)
     return out
+
+
+CURVE_STEPS = 5
+
+
+def branin_curve(config: dict[str, Any]) -> None:
+    """A trivial trial of :data:`CURVE_STEPS` reports (for early-stopping runs): Branin's value
+    approached from above, ``value * (1 + 1/step)``."""
+    from ray import tune
+
+    from raytune_k8s.trials.synthetic import branin_value
+
+    value = branin_value(float(config["x"]), float(config["y"]))
+    for step in range(1, CURVE_STEPS + 1):
+        tune.report({"value": value * (1 + 1 / step)})
 
 
 def _env() -> dict[str, str]:
@@ -337,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--block", type=int, help="trials per block (default: a tenth of --trials)")
     parser.add_argument("--algorithm", default="random", help="the experiment's algorithm (default random)")
-    parser.add_argument("--early-stopping", help="an early-stopping rule (median): measured, no goal")
+    parser.add_argument("--early-stopping", help="an early-stopping rule (medianstop, asha): trials of 5 steps, measured, no goal")
     parser.add_argument("--kill-at", type=int, help="SIGKILL the driver and its Ray once this many trials are done, "
                                                      "then `raytune-k8s resume` to the end (default: 60%% of --trials "
                                                      "from 50,000 trials on)")
@@ -405,6 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data: dict[str, Any] = {
         "benchmark": name, "smoke": args.smoke, "trials": args.trials, "parallel": args.parallel, "block": block,
         "algorithm": args.algorithm, "early_stopping": args.early_stopping,
+        "early_stopped": summary.get("early_stopped"), "succeeded": summary.get("succeeded"),
         "wall_s": run["wall"], "run_wall_s": run["wall"], "in_run_s": samples[-1]["t"] if samples else None,
         "first_trial_done_s": next((s["t"] for s in samples if s["done"] >= 1), None),
         "blocks_ms_per_trial": blocks, "block_ms_per_trial": blocks,

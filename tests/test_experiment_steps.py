@@ -157,6 +157,7 @@ def test_an_early_stopping_rule_is_recorded_in_the_experiment_directory(tmp_path
     scheduler = fit.scheduler_for(plan, tmp_path)
     assert isinstance(scheduler, RecordingScheduler)
     assert scheduler.inner is plan.scheduler and scheduler.record.parent == tmp_path and scheduler.budget is None
+    assert scheduler.retirement is not None  # the rules keep trial ids, not trials: finished ones may leave Tune
     asha = fit.scheduler_for(_plan(earlyStopping={"algorithmName": "asha",
                                                   "algorithmSettings": [{"name": "max_t", "value": 7}]}), tmp_path)
     assert isinstance(asha, RecordingScheduler) and asha.budget == 7

@@ -104,6 +104,32 @@ def test_each_early_stopping_rule_stops_weak_trials(ray_connected, tmp_path, rul
     # Katib's words: a trial the rule stopped is EarlyStopped, one that ran to the end Succeeded.
     assert {(r["iterations"] < 9, r["status"]) for r in summary["trial_table"]} == {(True, "EarlyStopped"), (False, "Succeeded")}
     assert summary["early_stopped"] == sum(i < 9 for i in iterations)
+    if rule == "medianstop":
+        _check_median_history_replayed(tmp_path / f"curve-{rule}", start_step=2)
+
+
+def _check_median_history_replayed(experiment_dir, start_step):
+    """A resume's median rule (as restored from tuner.pkl) takes every ended trial's history from
+    the journal: at each step, the running averages (from ``start_step`` on) of the trials that
+    reached it, as their ``result.json`` files give them. With 3 finished trials kept by Tune in
+    this suite, most of these trials had left Tune's controller."""
+    from raytune_k8s.experiment.runner import _replay_stop_rule, _restored_tuner, _saved_spec
+    from raytune_k8s.results.tune_state import saved_trials
+
+    assert (experiment_dir / "retired_trials.jsonl").exists()
+    spec = _saved_spec(experiment_dir)
+    rule = _replay_stop_rule(_restored_tuner(experiment_dir, spec), experiment_dir, spec.objective.metric)
+    expected: dict[int, list[float]] = {}
+    for trial in saved_trials(experiment_dir):
+        # A trial the rule paused (too few others yet) starts again from step 1: the last report of
+        # each step counts.
+        by_step = {r["training_iteration"]: r["accuracy"] for r in map(json.loads, (trial["dir"] / "result.json").open())}
+        values = [by_step[step] for step in sorted(by_step)]
+        for step in range(start_step, len(values) + 1):
+            expected.setdefault(step, []).append(float(np.mean(values[start_step - 1:step])))
+    assert sorted(rule._means_at) == sorted(expected)
+    for step, means in expected.items():
+        assert list(rule._means_at[step]) == pytest.approx(sorted(means)), step
 
 
 def test_goal_reached_stops_the_experiment(ray_connected, tmp_path):

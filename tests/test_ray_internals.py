@@ -82,6 +82,7 @@ def test_tune_internals_names_exist():
 
     tuner = tune.Tuner(lambda config: None, run_config=tune.RunConfig(name="names", storage_path="/tmp/rtk8s-names"))
     assert ti.restored_run_config(tuner).name == "names"
+    assert isinstance(ti.restored_tune_config(tuner), tune.TuneConfig)
 
 
 def test_tune_internals_private_state_names_exist(tmp_path):

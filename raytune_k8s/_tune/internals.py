@@ -90,6 +90,12 @@ def restored_run_config(tuner: Any) -> Any:
     return tuner._local_tuner.get_run_config()
 
 
+def restored_tune_config(tuner: Any) -> Any:
+    """The TuneConfig a ``Tuner.restore``-d Tuner will run with (its scheduler is the one
+    unpickled from ``tuner.pkl``, as it was when the experiment started)."""
+    return tuner._local_tuner._tune_config
+
+
 #: The attribute Tune's PBT reads each result's time from (its ``time_attr``, otherwise fixed
 #: when the scheduler is built).
 PBT_TIME_ATTR = "_time_attr"

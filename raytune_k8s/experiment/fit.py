@@ -32,18 +32,21 @@ FIRST_SUGGESTIONS_WAIT_S = 10.0
 
 def scheduler_for(plan: Plan, experiment_dir: Path) -> "TrialScheduler":
     """The plan's scheduler, recording the trials an early-stopping rule stops; Tune's FIFO
-    order, with queued trials, when the plan has none."""
+    order, with queued trials, when the plan has none. Both retire finished trials from Tune's
+    controller (:mod:`raytune_k8s._tune.retire`)."""
     if plan.scheduler is None:
         from .._tune.fifo import QueuedFIFOScheduler
         from .._tune.retire import Retirement
 
         return QueuedFIFOScheduler(Retirement())
     if plan.spec.early_stopping is None:
-        return plan.scheduler
+        return plan.scheduler  # hyperband's and pbt's schedulers hold Tune's trials: none retire
+    from .._tune.retire import Retirement
     from ..stopping.record import RecordingScheduler
     from ..stopping.rules import rule_budget
 
-    return RecordingScheduler(plan.scheduler, experiment_dir, rule_budget(plan.spec.early_stopping))
+    # The early-stopping rules keep what they need by trial id: finished trials may leave Tune.
+    return RecordingScheduler(plan.scheduler, experiment_dir, rule_budget(plan.spec.early_stopping), Retirement())
 
 
 def callbacks(plan: Plan, experiment_dir: Path, control: Any, parallel: int, optuna_storage: str | None) -> list[Any]:

@@ -181,6 +181,7 @@ def resume(
     with quiet_ray_logs(), ray_session(address), closing_searchers_created(), _no_new_state_unless_resumed(experiment_dir):
         tuner = _restored_tuner(experiment_dir, spec)
         control = _resumed_callbacks(tuner, spec, experiment_dir, started, ended)
+        _replay_stop_rule(tuner, experiment_dir, spec.objective.metric)
         # A run of `run` wrote JSON results only (its JsonLoggerCallback came back with the
         # Tuner): the resume does the same, not also Tune's default CSV and TensorBoard files.
         summary = fit_and_summarize(tuner, spec, experiment_dir, parallel, control,
@@ -272,6 +273,22 @@ def _resumed_callbacks(tuner: Any, spec: ExperimentSpec, experiment_dir: Path, s
     control.add_retired(read_retired(experiment_dir))  # the trials Tune no longer holds count too
     run_config.callbacks = [*callbacks, ResumeGuard(experiment_dir, started, ended)]
     return control
+
+
+def _replay_stop_rule(tuner: Any, experiment_dir: Path, metric: str) -> Any:
+    """The restored median rule (as it was when the experiment started) takes the history of
+    the trials that ended before, from the journal: it compares with all of them. Returns the
+    rule (None for other schedulers)."""
+    from .._tune.internals import restored_tune_config
+    from ..recovery.journal import read_journal
+    from ..stopping.median import MedianStop
+
+    scheduler = restored_tune_config(tuner).scheduler
+    rule = getattr(scheduler, "inner", scheduler)
+    if not isinstance(rule, MedianStop):
+        return None
+    rule.replay(read_journal(experiment_dir), metric)
+    return rule
 
 
 def _reported(summary: dict[str, Any], experiment_dir: Path, report: bool) -> dict[str, Any]:

@@ -1,13 +1,18 @@
-"""Early-stopping rules (Katib ``earlyStopping``) as Ray Tune trial schedulers."""
+"""Early-stopping rules (Katib ``earlyStopping``) as Ray Tune trial schedulers.
+
+Each keeps what its rule needs by trial id, never Tune's Trial objects, so finished trials can
+leave Tune's controller (:mod:`raytune_k8s._tune.retire`): ``medianstop`` is :class:`.MedianStop`,
+``asha`` and ``hyperband`` Tune's ``AsyncHyperBandScheduler`` (its rungs hold trial ids)."""
 
 from __future__ import annotations
 
 from typing import Callable
 
-from ray.tune.schedulers import AsyncHyperBandScheduler, MedianStoppingRule, TrialScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from ..spec.settings import Settings
 from ..spec import EarlyStopping, SpecError
+from .median import MedianStop
 
 _FIELD = "earlyStopping.algorithmSettings"
 DEFAULT_MAX_T = 100
@@ -16,8 +21,7 @@ DEFAULT_MAX_T = 100
 def _median_stop(settings: Settings) -> TrialScheduler:
     # Katib's names: a trial is stopped once it has run start_step steps and its best result is
     # worse than the median of the running averages of min_trials_required other trials.
-    return MedianStoppingRule(
-        time_attr="training_iteration",
+    return MedianStop(
         grace_period=settings.integer("start_step", 4, minimum=1),
         min_samples_required=settings.integer("min_trials_required", 3, minimum=1),
     )
