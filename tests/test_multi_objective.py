@@ -240,6 +240,22 @@ def test_the_report_and_the_mirror_show_the_front(bnh_run, ray_connected):
     assert {t.user_attrs["raytune_trial_id"] for t in study.best_trials} == {p["trial_id"] for p in summary["pareto_front"]}
 
 
+def test_export_writes_every_objective_and_constraint(bnh_run, tmp_path):
+    """``raytune-k8s export`` after the run: the same multi-objective study as the live mirror."""
+    import optuna
+
+    from raytune_k8s.cli import main
+
+    summary, _, _ = bnh_run
+    storage = f"sqlite:///{tmp_path / 'exported.db'}"
+    assert main(["export", summary["experiment_dir"], "--optuna-storage", storage]) == 0
+    study = optuna.load_study(study_name="bnh", storage=storage)
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"] and study.metric_names == ["f1", "f2"]
+    finished = [r for r in summary["trial_table"] if r["status"] == "Succeeded"]
+    assert len(study.trials) == len(finished) and all(len(t.constraints) == 3 for t in study.trials)
+    assert {t.user_attrs["raytune_trial_id"] for t in study.best_trials} == {p["trial_id"] for p in summary["pareto_front"]}
+
+
 def test_results_print_the_front(bnh_run, capsys):
     from raytune_k8s.results.table import print_table
 

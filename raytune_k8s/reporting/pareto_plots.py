@@ -9,6 +9,7 @@ constraints, each bound's violation (Optuna's constraint attribute: ``<= 0`` is 
 from __future__ import annotations
 
 import random
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from .experiment_dir import ExperimentRecord
@@ -27,9 +28,13 @@ def has_several_objectives(record: ExperimentRecord) -> bool:
     return "pareto_front" in record.summary
 
 
-def pareto_study(record: ExperimentRecord, limit: int = MAX_POINTS) -> tuple["optuna.Study", str | None]:
-    """The finished trials as a multi-objective study, in run order (a sample above ``limit``)."""
+def pareto_study(record: ExperimentRecord, limit: int | None = MAX_POINTS, *, storage: Any = None,
+                 study_name: str | None = None) -> tuple["optuna.Study", str | None]:
+    """The finished trials as a multi-objective study, in run order (a sample above ``limit``;
+    all when None), in memory unless ``storage`` is given (``raytune-k8s export``)."""
     import optuna
+
+    from .study import ATTR_STATUS, ATTR_TRIAL_ID
 
     from ..spec.objectives import Constraint, ObjectiveTarget, Targets
 
@@ -40,7 +45,7 @@ def pareto_study(record: ExperimentRecord, limit: int = MAX_POINTS) -> tuple["op
     rows = [r for r in summary["trial_table"] if r.get("status") in ("Succeeded", "EarlyStopped")
             and targets.values(r.get("metrics") or {}) is not None]
     note = None
-    if len(rows) > limit:
+    if limit is not None and len(rows) > limit:
         front = {p["trial_id"] for p in summary["pareto_front"]}
         rest = [r for r in rows if r["trial_id"] not in front]
         kept = {r["trial_id"] for r in random.Random(0).sample(rest, max(0, limit - len(front)))} | front
@@ -48,7 +53,10 @@ def pareto_study(record: ExperimentRecord, limit: int = MAX_POINTS) -> tuple["op
         rows = [r for r in rows if r["trial_id"] in kept]
     start = {t.trial_id: t.start or 0.0 for t in record.trials}
     rows.sort(key=lambda r: start.get(r["trial_id"], 0.0))
-    study = optuna.create_study(directions=targets.directions)
+    study = optuna.create_study(directions=targets.directions, storage=storage, study_name=study_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(targets.metrics))
     trials = []
     for row in rows:
         metrics = row["metrics"]
@@ -56,7 +64,7 @@ def pareto_study(record: ExperimentRecord, limit: int = MAX_POINTS) -> tuple["op
         system_attrs: dict[str, Any] = {}
         if targets.constrained:  # a constrained metric missing: every bound counts as broken
             system_attrs["constraints"] = violations if violations is not None else [1.0] * len(targets.violation_names())
-        trials.append(optuna.trial.create_trial(values=targets.values(metrics), user_attrs={"trial_id": row["trial_id"]},
+        trials.append(optuna.trial.create_trial(values=targets.values(metrics), user_attrs={ATTR_TRIAL_ID: row["trial_id"], ATTR_STATUS: row["status"]},
                                                 system_attrs=system_attrs))
     study.add_trials(trials)
     return study, note

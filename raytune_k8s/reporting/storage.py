@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .experiment_dir import ExperimentRecord
+from .pareto_plots import has_several_objectives, pareto_study
 from .study import to_study
 
 if TYPE_CHECKING:
@@ -25,12 +26,18 @@ def open_storage(url: str) -> "optuna.storages.BaseStorage":
 
 
 def replace_study(record: ExperimentRecord, storage: "optuna.storages.BaseStorage", study_name: str) -> str:
-    """Write ``record`` as study ``study_name``, deleting a study of that name first."""
+    """Write ``record`` as study ``study_name``, deleting a study of that name first. With several
+    objectives or constraints: a multi-objective study of the finished trials (every objective's
+    value, each bound's violation in Optuna's constraint attribute); else every trial."""
     import optuna
 
     try:
         optuna.delete_study(study_name=study_name, storage=storage)
     except KeyError:
         pass
-    to_study(record, storage=storage, study_name=study_name)
+    if has_several_objectives(record) or record.summary.get("constraints"):
+        # every objective's value and each bound's violation, as the live mirror writes them
+        pareto_study(record, None, storage=storage, study_name=study_name)
+    else:
+        to_study(record, storage=storage, study_name=study_name)
     return study_name
