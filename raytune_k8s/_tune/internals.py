@@ -33,6 +33,25 @@ def object_cache_base() -> type:
     return _ObjectCache
 
 
+#: The controller's method that hands a pending trial an idle cached actor, removing the actor
+#: already scheduled for that trial (:mod:`.warm_actors` wraps it).
+CONTROLLER_REUSE_CACHED = "_maybe_reuse_cached_actor"
+
+
+def controller_class() -> type:
+    """Tune's controller class (whose :data:`CONTROLLER_REUSE_CACHED` :mod:`.warm_actors` wraps)."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    return TuneController
+
+
+def own_actor_launched(controller: Any, trial: Any) -> bool:
+    """Whether the actor Tune scheduled for ``trial`` has been launched (its resources granted,
+    its process starting or started)."""
+    tracked = controller._trial_to_actor.get(trial)
+    return tracked is not None and tracked in controller._actor_manager._live_actors_to_ray_actors_resources
+
+
 def controller_module() -> ModuleType:
     """Tune's controller module, whose :data:`CONTROLLER_CACHE_FACTORY` builds its cache."""
     from ray.tune.execution import tune_controller
