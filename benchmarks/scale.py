@@ -107,9 +107,11 @@ def _rss_mb(driver: Any) -> dict[str, float]:
     return out
 
 
-def sampled_run(argv: list[str], kill_at: int | None = None, t0: float = 0.0) -> tuple[list[dict[str, float]], float, int]:
+def sampled_run(argv: list[str], kill_at: int | None = None, t0: float | None = None) -> tuple[list[dict[str, float]], float, int]:
     """Run ``argv`` (a driver printing progress lines), sampling memory at each line; return the
-    samples (t + ``t0``, done, MB by process kind), its wall seconds and exit code. ``kill_at``:
+    samples (t, done, MB by process kind), its wall seconds and exit code. ``t`` is the line's
+    own elapsed time, or with ``t0`` (a resume, whose progress line counts from the experiment's
+    first start) ``t0`` + the seconds since this command started. ``kill_at``:
     once that many trials are done, SIGKILL the driver and every process under it (a lost pod:
     no clean shutdown of anything), and return (exit code -9)."""
     import psutil
@@ -124,7 +126,8 @@ def sampled_run(argv: list[str], kill_at: int | None = None, t0: float = 0.0) ->
     for line in child.stderr:
         match = PROGRESS.match(line)
         if match:
-            samples.append({"t": t0 + float(match.group(1)), "done": int(match.group(2)), **_rss_mb(driver)})
+            t = float(match.group(1)) if t0 is None else t0 + (time.monotonic() - start)
+            samples.append({"t": t, "done": int(match.group(2)), **_rss_mb(driver)})
             if kill_at is not None and samples[-1]["done"] >= kill_at:
                 _kill_tree(driver)
                 break
@@ -291,14 +294,15 @@ def _timed(argv: list[str]) -> tuple[float, float]:
 
 
 SUMMARY_CODE = """
-import sys, time
+import json, sys, time
 from pathlib import Path
 from raytune_k8s.spec import load_document
 from raytune_k8s.results.summary import build_summary, trial_rows, write_summary
 d = Path(sys.argv[1])
 spec = load_document(d / "experiment.yaml").spec
+wall = json.loads((d / "summary.json").read_text()).get("wall_s", 0.0)  # the run's, kept
 t, c = time.monotonic(), time.process_time()
-write_summary(d, build_summary(spec, trial_rows(d, spec), wall_s=0.0, experiment_dir=d))
+write_summary(d, build_summary(spec, trial_rows(d, spec), wall_s=wall, experiment_dir=d))
 print(time.monotonic() - t, time.process_time() - c)
 """
 

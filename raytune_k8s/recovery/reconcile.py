@@ -104,7 +104,7 @@ def _journaled(experiment_dir: Path) -> dict[str, _Journaled]:
             trial.errored = True
     for trial in trials.values():
         trial.in_journal = (trial.state is not None, len(trial.results), trial.completed is not None or trial.errored)
-    _add_from_folders(experiment_dir, trials, {r.folder for r in retired.values()})
+    _add_from_folders(experiment_dir, trials, set(retired.values()))
     for trial in trials.values():
         # Its function returned (the trial said so in its folder) but the driver died before it
         # heard: finished all the same, with the last result it reported.
@@ -356,24 +356,16 @@ def _reconcile_state(experiment_dir: Path, state_path: Path, journaled: dict[str
     return writes
 
 
-@dataclass(frozen=True)
-class _Retired:
-    status: str
-    config: Any
-    folder: str
-    last: dict[str, Any]  # each metric's last value, as Tune kept it
-
-
-def _retired(experiment_dir: Path) -> dict[str, _Retired]:
-    """The trials retired from Tune's controller (see ``raytune_k8s._tune.retire``), by id."""
-    return {str(r["trial_id"]): _Retired(str(r.get("tune_status")), r.get("config"), str(r.get("relative_logdir") or ""),
-                                         {m: stats.get("last") for m, stats in (r.get("metric_analysis") or {}).items()
-                                          if isinstance(stats, dict)})
-            for r in read_retired(experiment_dir)}
+def _retired(experiment_dir: Path) -> dict[str, str]:
+    """The trials retired from Tune's controller (see ``raytune_k8s._tune.retire``): id -> folder.
+    Only that: a resume after 60,000 retired trials that kept each one's config and metrics here
+    (several copies at once) left the resumed driver 300 MB larger for the rest of the run; what
+    the searcher needs of a few of them is read again, streamed (:func:`_reconcile_search`)."""
+    return {str(r["trial_id"]): str(r.get("relative_logdir") or "") for r in read_retired(experiment_dir)}
 
 
 def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: dict[str, _Journaled],
-                      retired: dict[str, _Retired] | None = None) -> list[tuple[Path, bytes]]:
+                      retired: dict[str, str] | None = None) -> list[tuple[Path, bytes]]:
     """Make the search's saved state agree with the trials that will run on resume.
 
     Tune saves the search state and the trials at slightly different moments, and the journal
@@ -393,7 +385,6 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: di
     trials = [(t, metadata) for t, metadata in trials if t["trial_id"] not in retired]
     will_run = {t["trial_id"]: t for t, _ in trials if t["status"] not in (TERMINATED, ERROR)}
     ended = {t["trial_id"]: (t["status"], metadata) for t, metadata in trials if t["trial_id"] not in will_run}
-    ended.update({trial_id: (r.status, json.dumps({"last_result": r.last})) for trial_id, r in retired.items()})
     gen_path = _newest(experiment_dir, "search_gen_state-*.json")
     if gen_path is not None:
         # trials added from the journal, and the retired ones, were created too; the limit
@@ -409,16 +400,19 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: di
         return writes  # not a searcher actor's state (see raytune_k8s.search.actor.driver.ActorSearcher.save)
     assigned, results, ready = dict(saved["assigned"]), dict(saved["results"]), list(saved["ready"])
     taken = set(assigned)
-    retired_trials = [{"trial_id": trial_id, "config": r.config} for trial_id, r in retired.items()]
-    for trial in [t for t, _ in trials] + retired_trials:  # a suggestion still "ready" when Tune saved, taken by a trial since
-        trial_id = trial["trial_id"]
-        if trial_id in taken or not isinstance(trial.get("config"), dict):
-            continue
+
+    def take_ready(trial_id: str, trial_config: Any) -> None:
+        """A suggestion still "ready" when the searcher's state was saved, taken by a trial since."""
+        if trial_id in taken or not isinstance(trial_config, dict):
+            return
         for i, (key, config) in enumerate(ready):
-            if isinstance(config, dict) and all(trial["config"].get(k) == v for k, v in config.items()):
+            if isinstance(config, dict) and all(trial_config.get(k) == v for k, v in config.items()):
                 assigned[trial_id] = key
                 del ready[i]
-                break
+                return
+
+    for trial, _ in trials:
+        take_ready(trial["trial_id"], trial.get("config"))
     for trial_id, (status, metadata) in ended.items():
         key = assigned.pop(trial_id, None)
         if key is None:
@@ -426,6 +420,15 @@ def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: di
         journal = journaled.get(trial_id)
         last = journal.completed if journal is not None and journal.completed is not None else json.loads(metadata).get("last_result")
         results[key] = (last, status == ERROR)
+    if retired:  # streamed: the few retired trials the saved searcher state still waits for
+        for record in read_retired(experiment_dir):
+            trial_id = str(record["trial_id"])
+            take_ready(trial_id, record.get("config"))
+            key = assigned.pop(trial_id, None)
+            if key is not None:
+                last = {m: stats.get("last") for m, stats in (record.get("metric_analysis") or {}).items()
+                        if isinstance(stats, dict)}
+                results[key] = (last, record.get("tune_status") == ERROR)
     if (assigned, results, ready) != (saved["assigned"], saved["results"], list(saved["ready"])):
         saved.update(assigned=assigned, results=results, ready=ready)
         writes.append((searcher_path, pickle.dumps(saved)))
