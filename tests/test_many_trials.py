@@ -7,6 +7,7 @@ goal, and a resume after SIGKILL. Small here: tens of trials, batches of a few
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 from collections import Counter
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from raytune_k8s._tune.retire import KEEP_ENV, RETIRED_FILE, read_retired
+from raytune_k8s._tune.retire import KEEP_ENV, RETIRED_FILE, append_retired, read_retired
 from raytune_k8s.recovery.journal import read_journal
+from raytune_k8s.recovery.reconcile import reconcile
 from raytune_k8s.trials.witness import audit, read_log
 
 from .helpers import witness_spec, wait_for
@@ -75,6 +77,16 @@ def test_finished_trials_leave_tune_and_every_view_still_has_them(ray_head, tmp_
     assert report.returncode == 0, report.stderr[-2000:]
     html = (experiment_dir / "report.html").read_text()
     assert all(trial_id in html for trial_id in list(rows)[:5])  # the best five trials' rows
+
+    # A kill just after a batch was retired and before Tune saved again, with every trial the
+    # journal knows retired: the resume still drops them from Tune's snapshot (it once returned
+    # early, and Tune ran them again: CI, a SIGKILL test).
+    copy = tmp_path / "copy"
+    shutil.copytree(experiment_dir, copy)
+    folders = {t: next(p.name for p in copy.iterdir() if f"_{t}_" in p.name) for t in held}
+    append_retired(copy, [{**retired[0], "trial_id": t, "relative_logdir": folders[t]} for t in held])
+    reconcile(copy)
+    assert _tune_state_trials(copy) == []
 
 
 def test_max_failed_trials_counts_failures_tune_no_longer_holds(ray_head, tmp_path):

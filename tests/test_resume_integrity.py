@@ -81,9 +81,20 @@ def killed_midway(tmp_path_factory, ray_head):
     spec = _spec("killed", base / "logs", trials=4, sleep=0.4)
 
     def ready(d: Path) -> bool:  # and a started trial Tune's saved state does not know yet
+        from raytune_k8s.recovery.reconcile import _saved_journal_bytes
+
         started = {e["trial_id"] for e in _events(d, "start")}
-        return (len(_events(d, "complete")) >= 2 and len(started) >= 3 and (d / "tuner.pkl").exists()
-                and (saved := _in_saved_state(d)) is not None and bool(started - saved))
+        if not (len(_events(d, "complete")) >= 2 and len(started) >= 3 and (d / "tuner.pkl").exists()
+                and (saved := _in_saved_state(d)) is not None and started - saved):
+            return False
+        # Tune's save recorded the journal's length before that trial's start (a journal cut just
+        # before the start is then behind, not cut): the save and the start may come in either order
+        try:
+            offset = len(_cut_before_unsaved_starts((d / JOURNAL_FILE).read_bytes(), started - saved))
+        except (AssertionError, ValueError):
+            return False
+        recorded = _saved_journal_bytes(d)
+        return recorded is not None and recorded <= offset
 
     with pytest.MonkeyPatch.context() as env:
         # Tune saves its state when the run starts and then not for an hour: the trials that start

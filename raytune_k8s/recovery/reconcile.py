@@ -284,8 +284,8 @@ def reconcile(experiment_dir: str | Path) -> Reconciled:
     experiment_dir = Path(experiment_dir)
     done = Reconciled()
     journaled = _journaled(experiment_dir)
-    if not journaled:
-        return done
+    if not journaled and not (experiment_dir / RETIRED_FILE).exists():
+        return done  # (with every journaled trial retired, Tune's state must still drop them)
     for trial in journaled.values():
         done.results_restored += _restore_results(experiment_dir, trial)
     lost = _lost_events(journaled)
