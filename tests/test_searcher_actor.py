@@ -114,6 +114,51 @@ def test_suggestions_a_lost_actor_made_but_never_delivered_are_handed_out_by_the
     assert points == GRID_OF_TWELVE_POINTS  # all 12, each once
 
 
+class SaveCounter(Searcher):
+    """Suggests 1, 2, 3, ... and counts its own saves (each snapshot of the actor is one save)."""
+
+    def __init__(self):
+        super().__init__(metric="value", mode="min")
+        self.made = self.seen = self.saves = 0
+
+    def suggest(self, trial_id):
+        self.made += 1
+        return {"x": float(self.made)}
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.seen += 1
+
+    def save(self, path):
+        self.saves += 1
+        Path(path).write_text(str(self.seen))
+
+    def restore(self, path):
+        self.seen = int(Path(path).read_text())
+
+
+def test_a_result_and_the_next_suggestion_cost_one_snapshot():
+    """A model's snapshot costs about what a suggestion does (Optuna's study pickles whole, ~50 ms
+    at 5,000 trials): folding a result in and making the next suggestion take one, not two, and
+    that one holds the result."""
+    import pickle
+
+    host = SearcherHost(cloudpickle.dumps(SaveCounter()), 1)
+    searcher = host._searcher
+    held: list[str] = []
+    for _ in range(40):
+        items: list = []
+        results = [(key, {"value": 1.0}, False) for key in held]
+        while not items:
+            items, finished, _, error = host.exchange(-1, started=len(held), results=results)
+            assert error is None and not finished, error
+            held, results = [], []
+        held = [key for key, _ in items]
+    wait_for(lambda: searcher.seen == 39, 30, "39 results folded in")
+    _, snapshot, folded = host.exchange(-1)[2]
+    assert len(folded) == 39 and len(pickle.loads(snapshot)["folded"]) == 39
+    assert searcher.made == 40 and searcher.saves <= 40 + 2, searcher.saves  # (two a trial before: 80)
+
+
 def test_killed_actor_is_restored_without_losing_observations(ray_connected, tmp_path):
     spec = spec_dict("actor-kill", algorithm="bayesianoptimization", trials=8, parallel=2,
                      settings=[{"name": "random_state", "value": 0}, {"name": "n_initial_points", "value": 3}],

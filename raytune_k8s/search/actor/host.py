@@ -183,11 +183,14 @@ class SearcherHost:
                 self._thread_s["fold"] += time.perf_counter() - started
                 if inbox:
                     self._starved = False
-                    self._take_snapshot()
                 with self._cv:
                     want = not (self._finished or self._full())
+                # One snapshot per turn: the suggestion's, which also holds the results just folded
+                # (a model's snapshot costs as much as a suggestion: Optuna's study pickles whole).
                 if want:
-                    self._suggest_one()
+                    self._suggest_one(folded=bool(inbox))
+                elif inbox:
+                    self._take_snapshot()
         except Exception:  # surfaced to the driver on its next exchange
             with self._cv:
                 self._error = traceback.format_exc()
@@ -196,7 +199,9 @@ class SearcherHost:
     def _full(self) -> bool:
         return len(self._ready) + self._driver_buffered >= self._prefetch
 
-    def _suggest_one(self) -> None:
+    def _suggest_one(self, folded: bool = False) -> None:
+        """Ask the searcher for one suggestion and snapshot it (``folded``: results were folded in
+        since the last snapshot, so take one even when the searcher has nothing to suggest)."""
         key = f"s{self._next_key}"
         self._next_key += 1
         started = time.perf_counter()
@@ -204,6 +209,8 @@ class SearcherHost:
         self._thread_s["suggest"] += time.perf_counter() - started
         if config is None:
             self._starved = True
+            if folded:
+                self._take_snapshot()
             return
         finished = config == Searcher.FINISHED
         self._take_snapshot(finished=finished, made=None if finished else (key, config))
