@@ -18,6 +18,7 @@ import yaml
 from raytune_k8s._tune.retire import KEEP_ENV, RETIRED_FILE, append_retired, read_retired
 from raytune_k8s.recovery.journal import read_journal
 from raytune_k8s.recovery.reconcile import reconcile
+from raytune_k8s.results.tune_state import saved_trial_ids, saved_trials
 from raytune_k8s.trials.witness import audit, read_log
 
 from .helpers import witness_spec, wait_for
@@ -66,6 +67,8 @@ def test_finished_trials_leave_tune_and_every_view_still_has_them(ray_head, tmp_
     assert summary["status"] == "Succeeded" and summary["trials"] == 30 and summary["succeeded"] == 30
     rows = {r["trial_id"]: r for r in summary["trial_table"]}
     assert set(rows) == set(ids)
+    # what a resume reads to keep new trial ids apart: the ids alone, the same trials
+    assert saved_trial_ids(experiment_dir) == {t["trial_id"] for t in saved_trials(experiment_dir)} == set(ids)
     for record in retired:  # each retired trial's row is its own result.json's, with its own parameters
         row = rows[record["trial_id"]]
         last = json.loads((experiment_dir / record["relative_logdir"] / "result.json").read_text().splitlines()[-1])

@@ -174,6 +174,29 @@ def test_big_experiments_are_sampled_and_the_plot_says_so(experiment: dict[str, 
         assert f"sampled: 3 of {TRIALS if key == 'intermediate' else complete} trials" in section, key
 
 
+def test_big_experiments_list_the_best_trials_and_draw_a_sample_of_the_timeline(
+        experiment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from raytune_k8s.reporting import timeline
+
+    monkeypatch.setattr(page, "TABLE_ROWS", 3)
+    monkeypatch.setattr(timeline, "TIMELINE_POINTS", 4)
+    record = load_experiment(experiment["dir"])
+    html = page.render(record)
+    table = html.split('<table id="trials-table"')[1].split("</table>")[0]
+    best = sorted((t for t in record.trials if t.objective is not None), key=lambda t: t.objective)[:3]
+    assert table.count("<tr>") == 1 + 3 and all(t.trial_id in table for t in best)
+    assert f"The best 3 of {len(record.trials):,} trials" in html
+    placed = len(timeline.lanes(record.trials))
+    assert placed > 8 and f"1 in {-(-placed // 4)} of {placed:,} trials drawn" in html
+    # the running count thinned to 4 points keeps every peak
+    times, counts = timeline.running_counts(record.trials)
+    thin_t, thin_c = timeline.thinned_counts(times, counts, 4)
+    assert len(thin_t) <= 4 and thin_c.max() == max(counts) and thin_t[0] == times[0]
+    assert np.all(np.diff(thin_t) > 0)
+
+
 def test_cli_report_and_python_report_write_the_same_sections(experiment: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(experiment["dir"])]) == 0
     assert capsys.readouterr().out.strip() == str(experiment["dir"] / REPORT_FILE)

@@ -199,9 +199,9 @@ _fit_and_summarize = fit_and_summarize
 
 def _taken_trial_ids(experiment_dir: Path) -> set[str]:
     """The ids of the trials the experiment has already (a resume's), which new ones avoid."""
-    from ..results.tune_state import saved_trials
+    from ..results.tune_state import saved_trial_ids
 
-    return {t["trial_id"] for t in saved_trials(experiment_dir)} if experiment_dir.exists() else set()
+    return saved_trial_ids(experiment_dir) if experiment_dir.exists() else set()
 
 
 @contextmanager

@@ -133,10 +133,13 @@ def _tune_trials(path: Path) -> Iterator[dict[str, Any]]:
     for trial in saved_trials(path):
         seen.add(trial["dir"])
         yield trial
-    for result in sorted(path.glob(f"*/{RESULT_FILE}")):
-        if result.parent not in seen:
-            params = _read_json(result.parent / "params.json")
-            yield {"trial_id": "", "config": params if isinstance(params, dict) else {}, "dir": result.parent}
+    # the folders first, by name: a result file is looked for only where Tune's view has no trial
+    # (a glob of */result.json looked in all 100,000 of them)
+    unseen = sorted(entry.name for entry in os.scandir(path) if entry.is_dir() and path / entry.name not in seen)
+    for name in unseen:
+        if (path / name / RESULT_FILE).is_file():
+            params = _read_json(path / name / "params.json")
+            yield {"trial_id": "", "config": params if isinstance(params, dict) else {}, "dir": path / name}
 
 
 def _results(trial_dir: Path | None) -> list[dict[str, Any]]:

@@ -242,19 +242,28 @@ def _best_text(best: dict[str, Any] | None, metric: str | None) -> str:
     return f"{best.get('trial_id', '?')}: {metric}={_fmt(value)} with {params}"
 
 
+#: The most trials the table lists (the best ones): 100,000 rows made a 67 MB page that took a
+#: quarter of the report's time to write and a browser long to open; every trial is in
+#: summary.json and ``raytune-k8s results DIR``.
+TABLE_ROWS = 5000
+
+
 def _table(record: ExperimentRecord) -> Section:
     params = list(dict.fromkeys(k for t in record.trials for k in t.params))
     head = ["trial", "status", *params, record.metric or "objective", "iterations", "node", "pid", "seconds", "error"]
     sign = -1 if record.mode == "max" else 1
     rows = sorted(record.trials, key=lambda t: (t.objective is None, sign * (t.objective or 0.0)))
     lines = []
-    for t in rows:
+    for t in rows[:TABLE_ROWS]:
         secs = (t.end - t.start) if t.start is not None and t.end is not None else None
         cells = [t.trial_id, t.status, *(t.params.get(p) for p in params), t.objective, t.iterations,
                  t.node, t.pid, secs, t.error]
         lines.append("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in cells) + "</tr>")
     header = "".join(f'<th onclick="sortTable(this)">{html.escape(h)}</th>' for h in head)
     note = f"{len(rows):,} trials, best first; click a column to sort."
+    if len(rows) > TABLE_ROWS:
+        note = (f"The best {TABLE_ROWS:,} of {len(rows):,} trials; click a column to sort them. Every trial is in "
+                "summary.json (<code>raytune-k8s results DIR</code>).")
     return Section("trials", "Trials", f'<p>{note}</p><div class="scroll"><table id="trials-table" class="trials">'
                    f"<thead><tr>{header}</tr></thead><tbody>{''.join(lines)}</tbody></table></div>")
 

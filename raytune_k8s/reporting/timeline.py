@@ -67,6 +67,22 @@ def running_counts(trials: Sequence[TrialRecord]) -> tuple[list[float], list[int
     return times, counts
 
 
+#: The most trials drawn as bars, and points of the running count: beyond it every k-th trial
+#: (by start) is drawn and the count keeps each stretch's peak (100,000 trials drawn whole made
+#: 46 MB of the page).
+TIMELINE_POINTS = 5000
+
+
+def thinned_counts(times: Sequence[float], counts: Sequence[int], most: int = TIMELINE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """The running count at no more than ``most`` points: each point starts a stretch of equal
+    time and holds the highest count within it, so no peak is lost."""
+    t, c = np.asarray(times, dtype=float), np.asarray(counts)
+    if len(t) <= most:
+        return t, c
+    starts = np.unique(np.searchsorted(t, np.linspace(t[0], t[-1], most), side="left"))
+    return t[starts], np.maximum.reduceat(c, starts)
+
+
 def timeline_figure(trials: Sequence[TrialRecord]) -> "go.Figure":
     """Trials per node lane as horizontal bars coloured by status, under the running count."""
     import plotly.graph_objects as go
@@ -74,15 +90,17 @@ def timeline_figure(trials: Sequence[TrialRecord]) -> "go.Figure":
 
     placed = lanes(trials)
     labels = sorted({lane for _, lane in placed}, key=_lane_key)
+    every = -(-len(placed) // TIMELINE_POINTS)  # lanes are placed with every trial, drawn for a sample
+    drawn = placed[::every] if every > 1 else placed
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.25, 0.75], vertical_spacing=0.04)
-    times, counts = running_counts(trials)
+    times, counts = thinned_counts(*running_counts(trials))
     fig.add_trace(
         go.Scatter(x=np.asarray(times) * 1000, y=np.asarray(counts), mode="lines", line={"shape": "hv", "color": "#444"},
                    name="trials running", hovertemplate="%{y} running at %{x}<extra></extra>"),
         row=1, col=1,
     )
     by_status: dict[str, list[tuple[TrialRecord, str]]] = defaultdict(list)
-    for trial, lane in placed:
+    for trial, lane in drawn:
         by_status[trial.status].append((trial, lane))
     for status, items in sorted(by_status.items()):
         # One trace per status: each trial a thick segment from start to end, then a NaN gap,
@@ -106,8 +124,9 @@ def timeline_figure(trials: Sequence[TrialRecord]) -> "go.Figure":
     fig.update_xaxes(type="date", row=1, col=1)
     fig.update_xaxes(type="date", title_text="time (UTC)", row=2, col=1)
     fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], type="category", row=2, col=1)
+    shown = f"1 in {every} of {len(placed):,} trials drawn" if every > 1 else f"{len(placed):,} trials"
     fig.update_layout(
-        title=f"Trials per worker node over time ({len(placed):,} trials on {_count(nodes, 'node')}, {_count(len(labels), 'lane')})",
+        title=f"Trials per worker node over time ({shown} on {_count(nodes, 'node')}, {_count(len(labels), 'lane')})",
         height=min(260 + 22 * len(labels), 1400),
         legend_title_text="status",
         margin={"l": 10, "r": 10},

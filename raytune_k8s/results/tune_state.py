@@ -66,6 +66,25 @@ def saved_trials(experiment_dir: Path) -> list[dict[str, Any]]:
     return trials
 
 
+def saved_trial_ids(experiment_dir: Path) -> set[str]:
+    """The ids of :func:`saved_trials`, read one record at a time and kept alone: a resume of
+    60,000 retired trials that built every trial's entry first held on to about 300 MB of freed
+    memory for the rest of the run (measured: the driver's RSS 312 -> 616 MB in the 3 s it took)."""
+    experiment_dir = Path(experiment_dir)
+    ids = {str(record["trial_id"]) for record in read_retired(experiment_dir)}
+    states = sorted(experiment_dir.glob("experiment_state-*.json"))
+    try:
+        state = json.loads(states[-1].read_text()) if states else {}
+    except (OSError, ValueError):
+        return ids
+    for item in (state.get("trial_data") if isinstance(state, dict) else None) or []:
+        try:
+            ids.add(str(json.loads(item[0]).get("trial_id")))
+        except (TypeError, ValueError, IndexError, AttributeError):
+            continue
+    return ids
+
+
 def _retired_trial(experiment_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     """A retired trial's record (see ``raytune_k8s._tune.retire``) in :func:`saved_trials`' form."""
     times = {name: record.get(name) if isinstance(record.get(name), (int, float)) and math.isfinite(record[name]) else None
