@@ -230,7 +230,7 @@ def _pbt_trainable(config: dict) -> None:
             state = json.loads((Path(d) / "state.json").read_text())
         step, score = state["step"], state["score"]
         resumed = {"resumed_from": state["owner"], "donor_lr": state["lr"]}
-    while step < 3:  # one exploit round, at step 2, then a step on from the donor's checkpoint
+    while step < 6:
         step += 1
         score += config["lr"]
         with tempfile.TemporaryDirectory() as d:

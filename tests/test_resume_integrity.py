@@ -155,8 +155,9 @@ def test_a_truncated_state_file_never_starts_the_experiment_over(killed_midway, 
     assert any(f.startswith("experiment_state-") for f in files) and any(f.startswith("searcher-state-") for f in files)
     unsaved = known - (_in_saved_state(snapshot) or set())
     assert unsaved  # the fixture waited for it
-    cases = [(name, size) for name in files for size in ("empty", "half")] + [("experiment_state-*.json", "removed"),
-                                                                              (JOURNAL_FILE, "before unsaved starts")]
+    # A pickle cut in half fails to load as an empty one does: "empty" only for those.
+    cases = [(name, size) for name in files for size in ("empty", "half") if size == "empty" or not name.endswith(".pkl")]
+    cases += [("experiment_state-*.json", "removed"), (JOURNAL_FILE, "before unsaved starts")]
     outcomes = {}
     for i, (name, size) in enumerate(cases):
         case = tmp_path / f"case{i}"
