@@ -230,7 +230,7 @@ def _pbt_trainable(config: dict) -> None:
             state = json.loads((Path(d) / "state.json").read_text())
         step, score = state["step"], state["score"]
         resumed = {"resumed_from": state["owner"], "donor_lr": state["lr"]}
-    while step < 6:
+    while step < 5:  # PBT looks at steps 2 and 4, each followed by a step from the donor's checkpoint
         step += 1
         score += config["lr"]
         with tempfile.TemporaryDirectory() as d:

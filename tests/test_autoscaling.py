@@ -183,29 +183,6 @@ def test_quota_too_small_is_bad_input_and_starts_nothing(tmp_path, capsys):
 # ---------------------------------------------------------------- on the simulated cluster
 
 
-def test_cluster_up_and_down_from_the_command_line(tmp_path, monkeypatch, capsys):
-    import psutil
-
-    from raytune_k8s.sim import cluster as localcluster
-
-    monkeypatch.setattr(localcluster, "STATE_FILE", tmp_path / "cluster.json")
-    up = ["cluster", "up", "--worker-cpus", "1", "--max-workers", "2", "--idle-timeout-s", "5", "--pod-start-s", "1"]
-    assert main(up) == 0
-    state = json.loads((tmp_path / "cluster.json").read_text())
-    temp_dir = Path(state["temp_dir"])
-    try:
-        out = capsys.readouterr().out
-        assert f"export RAY_ADDRESS={state['address']}" in out and "raytune-k8s cluster down" in out
-        assert state["pod_start_s"] == 1
-        assert psutil.Process(state["pid"]).is_running() and _cluster_processes(temp_dir), "runs on after 'up' returns"
-        assert main(up) == 1 and "already up" in capsys.readouterr().err
-    finally:
-        assert main(["cluster", "down"]) == 0
-    assert _cluster_processes(temp_dir) == [] and not temp_dir.exists()
-    assert not (tmp_path / "cluster.json").exists()
-    assert main(["cluster", "down"]) == 0 and "no cluster" in capsys.readouterr().out
-
-
 def _two_trial_spec(name: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -221,16 +198,24 @@ def _two_trial_spec(name: str) -> dict[str, Any]:
 def test_cluster_up_with_one_cpu_workers_runs_a_submitted_experiment(tmp_path):
     """``cluster up --worker-cpus 1`` starts workers that Ray accepts (``--num-cpus 1``, not
     ``1.0``, which ``ray start`` refused, so that no trial ever ran), and ``ray job submit`` of an
-    experiment then runs its trials there."""
+    experiment then runs its trials there. ``up`` says how to use the cluster and refuses a
+    second one; ``down`` leaves nothing, and says so when there is nothing to stop."""
+    import psutil
+
     state_file = tmp_path / "cluster.json"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["RAYTUNE_K8S_CLUSTER_STATE"] = str(state_file)
     cli = [sys.executable, "-m", "raytune_k8s"]
-    up = subprocess.run([*cli, "cluster", "up", "--worker-cpus", "1", "--max-workers", "1", "--idle-timeout-s", "5"],
-                        env=env, capture_output=True, text=True, timeout=180)
+    up_args = [*cli, "cluster", "up", "--worker-cpus", "1", "--max-workers", "1", "--idle-timeout-s", "5", "--pod-start-s", "1"]
+    up = subprocess.run(up_args, env=env, capture_output=True, text=True, timeout=180)
     assert up.returncode == 0, up.stderr[-3000:]
     state = json.loads(state_file.read_text())
     try:
+        assert f"export RAY_ADDRESS={state['address']}" in up.stdout and "raytune-k8s cluster down" in up.stdout
+        assert state["pod_start_s"] == 1
+        assert psutil.Process(state["pid"]).is_running(), "the cluster runs on after 'up' returns"
+        again = subprocess.run(up_args, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 1 and "already up" in again.stderr, again.stderr[-2000:]
         work = tmp_path / "work"
         work.mkdir()
         (work / "experiment.yaml").write_text(yaml.safe_dump(_two_trial_spec("one-cpu-workers")))
@@ -245,7 +230,9 @@ def test_cluster_up_with_one_cpu_workers_runs_a_submitted_experiment(tmp_path):
     finally:
         down = subprocess.run([*cli, "cluster", "down"], env=env, capture_output=True, text=True, timeout=120)
         assert down.returncode == 0, down.stderr
-    assert _cluster_processes(Path(state["temp_dir"])) == []
+    assert _cluster_processes(Path(state["temp_dir"])) == [] and not Path(state["temp_dir"]).exists() and not state_file.exists()
+    down = subprocess.run([*cli, "cluster", "down"], env=env, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0 and "no cluster" in down.stdout, down.stdout + down.stderr
 
 
 def test_a_worker_that_fails_to_start_is_reported_with_its_error(tmp_path):

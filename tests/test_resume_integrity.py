@@ -155,8 +155,10 @@ def test_a_truncated_state_file_never_starts_the_experiment_over(killed_midway, 
     assert any(f.startswith("experiment_state-") for f in files) and any(f.startswith("searcher-state-") for f in files)
     unsaved = known - (_in_saved_state(snapshot) or set())
     assert unsaved  # the fixture waited for it
-    # A pickle cut in half fails to load as an empty one does: "empty" only for those.
-    cases = [(name, size) for name in files for size in ("empty", "half") if size == "empty" or not name.endswith(".pkl")]
+    # A pickle or a JSON document cut in half fails to load as an empty one does: "empty" only for
+    # those; "half" for the JSON-lines files (whole lines, then a cut one) and the YAML spec.
+    whole = (".pkl",) + tuple(n for n in files if n.startswith(("experiment_state-", "search_gen_state-")))
+    cases = [(name, size) for name in files for size in ("empty", "half") if size == "empty" or not name.endswith(whole)]
     cases += [("experiment_state-*.json", "removed"), (JOURNAL_FILE, "before unsaved starts")]
     outcomes = {}
     for i, (name, size) in enumerate(cases):
