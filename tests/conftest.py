@@ -81,18 +81,7 @@ def _holders(head: LocalRayHead) -> str:
 _exit_status: list[int] = []
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """The type check runs beside the session from its start (see tests/test_types.py)."""
-    from . import test_types
-
-    if any(item.nodeid == test_types.NODE_ID for item in session.items):
-        test_types.start_early()
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from . import test_types
-
-    test_types.stop_early()
     _exit_status.append(int(exitstatus))
 
 

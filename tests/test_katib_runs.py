@@ -211,7 +211,9 @@ def test_pbt_command_trial_resumes_from_a_copied_checkpoint_with_perturbed_param
     # to storage from the actor of the trial's previous run while the next run may already be
     # changing it (CI once failed a trial on a file removed mid-copy).
     given = (tmp_path / "checkpoint-dirs.txt").read_text().split()
-    assert len(given) >= 15 and all("/working_dirs/" not in d for d in given), given  # a segment may run again
+    # ~15 runs: one stopped before its state is written runs again (CI: 16); one stopped between
+    # writing its state and this line counts in its lineage but writes no line here (CI: 14)
+    assert len(given) >= 12 and all("/working_dirs/" not in d for d in given), given
     print("exploits (donor run, run from its copy):", exploits)
     assert exploits, "some member restarted from another member's checkpoint"
     # Katib's perturbation: the donor's lr x0.8 or x1.2 (in [0.01, 10]). Ray perturbs the donor's
