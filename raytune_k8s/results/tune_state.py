@@ -42,12 +42,7 @@ def saved_trials(experiment_dir: Path) -> list[dict[str, Any]]:
         by_id[trial["trial_id"]] = trial
     trials = list(by_id.values())
     retired = set(by_id)
-    states = sorted(experiment_dir.glob("experiment_state-*.json"))
-    try:
-        state = json.loads(states[-1].read_text()) if states else {}
-    except (OSError, ValueError):
-        return trials
-    for item in (state.get("trial_data") if isinstance(state, dict) else None) or []:
+    for item in _newest_state_trials(experiment_dir):
         try:
             trial, meta = json.loads(item[0]), _run_metadata(item[1])
         except (TypeError, ValueError, IndexError):
@@ -72,17 +67,23 @@ def saved_trial_ids(experiment_dir: Path) -> set[str]:
     memory for the rest of the run (measured: the driver's RSS 312 -> 616 MB in the 3 s it took)."""
     experiment_dir = Path(experiment_dir)
     ids = {str(record["trial_id"]) for record in read_retired(experiment_dir)}
-    states = sorted(experiment_dir.glob("experiment_state-*.json"))
-    try:
-        state = json.loads(states[-1].read_text()) if states else {}
-    except (OSError, ValueError):
-        return ids
-    for item in (state.get("trial_data") if isinstance(state, dict) else None) or []:
+    for item in _newest_state_trials(experiment_dir):
         try:
             ids.add(str(json.loads(item[0]).get("trial_id")))
         except (TypeError, ValueError, IndexError, AttributeError):
             continue
     return ids
+
+
+def _newest_state_trials(experiment_dir: Path) -> list[Any]:
+    """The ``trial_data`` entries of Tune's newest saved state; none when there is no state or it
+    cannot be read."""
+    states = sorted(experiment_dir.glob("experiment_state-*.json"))
+    try:
+        state = json.loads(states[-1].read_text()) if states else {}
+    except (OSError, ValueError):
+        return []
+    return list((state.get("trial_data") if isinstance(state, dict) else None) or [])
 
 
 def _retired_trial(experiment_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
