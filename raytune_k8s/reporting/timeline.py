@@ -73,9 +73,11 @@ def running_counts(trials: Sequence[TrialRecord]) -> tuple[list[float], list[int
 TIMELINE_POINTS = 5000
 
 
-def thinned_counts(times: Sequence[float], counts: Sequence[int], most: int = TIMELINE_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """The running count at no more than ``most`` points: each point starts a stretch of equal
-    time and holds the highest count within it, so no peak is lost."""
+def thinned_counts(times: Sequence[float], counts: Sequence[int], most: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The running count at no more than ``most`` points (default :data:`TIMELINE_POINTS`, read
+    at the call, as the bars read it): each point starts a stretch of equal time and holds the
+    highest count within it, so no peak is lost."""
+    most = TIMELINE_POINTS if most is None else most
     t, c = np.asarray(times, dtype=float), np.asarray(counts)
     if len(t) <= most:
         return t, c
