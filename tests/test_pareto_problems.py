@@ -50,6 +50,22 @@ def test_bnh_values_and_feasibility():
     assert targets.violation_names() == ["c1<=25", "c2>=7.7"]
 
 
+def test_osy_values_and_feasibility():
+    spec = parse_spec({"name": "osy", **pp.spec_parts("osy"), "algorithm": {"algorithmName": "nsga2"},
+                       "trial": {"function": "raytune_k8s.trials.pareto_problems:trial", "fixedParameters": {"problem": "osy"}},
+                       "maxTrialCount": 4, "parallelTrialCount": 1})
+    targets = spec.targets
+    # x = (5, 1, 5, 0, 5, 10): the front's end with the lowest f1, every constraint on or inside its bound.
+    end = pp.trial(_config("osy", [5.0, 1.0, 5.0, 0.0, 5.0, 10.0]))
+    assert end == pytest.approx({"f1": -274.0, "f2": 176.0, "c1": 6.0, "c2": -4.0, "c3": 2.0, "c4": 4.0, "c5": 14.0})
+    assert targets.feasible(end)
+    # The box's lower corner: x1 + x2 = 0 < 2 (infeasible); c4 = 4 and c5 = 4 lie on their bounds.
+    corner = pp.trial(_config("osy", [0.0, 0.0, 1.0, 0.0, 1.0, 0.0]))
+    assert not targets.feasible(corner)
+    assert targets.violations(corner) == pytest.approx([0.0 - 6.0, 2.0 - 0.0, 0.0 - 2.0, 0.0 - 2.0, 4.0 - 4.0, 4.0 - 4.0])
+    assert targets.violation_names() == ["c1<=6", "c1>=2", "c2<=2", "c3<=2", "c4<=4", "c5>=4"]
+
+
 def test_spec_parts_parse_for_every_problem():
     for name, problem in pp.PROBLEMS.items():
         parts = pp.spec_parts(name)

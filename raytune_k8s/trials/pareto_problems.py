@@ -1,12 +1,13 @@
 """Multi-objective test problems as trials, written from their published definitions: ZDT1 and
-ZDT2 (two objectives), DTLZ2 with three objectives, and BNH (two objectives, two constraints).
+ZDT2 (two objectives), DTLZ2 with three objectives, OSY (two objectives, six constraints) and BNH
+(two objectives, two constraints).
 
 Every objective is minimized. A problem's variables are the spec parameters ``x1`` ... ``xn``
 (1-based, as the papers write them); :func:`spec_parts` gives an experiment's ``parameters``,
 ``objectives`` and ``constraints`` for a problem, and :func:`trial` is the function trial
 (``trial.function: raytune_k8s.trials.pareto_problems:trial`` with the fixed parameter
 ``problem``) that returns each objective (``f1``, ``f2``, ...) and constrained metric (``c1``,
-``c2``) by name. No Ray here.
+``c2``, ...) by name. No Ray here.
 """
 
 from __future__ import annotations
@@ -98,6 +99,27 @@ def bnh(xs: Sequence[float]) -> dict[str, float]:
     }
 
 
+def osy(xs: Sequence[float]) -> dict[str, float]:
+    """OSY (Osyczka and Kundu 1995, "A new method to solve generalized multicriteria optimization
+    problems using the simple genetic algorithm", Structural Optimization 10(2):94-99; as in Deb
+    2001): x1, x2, x6 in [0, 10], x3, x5 in [1, 5], x4 in [0, 6];
+    f1 = -(25 (x1 - 2)^2 + (x2 - 2)^2 + (x3 - 1)^2 + (x4 - 4)^2 + (x5 - 1)^2), f2 = sum(x_i^2),
+    subject to 2 <= x1 + x2 <= 6 (``c1``: the paper's first two constraints), x2 - x1 <= 2 (``c2``),
+    x1 - 3 x2 <= 2 (``c3``), (x3 - 3)^2 + x4 <= 4 (``c4``) and (x5 - 3)^2 + x6 >= 4 (``c5``).
+    About 3 % of the box is feasible: a problem where the constraints, not only the objectives,
+    decide what a search finds."""
+    x1, x2, x3, x4, x5, x6 = xs
+    return {
+        "f1": -(25 * (x1 - 2) ** 2 + (x2 - 2) ** 2 + (x3 - 1) ** 2 + (x4 - 4) ** 2 + (x5 - 1) ** 2),
+        "f2": sum(x**2 for x in xs),
+        "c1": x1 + x2,
+        "c2": x2 - x1,
+        "c3": x1 - 3 * x2,
+        "c4": (x3 - 3) ** 2 + x4,
+        "c5": (x5 - 3) ** 2 + x6,
+    }
+
+
 #: k = 10 distance variables for DTLZ2 with M = 3 (Deb et al. 2002's choice): n = M + k - 1.
 DTLZ2_K = 10
 
@@ -108,6 +130,10 @@ PROBLEMS: dict[str, ParetoProblem] = {
                           ((0.0, 1.0),) * 30, ("f1", "f2"), (), zdt2),
     "dtlz2": ParetoProblem("dtlz2", "DTLZ2 (12-d, 3 objectives, spherical front)", "Deb, Thiele, Laumanns and Zitzler 2002",
                            ((0.0, 1.0),) * (3 + DTLZ2_K - 1), ("f1", "f2", "f3"), (), dtlz2),
+    "osy": ParetoProblem("osy", "OSY (6-d, 2 objectives, 6 constraints)", "Osyczka and Kundu 1995",
+                         ((0.0, 10.0), (0.0, 10.0), (1.0, 5.0), (0.0, 6.0), (1.0, 5.0), (0.0, 10.0)), ("f1", "f2"),
+                         (("c1", {"min": 2.0, "max": 6.0}), ("c2", {"max": 2.0}), ("c3", {"max": 2.0}),
+                          ("c4", {"max": 4.0}), ("c5", {"min": 4.0})), osy),
     "bnh": ParetoProblem("bnh", "BNH (2-d, 2 objectives, 2 constraints)", "Binh and Korn 1997",
                          ((0.0, 5.0), (0.0, 3.0)), ("f1", "f2"), (("c1", {"max": 25.0}), ("c2", {"min": 7.7})), bnh),
 }
