@@ -4,13 +4,10 @@ perturbed parameters, and every algorithm refuses a setting it does not know, by
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,68 +210,6 @@ def test_every_registered_algorithm_builds_and_suggests_inside_the_space():
                 assert all(c["y"] == 1 for c in configs), configs  # the first rung's budget, in the resource parameter
             if name in ("grid", "sobol", "random", "cmaes"):
                 assert len({(c["x"], c["y"]) for c in configs}) == 3, (name, configs)  # no point handed out twice
-
-
-# ---------------------------------------------------------------- PBT, a small real Tune run
-
-
-def _pbt_trainable(config: dict) -> None:
-    """Score grows by ``lr`` per step; each checkpoint records who wrote it and with which lr."""
-    from ray import tune
-
-    me = tune.get_context().get_trial_id()
-    step, score, resumed = 0, 0.0, {}
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = json.loads((Path(d) / "state.json").read_text())
-        step, score = state["step"], state["score"]
-        resumed = {"resumed_from": state["owner"], "donor_lr": state["lr"]}
-    while step < 5:  # PBT looks at steps 2 and 4, each followed by a step from the donor's checkpoint
-        step += 1
-        score += config["lr"]
-        with tempfile.TemporaryDirectory() as d:
-            (Path(d) / "state.json").write_text(json.dumps({"step": step, "score": score, "owner": me, "lr": config["lr"]}))
-            tune.report({"value": score, "step": step, "lr": config["lr"], **resumed}, checkpoint=tune.Checkpoint.from_directory(d))
-        resumed = {}
-
-
-def test_pbt_trial_resumes_from_a_copied_checkpoint_with_perturbed_params(ray_connected, tmp_path):
-    from ray import tune
-
-    spec = _spec(
-        "pbt",
-        [{"name": "n_population", "value": 5}, {"name": "truncation_threshold", "value": 0.4},
-         {"name": "perturbation_interval", "value": 2}, {"name": "random_state", "value": 1}],
-        [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": 0.01, "max": 10}}],
-        objective_type="maximize",
-    )
-    search = create_search(spec.algorithm, SearchSpace.from_spec(spec), spec.objective)
-    tuner = tune.Tuner(
-        tune.with_resources(_pbt_trainable, {"cpu": 0.1}),
-        tune_config=tune.TuneConfig(metric="value", mode="max", search_alg=search.searcher, scheduler=search.scheduler,
-                                    # Tune's default: with reuse_actors=True (as run() does) a clean-clone run once
-                                    # ended with one 0.1-CPU trial's resources still held in the session's Ray, and
-                                    # later tests needing both CPUs waited for ever.
-                                    num_samples=10, max_concurrent_trials=5),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
-    )
-    results = tuner.fit()
-    assert len(results) == 5  # the population, not num_samples
-    exploits = []
-    for result in results:
-        history = result.metrics_dataframe
-        for _, row in history[history["resumed_from"].notna()].iterrows() if "resumed_from" in history else []:
-            exploits.append((result.metrics["trial_id"], row["resumed_from"], row["donor_lr"], row["lr"], row["step"]))
-    print("exploits (trial, donor, donor lr, new lr, step):", exploits)
-    copied = [e for e in exploits if e[0] != e[1]]
-    assert copied, "some trial restarted from another trial's checkpoint"
-    assert all(step > 2 for *_, step in copied)  # it went on from the donor's step, not from scratch
-    # No resample_probability: Katib's perturbation only, the donor's lr x0.8 or x1.2 (kept inside
-    # [0.01, 10]). Ray perturbs the donor's current config, which a donor exploited in the same
-    # round holds before its checkpoint does, so require it of most exploits, not all.
-    perturbed = [e for e in copied if any(math.isclose(e[3], min(max(e[2] * f, 0.01), 10)) for f in (0.8, 1.2))]
-    assert len(perturbed) >= max(1, len(copied) // 2), copied
 
 
 def test_hyperband_experiment_runs_every_rung_through_tune(ray_connected, tmp_path):
