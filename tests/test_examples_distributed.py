@@ -15,6 +15,8 @@ Running these examples on Ray is for the gang tests (tests/test_distributed_tria
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from raytune_k8s.cli import main
 from raytune_k8s.spec import load_spec
 from raytune_k8s.spec.quantities import parse_memory
 from raytune_k8s.trials import command_trial
@@ -50,11 +53,16 @@ GANGS: dict[str, tuple[str, list[str], list[str], tuple[int, ...]]] = {
 EXAMPLES = [REPO / "examples" / name for name in GANGS]
 
 
-def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", "raytune_k8s", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``raytune-k8s ARGS`` run in this process (``cluster volumes`` loads no Ray: a process of its
+    own per call only added an interpreter's start-up): exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's refusals
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(["raytune-k8s", *args], code, out.getvalue(), err.getvalue())
 
 
 # ----------------------------------------------------------------------------------- the examples

@@ -13,9 +13,11 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 
 from raytune_k8s._tune.retire import KEEP_ENV, RETIRED_FILE, append_retired, read_retired
+from raytune_k8s.cli import main
 from raytune_k8s.recovery.journal import read_journal
 from raytune_k8s.recovery.reconcile import reconcile
 from raytune_k8s.results.tune_state import saved_trial_ids, saved_trials
@@ -40,12 +42,15 @@ def _branin_spec(name: str, trials: int, **extra) -> dict:
     }
 
 
-def _run(ray_head, tmp_path: Path, spec: dict, keep: int, *args: str) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, spec: dict, keep: int, capsys) -> tuple[int, str]:
+    """``raytune-k8s run`` in this process, on the session's Ray, with Tune keeping ``keep``
+    finished trials: its exit code and its stderr (the progress lines)."""
     path = tmp_path / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
-    env = {**ray_head.client_env(), KEEP_ENV: str(keep)}
-    return subprocess.run([*CLI, "run", str(path), "--address", ray_head.address, "--storage-path", str(tmp_path / "runs"),
-                           *args], env=env, capture_output=True, text=True, timeout=600)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(KEEP_ENV, str(keep))
+        code = main(["run", str(path), "--storage-path", str(tmp_path / "runs")])
+    return code, capsys.readouterr().err
 
 
 def _tune_state_trials(experiment_dir: Path) -> list[str]:
@@ -53,9 +58,9 @@ def _tune_state_trials(experiment_dir: Path) -> list[str]:
     return [json.loads(t)["trial_id"] for t, _ in json.loads(newest.read_text())["trial_data"]]
 
 
-def test_finished_trials_leave_tune_and_every_view_still_has_them(ray_head, tmp_path):
-    done = _run(ray_head, tmp_path, _branin_spec("many", 30), 3)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_finished_trials_leave_tune_and_every_view_still_has_them(ray_connected, tmp_path, capsys):
+    code, err = _run(tmp_path, _branin_spec("many", 30), 3, capsys)
+    assert code == 0, err[-3000:]
     experiment_dir = tmp_path / "runs" / "many"
     retired = list(read_retired(experiment_dir))
     held = _tune_state_trials(experiment_dir)
@@ -73,11 +78,11 @@ def test_finished_trials_leave_tune_and_every_view_still_has_them(ray_head, tmp_
         row = rows[record["trial_id"]]
         last = json.loads((experiment_dir / record["relative_logdir"] / "result.json").read_text().splitlines()[-1])
         assert row["objective"] == last["value"] and row["params"] == record["config"], record["trial_id"]
-    assert "30/30 done" in done.stderr  # the progress line counted every trial
-    results = subprocess.run([*CLI, "results", str(experiment_dir), "--json"], capture_output=True, text=True, timeout=120)
-    assert results.returncode == 0 and len(json.loads(results.stdout)["trial_table"]) == 30
-    report = subprocess.run([*CLI, "report", str(experiment_dir)], capture_output=True, text=True, timeout=300)
-    assert report.returncode == 0, report.stderr[-2000:]
+    assert "30/30 done" in err  # the progress line counted every trial
+    assert main(["results", str(experiment_dir), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["trial_table"]) == 30
+    (experiment_dir / "report.html").unlink()  # the run's own; `report` writes it again
+    assert main(["report", str(experiment_dir)]) == 0
     html = (experiment_dir / "report.html").read_text()
     assert all(trial_id in html for trial_id in list(rows)[:5])  # the best five trials' rows
 
@@ -92,24 +97,24 @@ def test_finished_trials_leave_tune_and_every_view_still_has_them(ray_head, tmp_
     assert _tune_state_trials(copy) == []
 
 
-def test_max_failed_trials_counts_failures_tune_no_longer_holds(ray_head, tmp_path):
+def test_max_failed_trials_counts_failures_tune_no_longer_holds(ray_connected, tmp_path, capsys):
     """Failures retired from Tune still count: the fourth of maxFailedTrialCount 3 stops it."""
     spec = _branin_spec("failing", 40, maxFailedTrialCount=3)
     spec["trial"] = {"function": "raytune_k8s.trials.synthetic:branin", "resources": {"cpu": 0.5},
                      "fixedParameters": {"sleep": "not a number"}}  # every trial fails
-    done = _run(ray_head, tmp_path, spec, 1)
-    assert done.returncode != 0
+    code, _ = _run(tmp_path, spec, 1, capsys)
+    assert code != 0
     experiment_dir = tmp_path / "runs" / "failing"
     summary = json.loads((experiment_dir / "summary.json").read_text())
     assert summary["status"] == "Failed" and summary["reason"] == "ExperimentMaxFailedTrialsReached", summary["reason"]
     assert summary["failed"] == 4 and any(r["tune_status"] == "ERROR" for r in read_retired(experiment_dir))
 
 
-def test_the_goal_stops_an_experiment_whose_trials_were_retired(ray_head, tmp_path):
+def test_the_goal_stops_an_experiment_whose_trials_were_retired(ray_connected, tmp_path, capsys):
     spec = _branin_spec("goal", 400)
     spec["objective"]["goal"] = 2.0  # Branin's minimum is 0.398: random search reaches 2 within tens of trials
-    done = _run(ray_head, tmp_path, spec, 2)
-    assert done.returncode == 0, done.stderr[-3000:]
+    code, err = _run(tmp_path, spec, 2, capsys)
+    assert code == 0, err[-3000:]
     summary = json.loads((tmp_path / "runs" / "goal" / "summary.json").read_text())
     assert summary["reason"] == "ExperimentGoalReached" and summary["best"]["metrics"]["value"] <= 2.0
     assert summary["trials"] < 400 and len(list(read_retired(tmp_path / "runs" / "goal"))) > 0
