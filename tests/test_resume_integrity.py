@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from raytune_k8s.recovery.journal import JOURNAL_FILE, read_journal
+from raytune_k8s.recovery.journal import JOURNAL_FILE, START_RECORD, read_journal
 
 from .helpers import witness_spec
 
@@ -83,7 +83,12 @@ def killed_midway(tmp_path_factory, ray_head):
     def ready(d: Path) -> bool:  # and a started trial Tune's saved state does not know yet
         from raytune_k8s.recovery.reconcile import _saved_journal_bytes
 
-        started = {e["trial_id"] for e in _events(d, "start")}
+        starts = _events(d, "start")
+        started = {e["trial_id"] for e in starts}
+        # a copy lists the folders before it copies the journal: one made meanwhile is missing
+        # from the copy though the journal names it (a kill never leaves that; the copy is retried)
+        if not all((d / e["dir"] / START_RECORD).exists() for e in starts):
+            return False
         if not (len(_events(d, "complete")) >= 2 and len(started) >= 3 and (d / "tuner.pkl").exists()
                 and (saved := _in_saved_state(d)) is not None and started - saved):
             return False

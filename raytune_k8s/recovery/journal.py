@@ -112,11 +112,14 @@ class ResultJournal(Callback):
         state, metadata = trial.get_json_state()
         event = {"event": "start", "trial_id": trial.trial_id, "dir": trial.storage.trial_dir_name,
                  "state": state, "metadata": metadata, "t": time.time()}
-        self._write(event)
+        # The folder's record first: a trial the journal names always has it, so a journal cut
+        # after the fact never loses a trial (a kill in between leaves the record alone, and
+        # the resume writes its start back into the journal).
         record = self.path.parent / event["dir"] / START_RECORD
         if not record.exists():  # a retried trial keeps its first record (the journal has the rest)
             record.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(record, json.dumps(event, cls=SafeFallbackEncoder), fsync=False)
+        self._write(event)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self._write({"event": "result", "trial_id": trial.trial_id, "result": result})
