@@ -107,13 +107,35 @@ def _rss_mb(driver: Any) -> dict[str, float]:
     return out
 
 
-def sampled_run(argv: list[str], kill_at: int | None = None, t0: float | None = None) -> tuple[list[dict[str, float]], float, int]:
+TRACE_S, TRACE_EVERY_S = 120.0, 0.5
+
+
+def _memory_trace(driver: Any, out: list[dict[str, float]], stop: Any) -> None:
+    """Every ``TRACE_EVERY_S`` for the first ``TRACE_S`` seconds: the driver's resident MB and how
+    much of it is shared pages (files and shared memory such as Ray's object store) rather than
+    its own heap: where in a resume the driver's memory grows, and of which kind."""
+    import psutil
+
+    start = time.monotonic()
+    while not stop.wait(TRACE_EVERY_S) and time.monotonic() - start < TRACE_S:
+        try:
+            info = driver.memory_info()
+        except psutil.Error:
+            return
+        out.append({"t": round(time.monotonic() - start, 2), "rss_mb": info.rss / 2**20, "shared_mb": info.shared / 2**20})
+
+
+def sampled_run(argv: list[str], kill_at: int | None = None, t0: float | None = None,
+                trace: list[dict[str, float]] | None = None) -> tuple[list[dict[str, float]], float, int]:
     """Run ``argv`` (a driver printing progress lines), sampling memory at each line; return the
     samples (t, done, MB by process kind), its wall seconds and exit code. ``t`` is the line's
     own elapsed time, or with ``t0`` (a resume, whose progress line counts from the experiment's
     first start) ``t0`` + the seconds since this command started. ``kill_at``:
     once that many trials are done, SIGKILL the driver and every process under it (a lost pod:
-    no clean shutdown of anything), and return (exit code -9)."""
+    no clean shutdown of anything), and return (exit code -9). ``trace``: filled with the
+    driver's memory from its start on (:func:`_memory_trace`)."""
+    import threading
+
     import psutil
 
     samples: list[dict[str, float]] = []
@@ -121,6 +143,9 @@ def sampled_run(argv: list[str], kill_at: int | None = None, t0: float | None = 
     child = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
     driver = psutil.Process(child.pid)
+    tracing = threading.Event()
+    if trace is not None:
+        threading.Thread(target=_memory_trace, args=(driver, trace, tracing), daemon=True).start()
     tail: list[str] = []
     assert child.stderr is not None
     for line in child.stderr:
@@ -134,6 +159,7 @@ def sampled_run(argv: list[str], kill_at: int | None = None, t0: float | None = 
         else:
             tail = (tail + [line])[-40:]
     code = child.wait()
+    tracing.set()
     wall = time.monotonic() - start
     if code not in (0, 1, -9):  # 1: the experiment ran but did not succeed (the caller checks)
         sys.stderr.write("".join(tail))
@@ -163,12 +189,13 @@ def run_experiment(trials: int, parallel: int, storage: Path, kill_at: int | Non
     before = _journal_ends(experiment_dir)
     t_kill = samples[-1]["t"]
     gap_start = time.monotonic()
-    resumed, resume_wall, code = sampled_run(_cli("resume", str(experiment_dir), "--no-report"), t0=t_kill)
+    trace: list[dict[str, float]] = []
+    resumed, resume_wall, code = sampled_run(_cli("resume", str(experiment_dir), "--no-report"), t0=t_kill, trace=trace)
     first_new = next((s for s in resumed if s["done"] > samples[-1]["done"]), None)
     out.update(
         samples=samples + resumed, wall=wall + (time.monotonic() - gap_start), code=code, killed_at=samples[-1]["done"],
         resume_s=(first_new["t"] - t_kill) if first_new else None, resume_wall_s=resume_wall,
-        resume_check=_resume_check(experiment_dir, before, trials),
+        resume_check=_resume_check(experiment_dir, before, trials), resume_memory_trace=trace,
     )
     return out
 
@@ -439,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "searcher_kb_per_trial": slope_kb(samples, "searcher_mb"),
         **{f"{key.removesuffix('_mb')}_peak_mb": max(s[key] for s in samples) for key, _ in MEMORY_KEYS},
         "killed_at": run.get("killed_at"), "resume_s": run.get("resume_s"), "resume_wall_s": run.get("resume_wall_s"),
-        "resume_check": run.get("resume_check"),
+        "resume_check": run.get("resume_check"), "resume_memory_trace": run.get("resume_memory_trace"),
         **timings,
         "plain_tune": plain,
         "loadavg_before": load_before, "loadavg_after_run": load_run,
@@ -494,6 +521,7 @@ def figure_rows(data: dict[str, Any]) -> list[list[Any]]:
         ["SIGKILLed at (trials done)", data.get("killed_at")],
         ["resume: seconds from `resume` to its first trial done", data.get("resume_s")],
         ["resume: nothing lost or run twice", (data.get("resume_check") or {}).get("ok")],
+        ["resume: driver MB (shared pages) at 5, 15, 30, 60 s", _trace_points(data.get("resume_memory_trace"))],
         ["driver RSS growth, KB per trial", data["kb_per_trial"]],
         ["head RSS growth, KB per trial", data["head_kb_per_trial"]],
         ["driver RSS peak, MB", data["driver_peak_mb"]],
@@ -511,6 +539,17 @@ def figure_rows(data: dict[str, Any]) -> list[list[Any]]:
         ["first trial done, s after the run's Tuner started", data["first_trial_done_s"]],
         ["`raytune-k8s run` wall time, s (cold start, embedded Ray)", data["run_wall_s"]],
     ]
+
+
+def _trace_points(trace: list[dict[str, float]] | None) -> str | None:
+    if not trace:
+        return None
+    points = []
+    for t in (5, 15, 30, 60):
+        sample = next((x for x in trace if x["t"] >= t), None)
+        if sample is not None:
+            points.append(f"{sample['rss_mb']:.0f} ({sample['shared_mb']:.0f})")
+    return ", ".join(points)
 
 
 def markdown(data: dict[str, Any]) -> str:

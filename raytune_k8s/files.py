@@ -2,7 +2,7 @@
 
 :func:`write_atomic` writes into a temporary file in the same folder, fsyncs it and renames it
 over the target (``os.replace``): a reader sees the old file or the new one, whatever moment the
-writer dies at. Our own files (the spec, the summary, the searcher's snapshots) go through it;
+writer dies at (:func:`atomic_writer`: the same, written piece by piece). Our own files (the spec, the summary, the searcher's snapshots) go through it;
 :func:`copy_atomic` copies a file the same way (Tune's experiment sync, :mod:`._tune.atomic_files`),
 keeping the previous version of a state file (:func:`previous_path`) for a resume to fall back to.
 A leaf: imports nothing of ours.
@@ -14,7 +14,9 @@ import fnmatch
 import os
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 #: Tune's experiment-level state files, in the experiment directory: fsynced, previous kept.
 STATE_PATTERNS = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "callback-states-*.pkl")
@@ -50,11 +52,20 @@ def fsync_dir(folder: Path) -> None:
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, fsync: bool = True) -> None:
     """Replace ``path`` by ``data`` whole: a temporary file beside it, fsynced, renamed over it."""
+    with atomic_writer(path, fsync=fsync) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[BinaryIO]:
+    """A file to write ``path`` through, piece by piece (a document too large to hold twice in
+    memory): it replaces ``path`` whole when the block ends, as :func:`write_atomic` does, and
+    not at all if the block raises."""
     path = Path(path)
     tmp = _tmp_path(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            yield f
             f.flush()
             if fsync:
                 os.fsync(f.fileno())

@@ -81,6 +81,8 @@ def test_scale_smoke(tmp_path):
     assert 30 <= data["killed_at"] < 60 and data["resume_s"] > 0
     check = data["resume_check"]
     assert check["ok"] and check["lost"] == 0 and check["ended_twice"] == 0 and check["ended_before_kill"] >= 30, check
+    trace = data["resume_memory_trace"]  # the resumed driver's memory, every 0.5 s
+    assert trace and all(0 < x["shared_mb"] < x["rss_mb"] for x in trace) and trace[-1]["t"] > trace[0]["t"]
     assert all(len(data[f"{k}_mb_by_block"]) == 3 for k in ("driver", "head", "searcher", "workers"))
     assert data["searcher_peak_mb"] > 0 and data["results_s"] > 0 and data["report_s"] > 0
     plain = data["plain_tune"]

@@ -308,10 +308,20 @@ def optimization_job_status(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_summary(experiment_dir: Path, summary: dict[str, Any]) -> Path:
-    from ..files import write_atomic
+    """``summary.json``, written as it is encoded: the text of 100,000 trials' rows is never
+    held whole (with its bytes, twice the rows' own memory at the end of a run)."""
+    import io
+
+    from ..files import atomic_writer
 
     path = experiment_dir / SUMMARY_FILE
-    write_atomic(path, json.dumps(summary, indent=2))
+    with atomic_writer(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8")
+        try:
+            json.dump(summary, text, indent=2)
+            text.flush()
+        finally:
+            text.detach()  # atomic_writer closes the file itself
     return path
 
 

@@ -90,8 +90,10 @@ def _retired_trial(experiment_dir: Path, record: dict[str, Any]) -> dict[str, An
     """A retired trial's record (see ``raytune_k8s._tune.retire``) in :func:`saved_trials`' form."""
     times = {name: record.get(name) if isinstance(record.get(name), (int, float)) and math.isfinite(record[name]) else None
              for name in ("start", "end")}
-    return {**record, **times, "trial_id": str(record.get("trial_id")), "tune_status": str(record.get("tune_status")),
-            "config": _decoded(record.get("config") or {}), "dir": experiment_dir / str(record.get("relative_logdir") or "")}
+    # these fields alone (not the record's metric statistics): a summary of 100,000 trials holds them all at once
+    return {"trial_id": str(record.get("trial_id")), "tune_status": str(record.get("tune_status")),
+            "config": _decoded(record.get("config") or {}), "dir": experiment_dir / str(record.get("relative_logdir") or ""),
+            **times, "error": record.get("error")}
 
 
 def _run_metadata(text: str) -> dict[str, Any]:
