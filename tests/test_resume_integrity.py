@@ -281,6 +281,45 @@ def test_reconcile_never_leaves_a_partial_rewrite(killed_midway, tmp_path, monke
     assert not state_path.with_name("other.json").exists()
 
 
+def test_a_resumes_preparation_reads_the_journal_once_and_concludes_the_same(killed_midway, tmp_path, monkeypatch):
+    """check, reconcile and expectations share one reading of the journal (reading_once); a
+    journal rewritten meanwhile (events recovered from the folders) is read again."""
+    from raytune_k8s.recovery import reconcile as recovery
+
+    def prepare(experiment_dir: Path, check: bool = True) -> tuple:
+        if check:
+            recovery.check_saved_state(experiment_dir)
+        done = recovery.reconcile(experiment_dir)
+        return done, recovery.journal_expectations(experiment_dir), experiment_dir.joinpath(JOURNAL_FILE).read_bytes()
+
+    real, reads = recovery.read_journal, []
+
+    def counted(*args, **kwargs):
+        reads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(recovery, "read_journal", counted)
+    _rewound(killed_midway, tmp_path / "each")
+    separately = prepare(tmp_path / "each")
+    assert len(reads) == 3 and separately[0].finished  # the rewind is what reconcile repairs
+    reads.clear()
+    _rewound(killed_midway, tmp_path / "once")
+    with recovery.reading_once():
+        together = prepare(tmp_path / "once")
+    assert len(reads) == 1 and together == separately
+
+    # the journal cut at a line (the check refuses that; reconcile alone): its lost events come
+    # back from the folders, it is rewritten, and read again
+    reads.clear()
+    _rewound(killed_midway, tmp_path / "cut")
+    journal = tmp_path / "cut" / JOURNAL_FILE
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[: len(lines) // 2]))
+    with recovery.reading_once():
+        done, (started, ended), _ = prepare(tmp_path / "cut", check=False)
+    assert len(reads) == 2 and done.journal_events_restored > 0 and (started, ended) == separately[1]
+
+
 def test_the_journal_is_closed_on_every_way_out_of_fit(tmp_path, ray_connected):
     """A KeyboardInterrupt out of a callback skips Tune's on_experiment_end: the journal's file
     is closed all the same."""

@@ -167,7 +167,7 @@ def resume(
 ) -> dict[str, Any]:
     """Continue an interrupted experiment; finished trials are kept, not run again. ``report``
     writes ``report.html`` at the end, as :func:`run` does."""
-    from ..recovery.reconcile import check_saved_state, journal_expectations, reconcile
+    from ..recovery.reconcile import check_saved_state, journal_expectations, reading_once, reconcile
     from ..scaling.quota import effective_parallelism
     from ..search.actor.driver import closing_searchers_created
     from .runtime import quiet_ray_logs, ray_session
@@ -175,9 +175,10 @@ def resume(
     experiment_dir = Path(experiment_dir).expanduser().resolve()
     spec = _saved_spec(experiment_dir)
     parallel = effective_parallelism(spec.parallel_trials, trial_resources(spec), quota)
-    check_saved_state(experiment_dir)  # every file the resume reads is whole, or it stops here
-    reconcile(experiment_dir)  # a driver killed between Tune's saves: finished trials stay finished
-    started, ended = journal_expectations(experiment_dir)
+    with reading_once():  # the journal read once for the three
+        check_saved_state(experiment_dir)  # every file the resume reads is whole, or it stops here
+        reconcile(experiment_dir)  # a driver killed between Tune's saves: finished trials stay finished
+        started, ended = journal_expectations(experiment_dir)
     with quiet_ray_logs(), ray_session(address), closing_searchers_created(), _no_new_state_unless_resumed(experiment_dir):
         tuner = _restored_tuner(experiment_dir, spec)
         control = _resumed_callbacks(tuner, spec, experiment_dir, started, ended)

@@ -161,6 +161,29 @@ def closing_journals() -> Iterator[None]:
 #: Every event starts with its kind and its trial: ``{"event": "...", "trial_id": "..."`` (the
 #: order :class:`ResultJournal` writes them in), so a trial's events can be passed over unparsed.
 _EVENT_TRIAL = re.compile(r'^\{"event": "[a-z]+", "trial_id": "([^"]+)"')
+_EVENT_TRIAL_BYTES = re.compile(_EVENT_TRIAL.pattern.encode())
+
+
+def first_damaged_line(experiment_dir: Path, skip_trials: Container[str] = ()) -> int | None:
+    """The number of the journal's first whole line that does not parse (None: none). A last
+    line cut short by a kill is not damage (it is skipped when read); the lines of
+    ``skip_trials`` (retired: their records are final elsewhere) are passed over unparsed."""
+    path = Path(experiment_dir) / JOURNAL_FILE
+    if not path.exists():
+        return None
+    with open(path, "rb") as f:  # line by line: a 100,000-trial journal is hundreds of MB
+        for i, line in enumerate(f):
+            if not line.endswith(b"\n"):
+                return None
+            if skip_trials:
+                head = _EVENT_TRIAL_BYTES.match(line)
+                if head is not None and head.group(1).decode() in skip_trials:
+                    continue
+            try:
+                json.loads(line)
+            except ValueError:
+                return i + 1
+    return None
 
 
 def read_journal(experiment_dir: Path, skip_trials: Container[str] = ()) -> Iterator[dict[str, Any]]:

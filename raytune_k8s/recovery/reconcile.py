@@ -36,15 +36,16 @@ import pickle
 import pickletools
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ray.tune import Callback
 
 from ..files import PREVIOUS_SUFFIX, previous_path, write_atomic
 from .._tune.retire import RETIRED_FILE, read_retired
-from .journal import JOURNAL_BYTES, JOURNAL_FILE, START_RECORD, read_journal
+from .journal import JOURNAL_BYTES, JOURNAL_FILE, START_RECORD, first_damaged_line, read_journal
 from ..trials import RETURNED_MARKER
 from ..results.tune_state import ERROR, TERMINATED, ResumeError
 
@@ -82,10 +83,50 @@ class Reconciled:
                     or self.journal_events_restored)
 
 
+#: While :func:`reading_once` is active: what was read, by the versions of the files read.
+_read: dict[tuple[Any, ...], Any] | None = None
+
+
+@contextmanager
+def reading_once() -> Iterator[None]:
+    """Within the block, each version of the journal and of the retired-trials file (its size,
+    mtime and inode: a rewrite makes a new one) is read once: a resume's check, reconcile and
+    expectations share one reading instead of three (at 60,000 trials each took 11-20 s).
+    For a resume's preparation only, when nothing but this module changes the trial folders."""
+    global _read
+    outer = _read
+    _read = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _read = outer
+
+
+def _version(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _once(kind: str, experiment_dir: Path, read: Callable[[], Any]) -> Any:
+    if _read is None:
+        return read()
+    key = (kind, str(experiment_dir), _version(experiment_dir / JOURNAL_FILE), _version(experiment_dir / RETIRED_FILE))
+    if key not in _read:
+        _read[key] = read()
+    return _read[key]
+
+
 def _journaled(experiment_dir: Path) -> dict[str, _Journaled]:
     """Every trial the journal knows, with what it knows; then what the trial folders add (a
     journal damaged after the fact: see :func:`_add_from_folders`). Trials retired from Tune's
     controller are left out: they ended, and their records are final (:func:`_retired`)."""
+    return _once("journaled", experiment_dir, functools.partial(_read_journaled, experiment_dir))
+
+
+def _read_journaled(experiment_dir: Path) -> dict[str, _Journaled]:
     trials: dict[str, _Journaled] = {}
     retired = _retired(experiment_dir)
     for event in read_journal(experiment_dir, skip_trials=retired):
@@ -361,7 +402,8 @@ def _retired(experiment_dir: Path) -> dict[str, str]:
     Only that: a resume after 60,000 retired trials that kept each one's config and metrics here
     (several copies at once) left the resumed driver 300 MB larger for the rest of the run; what
     the searcher needs of a few of them is read again, streamed (:func:`_reconcile_search`)."""
-    return {str(r["trial_id"]): str(r.get("relative_logdir") or "") for r in read_retired(experiment_dir)}
+    return _once("retired", experiment_dir,
+                 lambda: {str(r["trial_id"]): str(r.get("relative_logdir") or "") for r in read_retired(experiment_dir)})
 
 
 def _reconcile_search(experiment_dir: Path, state: dict[str, Any], journaled: dict[str, _Journaled],
@@ -591,18 +633,12 @@ def _journal_problems(experiment_dir: Path) -> list[str]:
     saved = _saved_journal_bytes(experiment_dir)
     if saved is not None and size < saved:
         problems.append(f"{JOURNAL_FILE} has {size} bytes where Tune's last save recorded {saved}: it was cut")
-    if path.exists():
-        with open(path, "rb") as f:  # line by line: a 100,000-trial journal is hundreds of MB
-            for i, line in enumerate(f):
-                if not line.endswith(b"\n"):
-                    break  # a last line cut short by a kill: skipped when read
-                try:
-                    json.loads(line)
-                except ValueError:
-                    problems.append(f"{JOURNAL_FILE} line {i + 1} is damaged")
-                    break
+    retired = _retired(experiment_dir)  # ended, and out of Tune's hands: their lines are not read again
+    damaged = first_damaged_line(experiment_dir, skip_trials=retired)
+    if damaged is not None:
+        problems.append(f"{JOURNAL_FILE} line {damaged} is damaged")
     known = {tid for tid, t in _journaled(experiment_dir).items() if t.state is not None}  # or their folders
-    known |= set(_retired(experiment_dir))  # ended, and out of Tune's hands
+    known |= set(retired)
     unknown = [tid for tid in _started_in_saved_state(experiment_dir) if tid not in known]
     if unknown:
         problems.append(f"{JOURNAL_FILE} does not know {len(unknown)} trials Tune's saved state has seen start "
