@@ -274,11 +274,15 @@ def test_reconcile_never_leaves_a_partial_rewrite(killed_midway, tmp_path, monke
         return real(path, data, **kwargs)
 
     monkeypatch.setattr(recovery, "write_atomic", second_write_fails)
-    writes = [(state_path, b"new state"), (state_path.with_name("other.json"), b"new")]
+    journal = state_path.with_name(JOURNAL_FILE)
+    prepared = recovery._journal_with(state_path.parent, [{"event": "error", "trial_id": "x"}])  # streamed beside it
+    assert prepared.read_bytes() == before[journal] + b'{"event": "error", "trial_id": "x"}\n'
+    writes = [(journal, prepared), (state_path, b"new state"), (state_path.with_name("other.json"), b"new")]
     with pytest.raises(OSError, match="disk full"):
         recovery._apply_all_or_nothing(writes)
-    assert state_path.read_bytes() == before[state_path]
+    assert state_path.read_bytes() == before[state_path] and journal.read_bytes() == before[journal]
     assert not state_path.with_name("other.json").exists()
+    assert sorted(p.name for p in state_path.parent.iterdir() if p.is_file()) == sorted(p.name for p in before)  # nothing left aside
 
 
 def test_a_resumes_preparation_reads_the_journal_once_and_concludes_the_same(killed_midway, tmp_path, monkeypatch):
