@@ -83,6 +83,7 @@ def test_scale_smoke(tmp_path):
     assert check["ok"] and check["lost"] == 0 and check["ended_twice"] == 0 and check["ended_before_kill"] >= 30, check
     trace = data["resume_memory_trace"]  # the resumed driver's memory, every 0.5 s
     assert trace and all(0 < x["shared_mb"] < x["rss_mb"] for x in trace) and trace[-1]["t"] > trace[0]["t"]
+    assert data["driver_traced_peak_mb"] >= max(x["rss_mb"] for x in trace)
     assert all(len(data[f"{k}_mb_by_block"]) == 3 for k in ("driver", "head", "searcher", "workers"))
     assert data["searcher_peak_mb"] > 0 and data["results_s"] > 0 and data["report_s"] > 0
     plain = data["plain_tune"]
