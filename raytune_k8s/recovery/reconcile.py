@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterator
 
 from ray.tune import Callback
 
-from ..files import PREVIOUS_SUFFIX, TMP_MARK, previous_path, write_atomic
+from ..files import PREVIOUS_SUFFIX, TMP_MARK, fsync_dir, previous_path, write_atomic
 from .._tune.retire import RETIRED_FILE, read_retired
 from .journal import JOURNAL_BYTES, JOURNAL_FILE, START_RECORD, first_damaged_line, read_journal
 from ..trials import RETURNED_MARKER
@@ -394,6 +394,7 @@ def _apply_all_or_nothing(writes: list[tuple[Path, bytes | Path]]) -> None:
             kept.append((path, original))
             if isinstance(data, Path):
                 os.replace(data, path)
+                fsync_dir(path.parent)
             else:
                 write_atomic(path, data)
     except BaseException:
