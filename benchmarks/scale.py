@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -441,7 +442,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         experiment_dir = storage / "scale"
         summary = json.loads((experiment_dir / "summary.json").read_text())
         if summary["trials"] != args.trials:
-            raise RuntimeError(f"the experiment ended with {summary['trials']} of {args.trials} trials (exit {run['code']})")
+            kept = args.keep or Path(tempfile.gettempdir()) / f"rtk8s-{name}-failed"
+            if args.keep is None:  # kept for a look, out of the temporary folder removed on the way out
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.move(str(experiment_dir), kept)
+            counts = {k: summary.get(k) for k in ("status", "reason", "trials_total", "succeeded", "early_stopped",
+                                                   "failed", "killed", "metrics_unavailable")}
+            raise RuntimeError(f"the experiment ended with {summary['trials']} of {args.trials} trials (exit {run['code']}): "
+                               f"{counts}; its directory is kept in {kept}")
         load_run = [round(x, 2) for x in os.getloadavg()]
         timings = time_commands(experiment_dir, args.trials)
         plain: dict[str, Any] | None = None
