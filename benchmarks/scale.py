@@ -426,9 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {', '.join(map(str, paths))}")
         return 0
     if args.smoke:
-        args.trials, args.block = 60, 20
-        args.kill_at = 30 if args.kill_at is None else args.kill_at
-        args.plain_tune = 40 if args.plain_tune is None else args.plain_tune
+        # enough trials that the kill lands mid-run though progress lines come once a second
+        args.trials, args.block = 400, 100
+        args.kill_at = 200 if args.kill_at is None else args.kill_at
+        args.plain_tune = 200 if args.plain_tune is None else args.plain_tune
     block = args.block or max(1, args.trials // 10)
     kill_at = args.kill_at if args.kill_at is not None else (int(args.trials * 0.6) if args.trials >= 50_000 else None)
     plain_n = min(args.trials, 20_000) if args.plain_tune is None else args.plain_tune

@@ -71,23 +71,23 @@ def test_search_quality_runs_are_seeded_and_regret_is_exact():
 
 @pytest.mark.benchmark_smoke
 def test_scale_smoke(tmp_path):
-    """60 trivial trials, SIGKILLed with their Ray at 30 and resumed; plain Tune beside them."""
+    """400 trivial trials, SIGKILLed with their Ray at 200 and resumed; plain Tune beside them."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--smoke", "--out", str(tmp_path)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     data = _outputs(tmp_path, "scale")
-    assert data["trials"] == 60 and len(data["blocks_ms_per_trial"]) == 3 and all(ms > 0 for ms in data["blocks_ms_per_trial"])
-    assert 30 <= data["killed_at"] < 60 and data["resume_s"] > 0
+    assert data["trials"] == 400 and len(data["blocks_ms_per_trial"]) == 4 and all(ms > 0 for ms in data["blocks_ms_per_trial"])
+    assert 200 <= data["killed_at"] < 400 and data["resume_s"] > 0
     check = data["resume_check"]
-    assert check["ok"] and check["lost"] == 0 and check["ended_twice"] == 0 and check["ended_before_kill"] >= 30, check
+    assert check["ok"] and check["lost"] == 0 and check["ended_twice"] == 0 and check["ended_before_kill"] >= 200, check
     trace = data["resume_memory_trace"]  # the resumed driver's memory, every 0.5 s
     assert trace and all(0 < x["shared_mb"] < x["rss_mb"] for x in trace) and trace[-1]["t"] > trace[0]["t"]
     assert data["driver_traced_peak_mb"] >= max(x["rss_mb"] for x in trace)
-    assert all(len(data[f"{k}_mb_by_block"]) == 3 for k in ("driver", "head", "searcher", "workers"))
+    assert all(len(data[f"{k}_mb_by_block"]) == 4 for k in ("driver", "head", "searcher", "workers"))
     assert data["searcher_peak_mb"] > 0 and data["results_s"] > 0 and data["report_s"] > 0
     plain = data["plain_tune"]
-    assert plain["trials_done"] == 40 and len(plain["blocks_ms_per_trial"]) == 2 and not plain["stopped_by_memory"]
+    assert plain["trials_done"] == 200 and len(plain["blocks_ms_per_trial"]) == 2 and not plain["stopped_by_memory"]
     assert set(data["checks"]) >= {"every_block_le_16_ms", "driver_peak_le_1500_mb", "resume_nothing_lost_or_rerun"}
 
 
