@@ -2,7 +2,8 @@
 
 :func:`write_atomic` writes into a temporary file in the same folder, fsyncs it and renames it
 over the target (``os.replace``): a reader sees the old file or the new one, whatever moment the
-writer dies at (:func:`atomic_writer`: the same, written piece by piece). Our own files (the spec, the summary, the searcher's snapshots) go through it;
+writer dies at (:func:`atomic_writer` does the same for a file written piece by piece). Our own
+files (the spec, the summary, the searcher's snapshots) go through it;
 :func:`copy_atomic` copies a file the same way (Tune's experiment sync, :mod:`._tune.atomic_files`),
 keeping the previous version of a state file (:func:`previous_path`) for a resume to fall back to.
 A leaf: imports nothing of ours.

@@ -310,18 +310,12 @@ def optimization_job_status(summary: dict[str, Any]) -> dict[str, Any]:
 def write_summary(experiment_dir: Path, summary: dict[str, Any]) -> Path:
     """``summary.json``, written as it is encoded: the text of 100,000 trials' rows is never
     held whole (with its bytes, twice the rows' own memory at the end of a run)."""
-    import io
-
     from ..files import atomic_writer
 
     path = experiment_dir / SUMMARY_FILE
-    with atomic_writer(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8")
-        try:
-            json.dump(summary, text, indent=2)
-            text.flush()
-        finally:
-            text.detach()  # atomic_writer closes the file itself
+    with atomic_writer(path) as f:
+        for chunk in json.JSONEncoder(indent=2).iterencode(summary):  # ASCII (ensure_ascii)
+            f.write(chunk.encode())
     return path
 
 
