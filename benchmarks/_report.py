@@ -124,11 +124,13 @@ def write_outputs(out: Path, name: str, data: dict[str, Any], markdown: str, fig
 def publish(
     out: Path, name: str, data: dict[str, Any], started: float, argv: Sequence[str] | None, packages: Sequence[str],
     text: str, markdown: Callable[[dict[str, Any]], str], figure: Callable[[dict[str, Any]], Any],
+    module: str | None = None,
 ) -> None:
     """Stamp a finished run (runtime since ``started``, environment), print ``text``, write the
-    json/md/png and say where."""
+    json/md/png and say where. ``module``: the benchmark's module when the files are named
+    otherwise (``scale_100k`` by ``benchmarks.scale``)."""
     data["runtime_s"] = time.monotonic() - started
-    data["environment"] = environment(f"benchmarks.{name}", list(argv if argv is not None else sys.argv[1:]), packages)
+    data["environment"] = environment(f"benchmarks.{module or name}", list(argv if argv is not None else sys.argv[1:]), packages)
     print(text)
     paths = write_outputs(out, name, data, markdown(data), figure(data))
     print(f"\n{data['runtime_s']:.0f} s; wrote {', '.join(map(str, paths))}")

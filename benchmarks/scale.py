@@ -109,6 +109,7 @@ def _rss_mb(driver: Any) -> dict[str, float]:
 
 
 TRACE_S, TRACE_EVERY_S = 120.0, 0.5
+LOG_LINES = 5000
 
 
 def _memory_trace(driver: Any, out: list[dict[str, float]], stop: Any) -> None:
@@ -133,14 +134,16 @@ def _memory_trace(driver: Any, out: list[dict[str, float]], stop: Any) -> None:
 
 
 def sampled_run(argv: list[str], kill_at: int | None = None, t0: float | None = None,
-                trace: list[dict[str, float]] | None = None) -> tuple[list[dict[str, float]], float, int]:
+                trace: list[dict[str, float]] | None = None,
+                log: list[str] | None = None) -> tuple[list[dict[str, float]], float, int]:
     """Run ``argv`` (a driver printing progress lines), sampling memory at each line; return the
     samples (t, done, MB by process kind), its wall seconds and exit code. ``t`` is the line's
     own elapsed time, or with ``t0`` (a resume, whose progress line counts from the experiment's
     first start) ``t0`` + the seconds since this command started. ``kill_at``:
     once that many trials are done, SIGKILL the driver and every process under it (a lost pod:
     no clean shutdown of anything), and return (exit code -9). ``trace``: filled with the
-    driver's memory from its start on (:func:`_memory_trace`)."""
+    driver's memory from its start on (:func:`_memory_trace`). ``log``: filled with its other
+    stderr lines (the last :data:`LOG_LINES`), to be kept when a run ends short."""
     import threading
 
     import psutil
@@ -165,6 +168,9 @@ def sampled_run(argv: list[str], kill_at: int | None = None, t0: float | None = 
                 break
         else:
             tail = (tail + [line])[-40:]
+            if log is not None:
+                log.append(line)
+                del log[:-LOG_LINES]
     code = child.wait()
     tracing.set()
     wall = time.monotonic() - start
@@ -189,9 +195,10 @@ def run_experiment(trials: int, parallel: int, storage: Path, kill_at: int | Non
     spec_file = storage / "scale.yaml"
     spec_file.write_text(yaml.safe_dump(spec(trials, parallel, algorithm, early_stopping)))
     run_trace: list[dict[str, float]] = []
+    log: list[str] = []  # the drivers' stderr (progress lines aside): kept with a run that ends short
     samples, wall, code = sampled_run(_cli("run", str(spec_file), "--storage-path", str(storage), "--no-report"), kill_at,
-                                      trace=run_trace)
-    out: dict[str, Any] = {"samples": samples, "wall": wall, "code": code,
+                                      trace=run_trace, log=log)
+    out: dict[str, Any] = {"samples": samples, "wall": wall, "code": code, "log": log,
                            "driver_traced_peak_mb": max((x["rss_mb"] for x in run_trace), default=None)}
     if kill_at is None:
         return out
@@ -200,7 +207,9 @@ def run_experiment(trials: int, parallel: int, storage: Path, kill_at: int | Non
     t_kill = samples[-1]["t"]
     gap_start = time.monotonic()
     trace: list[dict[str, float]] = []
-    resumed, resume_wall, code = sampled_run(_cli("resume", str(experiment_dir), "--no-report"), t0=t_kill, trace=trace)
+    log.append(f"--- SIGKILL at {samples[-1]['done'] if samples else 0} trials; raytune-k8s resume ---\n")
+    resumed, resume_wall, code = sampled_run(_cli("resume", str(experiment_dir), "--no-report"), t0=t_kill, trace=trace,
+                                             log=log)
     first_new = next((s for s in resumed if s["done"] > samples[-1]["done"]), None)
     out.update(
         samples=samples + resumed, wall=wall + (time.monotonic() - gap_start), code=code, killed_at=samples[-1]["done"],
@@ -447,10 +456,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.keep is None:  # kept for a look, out of the temporary folder removed on the way out
                 shutil.rmtree(kept, ignore_errors=True)
                 shutil.move(str(experiment_dir), kept)
+            (kept / "benchmark-driver-stderr.txt").write_text("".join(run["log"]))
+            sys.stderr.write("".join(run["log"][-60:]))
             counts = {k: summary.get(k) for k in ("status", "reason", "trials_total", "succeeded", "early_stopped",
                                                    "failed", "killed", "metrics_unavailable")}
             raise RuntimeError(f"the experiment ended with {summary['trials']} of {args.trials} trials (exit {run['code']}): "
-                               f"{counts}; its directory is kept in {kept}")
+                               f"{counts}; failed trials {(summary.get('failed_trials') or [])[:3]}; its directory is "
+                               f"kept in {kept}")
         load_run = [round(x, 2) for x in os.getloadavg()]
         timings = time_commands(experiment_dir, args.trials)
         plain: dict[str, Any] | None = None
@@ -502,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = (f"\nScale: {args.trials} trivial trials, P={args.parallel}, {args.algorithm}"
             f"{', ' + args.early_stopping if args.early_stopping else ''}\n{text_table(['block', 'ms/trial'], rows)}\n\n"
             + text_table(["figure", "value"], figure_rows(data)))
-    publish(args.out, name, data, start, argv, ["raytune_k8s", "ray"], text, markdown, figure)
+    publish(args.out, name, data, start, argv, ["raytune_k8s", "ray"], text, markdown, figure, module=NAME)
     return 0
 
 
@@ -609,7 +621,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"{'/'.join(map(str, data['loadavg_at_timings']))}: "
         f"on a {env['cpus']}-CPU machine (the run's own processes count too; anything above that is other "
         "work, which inflates every time here). "
-        f"{env['date_utc']}; `{env['command']}`. Chart: `{NAME}.png`; samples: `{NAME}.json`.",
+        f"{env['date_utc']}; `{env['command']}`. Chart: `{data['benchmark']}.png`; samples: `{data['benchmark']}.json`.",
     ])
 
 

@@ -370,8 +370,11 @@ def reconcile(experiment_dir: str | Path) -> Reconciled:
               f"{len(done.added)} trials it did not know, {len(done.checkpoints)} newer checkpoints, "
               f"{done.results_restored} results", file=sys.stderr)
     if lost:
-        print(f"note: {JOURNAL_FILE} had lost {len(lost)} events of {len({e['trial_id'] for e in lost})} trials; "
-              "recovered from their folders (start records, result.json, returned markers) and written back", file=sys.stderr)
+        # A trial writes its own folder first, the journal after: a stop between the two (or a
+        # damaged journal) leaves the journal short of these events.
+        print(f"note: {JOURNAL_FILE} lacked {len(lost)} events of {len({e['trial_id'] for e in lost})} trials (written to "
+              "their folders just before the stop, or lost from a damaged journal); recovered from the folders (start "
+              "records, result.json, returned markers) and written back", file=sys.stderr)
     return done
 
 
