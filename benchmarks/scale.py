@@ -450,12 +450,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = run_experiment(args.trials, args.parallel, storage, kill_at, args.algorithm, args.early_stopping)
         samples = run["samples"]
         experiment_dir = storage / "scale"
-        summary = json.loads((experiment_dir / "summary.json").read_text())
+        summary_file = experiment_dir / "summary.json"  # missing when the driver died before its summary
+        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {"trials": None}
         if summary["trials"] != args.trials:
             kept = args.keep or Path(tempfile.gettempdir()) / f"rtk8s-{name}-failed"
             if args.keep is None:  # kept for a look, out of the temporary folder removed on the way out
                 shutil.rmtree(kept, ignore_errors=True)
-                shutil.move(str(experiment_dir), kept)
+                shutil.move(str(experiment_dir), kept) if experiment_dir.exists() else kept.mkdir(parents=True)
             (kept / "benchmark-driver-stderr.txt").write_text("".join(run["log"]))
             sys.stderr.write("".join(run["log"][-60:]))
             counts = {k: summary.get(k) for k in ("status", "reason", "trials_total", "succeeded", "early_stopped",
