@@ -456,7 +456,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             kept = args.keep or Path(tempfile.gettempdir()) / f"rtk8s-{name}-failed"
             if args.keep is None:  # kept for a look, out of the temporary folder removed on the way out
                 shutil.rmtree(kept, ignore_errors=True)
-                shutil.move(str(experiment_dir), kept) if experiment_dir.exists() else kept.mkdir(parents=True)
+                if experiment_dir.exists():
+                    shutil.move(str(experiment_dir), kept)
+                else:
+                    kept.mkdir(parents=True)
             (kept / "benchmark-driver-stderr.txt").write_text("".join(run["log"]))
             sys.stderr.write("".join(run["log"][-60:]))
             counts = {k: summary.get(k) for k in ("status", "reason", "trials_total", "succeeded", "early_stopped",
