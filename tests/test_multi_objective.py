@@ -58,6 +58,19 @@ def test_objectives_become_the_objective_and_its_metrics():
      "random, grid, sobol, tpe, multivariate-tpe, nsga2, nsga3, gp"),
     ({"earlyStopping": {"algorithmName": "medianstop"}},
      "earlyStopping: 'medianstop' compares trials on one objective; it does not combine with several objectives: remove it"),
+    ({"algorithm": {"algorithmName": "pbt"}},
+     "algorithm.algorithmName: 'pbt' takes one objective and no constraints; with several objectives choose one of "
+     "random, grid, sobol, tpe, multivariate-tpe, nsga2, nsga3, gp"),
+    ({"algorithm": {"algorithmName": "darts"}},
+     "algorithm.algorithmName: 'darts' takes one objective and no constraints; with several objectives choose one of "
+     "random, grid, sobol, tpe, multivariate-tpe, nsga2, nsga3, gp"),
+    ({"algorithm": {"algorithmName": "enas"}},
+     "algorithm.algorithmName: 'enas' takes one objective and no constraints; with several objectives choose one of "
+     "random, grid, sobol, tpe, multivariate-tpe, nsga2, nsga3, gp"),
+    ({"earlyStopping": {"algorithmName": "asha"}},
+     "earlyStopping: 'asha' compares trials on one objective; it does not combine with several objectives: remove it"),
+    ({"earlyStopping": {"algorithmName": "hyperband"}},
+     "earlyStopping: 'hyperband' compares trials on one objective; it does not combine with several objectives: remove it"),
     ({"algorithm": {"algorithmName": "tpe", "algorithmSettings": [{"name": "engine", "value": "hyperopt"}]}},
      "algorithm.algorithmSettings: engine: hyperopt takes one objective and no constraints; with several objectives use "
      "Optuna's TPE (the default engine)"),
