@@ -598,8 +598,9 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join([
         "# Scale",
         "",
-        f"`raytune-k8s run` of {data['trials']} trivial Branin trials (random search, P={data['parallel']}, 1 CPU each) "
-        "in a child process with its embedded local Ray, run to the end. Memory is sampled at each progress line.",
+        f"`raytune-k8s run` of {data['trials']} trivial Branin trials ({_search_words(data)}, P={data['parallel']}, 1 CPU "
+        "each) in a child process with its embedded local Ray, run to the end. Memory is sampled at each progress line "
+        "(and the driver's every 0.5 s).",
         "",
         *([data["note"], ""] if data.get("note") else []),
         "## Cost per trial, by block",
@@ -618,7 +619,8 @@ def markdown(data: dict[str, Any]) -> str:
         markdown_table(["figure", "value"], figure_rows(data)),
         "",
         *(_plain_tune_lines(data) if data.get("plain_tune") else []),
-        *(["## Checks", "", markdown_table(["check", "measured"], [[k, v] for k, v in data["checks"].items()]), ""]
+        *(["## Checks", "", *(_measured_only_lines(data)),
+           markdown_table(["check", "measured"], [[k, v] for k, v in data["checks"].items()]), ""]
           if data.get("checks") else []),
         f"Load average (1/5/15 min) before the run {'/'.join(map(str, data['loadavg_before']))}, after it "
         f"{'/'.join(map(str, data['loadavg_after_run']))}, while the commands were timed "
@@ -627,6 +629,20 @@ def markdown(data: dict[str, Any]) -> str:
         "work, which inflates every time here). "
         f"{env['date_utc']}; `{env['command']}`. Chart: `{data['benchmark']}.png`; samples: `{data['benchmark']}.json`.",
     ])
+
+
+def _search_words(data: dict[str, Any]) -> str:
+    words = "random search" if data.get("algorithm", "random") == "random" else f"{data['algorithm']} search"
+    return words + (f", {data['early_stopping']} early stopping" if data.get("early_stopping") else "")
+
+
+def _measured_only_lines(data: dict[str, Any]) -> list[str]:
+    """The bounds are issue 30's for random search without early stopping; with a searcher or a
+    rule whose cost grows with the history by nature they are measured, not goals."""
+    if data.get("algorithm", "random") == "random" and not data.get("early_stopping"):
+        return []
+    return [f"The bounds below are the goals for random search without early stopping; with {_search_words(data)}, "
+            "whose cost grows with the trials already done by nature, they are measured here, not goals.", ""]
 
 
 def _plain_tune_lines(data: dict[str, Any]) -> list[str]:
