@@ -599,8 +599,8 @@ def markdown(data: dict[str, Any]) -> str:
         "# Scale",
         "",
         f"`raytune-k8s run` of {data['trials']} trivial Branin trials ({_search_words(data)}, P={data['parallel']}, 1 CPU "
-        "each) in a child process with its embedded local Ray, run to the end. Memory is sampled at each progress line "
-        "(and the driver's every 0.5 s).",
+        "each) in a child process with its embedded local Ray, run to the end. Memory is sampled at each progress line, "
+        "the driver's also every 0.5 s.",
         "",
         *([data["note"], ""] if data.get("note") else []),
         "## Cost per trial, by block",
@@ -619,7 +619,7 @@ def markdown(data: dict[str, Any]) -> str:
         markdown_table(["figure", "value"], figure_rows(data)),
         "",
         *(_plain_tune_lines(data) if data.get("plain_tune") else []),
-        *(["## Checks", "", *(_measured_only_lines(data)),
+        *(["## Checks", "", *_measured_only_lines(data),
            markdown_table(["check", "measured"], [[k, v] for k, v in data["checks"].items()]), ""]
           if data.get("checks") else []),
         f"Load average (1/5/15 min) before the run {'/'.join(map(str, data['loadavg_before']))}, after it "
