@@ -50,27 +50,13 @@ def test_objectives_become_the_objective_and_its_metrics():
     ({"objective": {"type": "minimize", "objectiveMetricName": "f1", "goal": 1.0}},
      "objective.goal: a goal stops one objective's search; with several objectives there is no single value to reach: "
      "remove it (maxTrialCount ends the run)"),
-    ({"algorithm": {"algorithmName": "cmaes"}},
-     "algorithm.algorithmName: 'cmaes' takes one objective and no constraints; with several objectives choose one of "
-     "random, grid, sobol, tpe, multivariate-tpe, nsga2, nsga3, gp"),
-    ({"algorithm": {"algorithmName": "hyperband"}},
-     "algorithm.algorithmName: 'hyperband' takes one objective and no constraints; with several objectives choose one of "
-     "random, grid, sobol, tpe, multivariate-tpe, nsga2, nsga3, gp"),
-    ({"earlyStopping": {"algorithmName": "medianstop"}},
-     "earlyStopping: 'medianstop' compares trials on one objective; it does not combine with several objectives: remove it"),
-    ({"algorithm": {"algorithmName": "pbt"}},
-     "algorithm.algorithmName: 'pbt' takes one objective and no constraints; with several objectives choose one of "
-     "random, grid, sobol, tpe, multivariate-tpe, nsga2, nsga3, gp"),
-    ({"algorithm": {"algorithmName": "darts"}},
-     "algorithm.algorithmName: 'darts' takes one objective and no constraints; with several objectives choose one of "
-     "random, grid, sobol, tpe, multivariate-tpe, nsga2, nsga3, gp"),
-    ({"algorithm": {"algorithmName": "enas"}},
-     "algorithm.algorithmName: 'enas' takes one objective and no constraints; with several objectives choose one of "
-     "random, grid, sobol, tpe, multivariate-tpe, nsga2, nsga3, gp"),
-    ({"earlyStopping": {"algorithmName": "asha"}},
-     "earlyStopping: 'asha' compares trials on one objective; it does not combine with several objectives: remove it"),
-    ({"earlyStopping": {"algorithmName": "hyperband"}},
-     "earlyStopping: 'hyperband' compares trials on one objective; it does not combine with several objectives: remove it"),
+    *[({"algorithm": {"algorithmName": name}},
+       f"algorithm.algorithmName: '{name}' takes one objective and no constraints; with several objectives choose one "
+       "of random, grid, sobol, tpe, multivariate-tpe, nsga2, nsga3, gp")
+      for name in ("cmaes", "hyperband", "pbt", "darts", "enas")],
+    *[({"earlyStopping": {"algorithmName": rule}},
+       f"earlyStopping: '{rule}' compares trials on one objective; it does not combine with several objectives: remove it")
+      for rule in ("medianstop", "asha", "hyperband")],
     ({"algorithm": {"algorithmName": "tpe", "algorithmSettings": [{"name": "engine", "value": "hyperopt"}]}},
      "algorithm.algorithmSettings: engine: hyperopt takes one objective and no constraints; with several objectives use "
      "Optuna's TPE (the default engine)"),
