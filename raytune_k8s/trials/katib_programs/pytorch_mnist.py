@@ -138,6 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.save_weights:
         torch.save(net.state_dict(), args.save_weights)
     if distributed:
+        # Every rank has written its files before any exits: a PyTorchJob succeeds when its master
+        # exits, and its workers are then stopped (a worker training without allreduce, slower than
+        # the master, lost its weights file so in CI).
+        dist.barrier()
         dist.destroy_process_group()
 
 
